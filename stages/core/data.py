@@ -1,0 +1,271 @@
+"""Datasets: download with integrity checks, IDX parsing, splits and normalization.
+
+Reads the official IDX ``.gz`` files (``data/raw/<dataset>/``) and the compact split
+arrays (``data/processed/<split>.npz``: uint8 images, int64 labels, class names).
+Normalization and padding happen at load time, in :func:`normalize`, and are undone
+for reporting by :func:`to_unit`, so every error is measured on the [0, 1] scale.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.error import URLError
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.datasets as tvd
+from torchvision.datasets.utils import download_url
+
+from .params import PipelineError, check, check_choice
+
+SPLITS = ("train", "val", "test")
+NORMALIZATIONS = ("unit", "symmetric")
+IMAGE_SIDE = 28
+N_CLASSES = 10
+
+# sha256 of the *decompressed* IDX files: a content hash that holds whatever gzip
+# settings a mirror used (the md5 sums torchvision checks are of the .gz bytes).
+SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+# torchvision's dataset classes own the mirrors, file names and class names.
+TORCHVISION = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}
+DATASETS = tuple(TORCHVISION)
+MIRROR_ENV = "DATA_MIRROR"
+SUMS_ENV = "DATA_SHA256SUMS"
+
+
+class DataError(PipelineError):
+    """A data file that is missing, corrupted or malformed; the message says what to do."""
+
+
+def class_names(dataset: str) -> list[str]:
+    return list(TORCHVISION[dataset].classes)
+
+
+def slug(name: str) -> str:
+    """'T-shirt/top' -> 't_shirt_top': a class name usable in a metric key."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The ``data`` section of params.yaml."""
+
+    dataset: str = "fashion_mnist"
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.dataset, DATASETS, "data.dataset")
+        check(0 < self.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The ``preprocess`` section: how images are normalized and padded at load time."""
+
+    normalize: str = "unit"
+    pad: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.normalize, NORMALIZATIONS, "preprocess.normalize")
+        check(self.pad in (0, 2), "preprocess.pad", f"must be 0 or 2, got {self.pad}")
+
+
+# --------------------------------------------------------------------------- download
+def raw_files(dataset: str) -> list[str]:
+    """The four official ``.gz`` file names, as torchvision lists them."""
+    return [name for name, _md5 in TORCHVISION[dataset].resources]
+
+
+def expected_sha256(dataset: str) -> dict[str, str]:
+    """The hash table in this file, or the one a ``DATA_SHA256SUMS`` file gives.
+
+    The override takes ``sha256sum`` lines naming ``<TorchvisionFolder>/raw/<file>``
+    (the layout of shared/data/SHA256SUMS); tests use it for synthetic files.
+    """
+    sums_file = os.environ.get(SUMS_ENV)
+    if not sums_file:
+        return SHA256[dataset]
+    folder = TORCHVISION[dataset].__name__
+    table = {}
+    for line in Path(sums_file).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            digest, path = line.split()
+            parts = Path(path).parts
+            if parts[0] == folder:
+                table[parts[-1]] = digest
+    if sorted(table) != sorted(SHA256[dataset]):
+        raise DataError(f"{SUMS_ENV}={sums_file} must list the four {folder} IDX files, found {sorted(table)}")
+    return table
+
+
+def verify(path: Path, expected: str) -> str | None:
+    """None if the gzip file decompresses to content with sha256 ``expected``; else why not."""
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, EOFError) as e:  # truncated gzip, or an HTML page instead of a file
+        return f"cannot be decompressed ({e})"
+    actual = digest.hexdigest()
+    return None if actual == expected else f"has sha256 {actual} after decompression, expected {expected}"
+
+
+def _fetch(name: str, dest_dir: Path, sources: list[str]) -> list[str]:
+    """Fetch ``name`` from the first source that has it; return the errors of the others."""
+    errors = []
+    for source in sources:
+        try:
+            if re.match(r"^[a-z]+://", source):
+                download_url(f"{source.rstrip('/')}/{name}", str(dest_dir), name)
+            else:
+                shutil.copyfile(Path(source) / name, dest_dir / name)
+            return errors
+        except (OSError, URLError, RuntimeError) as e:
+            errors.append(f"  {source}: {e}")
+    return errors
+
+
+def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str]:
+    """Make ``raw_dir`` hold the four verified ``.gz`` files of ``dataset``.
+
+    Files already present and valid are kept without touching the network. The others
+    come from ``mirror`` (a local folder or a URL) if given, else from torchvision's
+    official mirrors in turn. Everything is fetched into a temporary folder and checked
+    first: only when all files pass are they moved into ``raw_dir``, so a failure leaves
+    ``raw_dir`` as it was. Returns the names of the files fetched.
+    """
+    sums = expected_sha256(dataset)
+    sources = [mirror] if mirror else list(TORCHVISION[dataset].mirrors)
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    missing = [n for n in raw_files(dataset) if not (raw_dir / n).exists() or verify(raw_dir / n, sums[n[:-3]])]
+    problems = []
+    with tempfile.TemporaryDirectory(dir=raw_dir.parent, prefix=".download-") as tmp:
+        tmp = Path(tmp)
+        for name in missing:
+            errors = _fetch(name, tmp, sources)
+            if not (tmp / name).exists():
+                problems.append(f"{name}: could not be fetched:\n" + "\n".join(errors))
+            elif why := verify(tmp / name, sums[name[:-3]]):
+                problems.append(f"{name} from {sources[0] if mirror else 'the official mirrors'} {why}")
+        if problems:
+            raise DataError(
+                f"{dataset}: {len(problems)} file(s) failed; {raw_dir} was left unchanged.\n"
+                + "\n".join(problems)
+                + f"\nWhat to do: replace the file(s) in the mirror with the official ones, or point "
+                f"{MIRROR_ENV} at a folder or URL that holds the official files "
+                f"(here: {MIRROR_ENV}=../shared/data/FashionMNIST/raw)."
+            )
+        for name in missing:
+            os.replace(tmp / name, raw_dir / name)
+    return missing
+
+
+# ------------------------------------------------------------------------------ IDX
+IDX_MAGIC = {1: 0x0801, 3: 0x0803}  # unsigned bytes; 1 dim for labels, 3 for images
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Parse a gzipped IDX file of unsigned bytes with ``ndim`` dimensions."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot be decompressed ({e}); rerun the download stage") from e
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != IDX_MAGIC[ndim]:
+        raise DataError(f"{path}: magic number {magic:#06x}, expected {IDX_MAGIC[ndim]:#06x} (ubyte, {ndim}-d)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    size = int(np.prod(shape))
+    if len(data) - header != size:
+        raise DataError(f"{path}: header says {shape} = {size} bytes of data, file holds {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_raw(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of ``train`` or ``t10k``."""
+    images = read_idx(Path(raw_dir) / f"{prefix}-images-idx3-ubyte.gz", 3)
+    labels = read_idx(Path(raw_dir) / f"{prefix}-labels-idx1-ubyte.gz", 1)
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{raw_dir}/{prefix}: images are {images.shape[1:]}, expected 28x28")
+    if len(images) != len(labels):
+        raise DataError(f"{raw_dir}/{prefix}: {len(images)} images but {len(labels)} labels")
+    if labels.size and labels.max() >= N_CLASSES:
+        raise DataError(f"{raw_dir}/{prefix}: label {labels.max()} out of range 0-{N_CLASSES - 1}")
+    return images, labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------- normalization
+def normalize(images: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28 + 2 pad, 28 + 2 pad) in [0, 1] or [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)  # (N, 1, 28, 28)
+    if cfg.pad:
+        x = F.pad(x, (cfg.pad,) * 4)  # black border, before the shift to [-1, 1]
+    return (x - 0.5) / 0.5 if cfg.normalize == "symmetric" else x
+
+
+def to_unit(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Undo :func:`normalize`: back to [0, 1] and the original 28x28 (N, 1, 28, 28)."""
+    if cfg.normalize == "symmetric":
+        x = x * 0.5 + 0.5
+    return x[..., cfg.pad : x.shape[-2] - cfg.pad, cfg.pad : x.shape[-1] - cfg.pad]
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (N, 28, 28) uint8
+    labels: np.ndarray  # (N,) int64
+    classes: list[str]
+
+
+def load_split(processed_dir: Path, split: str) -> Split:
+    from .io import load_arrays
+
+    path = Path(processed_dir) / f"{split}.npz"
+    if not path.exists():
+        raise DataError(f"{path} is missing; run `dvc repro preprocess` first")
+    arrays = load_arrays(path)
+    return Split(arrays["images"], arrays["labels"], [str(c) for c in arrays["classes"]])
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Index batches over ``n`` items: shuffled by ``generator`` when one is given."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def load_tensors(processed_dir: Path, pre: PreprocessConfig, splits: tuple[str, ...] = SPLITS
+                 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], list[str]]:
+    """``{split: (x, y)}`` normalized for training, and the class names."""
+    out, classes = {}, []
+    for name in splits:
+        s = load_split(processed_dir, name)
+        out[name] = (normalize(s.images, pre), torch.from_numpy(s.labels))
+        classes = s.classes
+    return out, classes

@@ -1,0 +1,99 @@
+"""Every file the pipeline writes goes through here.
+
+Each writer writes a temporary file in the destination folder and renames it into
+place, so an interrupted stage never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _round(value: Any, digits: int = 6) -> Any:
+    """Six significant digits: readable in `dvc metrics diff`, exact enough for MSE ~ 0.01."""
+    if isinstance(value, dict):
+        return {k: _round(v, digits) for k, v in value.items()}
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_round(data), indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # uint8 arrays: compression costs seconds, saves little
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def save_figure(path: Path, fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        # A fixed Software tag keeps the PNG bytes free of the matplotlib version.
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, config: dict) -> None:
+    """The checkpoint carries the config that rebuilds the model (see models.build)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"model": state, "config": config}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    # weights_only: never unpickle arbitrary objects from a file.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def fmt_metrics(metrics: dict, digits: int = 4) -> str:
+    """One summary line: 'key=value key=value' with significant digits."""
+    return " ".join(f"{k}={v:.{digits}g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

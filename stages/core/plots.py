@@ -1,0 +1,161 @@
+"""Figures: each function takes arrays and returns a matplotlib Figure.
+
+Stages save them with ``io.save_figure`` under ``plots/<stage>/``. Images are expected
+on the [0, 1] scale, shaped (N, 28, 28) or (N, 1, 28, 28).
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from scipy.stats import norm  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+
+def _images(images: np.ndarray | torch.Tensor) -> np.ndarray:
+    a = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    return a.reshape(len(a), a.shape[-2], a.shape[-1])  # (N, H, W)
+
+
+def image_grid(images, titles: list[str] | None = None, ncols: int = 8, suptitle: str = "") -> Figure:
+    """A grid of images, each with an optional title (class names, predictions)."""
+    images = _images(images)
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+            if titles:
+                ax.set_title(titles[i], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def rows_of_images(rows: dict[str, np.ndarray], title: str = "") -> Figure:
+    """One labelled row per entry: originals over reconstructions, interpolation strips."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.5 * len(rows)), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        images = torch.from_numpy(_images(images)).unsqueeze(1)  # (N, 1, H, W)
+        grid = make_grid(images, nrow=len(images), padding=2, pad_value=1.0)[0]
+        ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, title: str) -> Figure:
+    """Images decoded on a grid over the latent plane: ``images`` is (len(z2) * len(z1), H, W),
+    row-major from the top row (largest z2)."""
+    images = torch.from_numpy(_images(images)).unsqueeze(1)
+    grid = make_grid(images, nrow=len(z1), padding=0)[0].numpy()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def histograms(values: dict[str, np.ndarray], xlabel: str, title: str = "", bins: int = 60, log: bool = False) -> Figure:
+    """Overlaid histograms on shared bins (pixel intensities, per-image MSE)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    lo = min(float(np.min(v)) for v in values.values())
+    hi = max(float(np.max(v)) for v in values.values())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+    for label, v in values.items():
+        ax.hist(v, bins=edges, alpha=0.5, label=label, log=log)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    if len(values) > 1:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def bars(counts: pd.DataFrame, title: str = "") -> Figure:
+    """Grouped bars: one group per index entry, one bar per column."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    counts.plot.bar(ax=ax, rot=30)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def latent_histograms(mu: np.ndarray, max_dims: int = 16) -> Figure:
+    """Each latent mean's histogram against the N(0, 1) density the prior asks for."""
+    d = min(mu.shape[1], max_dims)
+    ncols = min(d, 4)
+    nrows = -(-d // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.5 * nrows), squeeze=False)
+    grid = np.linspace(-4, 4, 200)
+    for i, ax in enumerate(axes.flat):
+        if i >= d:
+            ax.axis("off")
+            continue
+        ax.hist(mu[:, i], bins=50, density=True, alpha=0.6)
+        ax.plot(grid, norm.pdf(grid), "k--", lw=1, label="N(0, 1)")
+        ax.set_title(f"mu[{i}]", fontsize=9)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], title: str, axis_labels=("z[0]", "z[1]")) -> Figure:
+    """A 2-D scatter coloured by class name."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(classes):
+        sel = labels == c
+        ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.5, color=cmap(c % 10), label=name)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title)
+    ax.legend(markerscale=4, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def curves(history: pd.DataFrame, title: str = "") -> Figure:
+    """Per-epoch curves, one panel per quantity (loss, acc, kl...), all splits overlaid."""
+    prefixes = ("train_eval_", "train_", "val_")
+    quantities = sorted({c.split("_", 1)[1].replace("eval_", "", 1) for c in history.columns if c != "epoch"})
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.5), squeeze=False)
+    for ax, q in zip(axes[0], quantities):
+        for p in prefixes:
+            if f"{p}{q}" in history:
+                ax.plot(history["epoch"], history[f"{p}{q}"], marker="o", label=p.rstrip("_"))
+        ax.set_xlabel("epoch")
+        ax.set_title(q)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(actual: np.ndarray, predicted: np.ndarray, classes: list[str], title: str) -> Figure:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ConfusionMatrixDisplay.from_predictions(actual, predicted, labels=range(len(classes)), display_labels=classes,
+                                            ax=ax, xticks_rotation=45, colorbar=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

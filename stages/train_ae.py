@@ -1,0 +1,57 @@
+"""train_ae: the convolutional autoencoder on the shared backbone (``model`` section).
+
+Reads data/processed/. Writes models/ae.pt, metrics/train_ae.json and
+plots/train_ae/: history.csv (train loss during the epoch, re-evaluated after it, val),
+curves.png and reconstructions.png. Errors are per-pixel MSE on the [0, 1] scale.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.core import plots
+from stages.core.data import load_tensors
+from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
+from stages.core.models import AutoEncoder, check_loss, checkpoint_config, conv_config
+from stages.core.params import from_section, run
+from stages.core.training import TrainConfig, reconstructions, resolve_device, seed_everything, train_and_test
+
+PROCESSED_DIR = Path("data/processed")
+MODEL = Path("models/ae.pt")
+METRICS = Path("metrics/train_ae.json")
+PLOTS_DIR = Path("plots/train_ae")
+
+
+@dataclass(frozen=True)
+class AEConfig(TrainConfig):
+    loss: str = "mse"  # or "bce" (needs preprocess.normalize: unit)
+    normalize: str = "unit"  # from the preprocess section, to check the loss against
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_loss(self.loss, self.normalize)
+
+
+def main(params: dict, root: Path = Path(".")) -> dict:
+    conv = conv_config(params)
+    cfg = from_section(AEConfig, params.get("train_ae"), "train_ae", normalize=conv.normalize)
+    device = resolve_device(params.get("device", "auto"))
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    data, _ = load_tensors(root / PROCESSED_DIR, conv.preprocess)
+    model = AutoEncoder(conv, cfg.loss).to(device)
+    history, metrics = train_and_test(model, data, cfg, "train_ae", eval_train=True)
+
+    save_checkpoint(root / MODEL, model, checkpoint_config(model))
+    write_json(root / METRICS, metrics)
+    write_csv(root / PLOTS_DIR / "history.csv", history)
+    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_ae"))
+    save_figure(root / PLOTS_DIR / "reconstructions.png",
+                plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "AE, test set"))
+    print(f"train_ae: {fmt_metrics(metrics)} ({time.perf_counter() - start:.1f} s on {device})")
+    return metrics
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,75 @@
+"""train_vae: the convolutional VAE on the same backbone as the AE.
+
+Reads data/processed/. Writes models/vae.pt, metrics/train_vae.json and
+plots/train_vae/: history.csv (reconstruction, KL and total for train and val),
+curves.png, reconstructions.png, samples.png (decoded z ~ N(0, I)) and
+latent_histograms.png (test-set means against the N(0, 1) prior).
+
+Loss per image: reconstruction summed over pixels + beta * KL. The course weights the
+mean-over-pixels BCE by 500 and adds the KL; relative to the summed BCE over D pixels
+that is beta = D / 500 (1.57 for 28x28). See README, "VAE loss and beta".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stages.core import plots
+from stages.core.data import load_tensors, to_unit
+from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
+from stages.core.models import VAE, check_loss, checkpoint_config, conv_config
+from stages.core.params import check, from_section, run
+from stages.core.training import TrainConfig, batched, reconstructions, resolve_device, seed_everything, train_and_test
+
+PROCESSED_DIR = Path("data/processed")
+MODEL = Path("models/vae.pt")
+METRICS = Path("metrics/train_vae.json")
+PLOTS_DIR = Path("plots/train_vae")
+
+
+@dataclass(frozen=True)
+class VAEConfig(TrainConfig):
+    loss: str = "bce"
+    beta: float = 1.0
+    n_samples: int = 64  # images decoded from the prior for samples.png
+    normalize: str = "unit"  # from the preprocess section, to check the loss against
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_loss(self.loss, self.normalize)
+        check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
+        check(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
+
+
+def main(params: dict, root: Path = Path(".")) -> dict:
+    conv = conv_config(params)
+    cfg = from_section(VAEConfig, params.get("train_vae"), "train_vae", normalize=conv.normalize)
+    device = resolve_device(params.get("device", "auto"))
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    data, _ = load_tensors(root / PROCESSED_DIR, conv.preprocess)
+    model = VAE(conv, cfg.loss, cfg.beta).to(device)
+    history, metrics = train_and_test(model, data, cfg, "train_vae")
+
+    model.eval()
+    z = torch.randn(cfg.n_samples, conv.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    samples = to_unit(batched(model.decode, z, device), conv.preprocess)
+    mu = batched(model.encode, data["test"][0], device).numpy()
+
+    save_checkpoint(root / MODEL, model, checkpoint_config(model))
+    write_json(root / METRICS, metrics)
+    write_csv(root / PLOTS_DIR / "history.csv", history)
+    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_vae"))
+    save_figure(root / PLOTS_DIR / "reconstructions.png",
+                plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "VAE (decoding mu), test set"))
+    save_figure(root / PLOTS_DIR / "samples.png", plots.image_grid(samples, suptitle="VAE samples, z ~ N(0, I)"))
+    save_figure(root / PLOTS_DIR / "latent_histograms.png", plots.latent_histograms(mu))
+    print(f"train_vae: {fmt_metrics(metrics)} ({time.perf_counter() - start:.1f} s on {device})")
+    return metrics
+
+
+if __name__ == "__main__":
+    run(main)

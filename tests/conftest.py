@@ -1,0 +1,98 @@
+"""Shared fixtures: synthetic IDX files for both datasets and the real params, shrunk.
+
+The synthetic images are 28x28 uint8 with a bright class-dependent bar plus noise, so
+that classifiers and autoencoders have something to learn in a few epochs.
+"""
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages.core.data import DATASETS, SUMS_ENV, TORCHVISION
+from stages.core.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+N_TRAIN, N_TEST = 300, 100  # per split; 10 classes, balanced
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Serialize a uint8 array in the IDX format (magic 0x08 0x<ndim>, big-endian dims)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n, 28, 28))
+    for i, c in enumerate(labels):
+        images[i, 2 + 2 * c : 6 + 2 * c, 4:24] = 220  # a horizontal bar whose height encodes the class
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_dataset(folder: Path, seed: int = 0) -> dict[str, str]:
+    """Write the four .gz files; return {uncompressed name: sha256}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        images, labels = synthetic_images(n, seed + n)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            name = f"{prefix}-{kind}-ubyte"
+            raw = idx_bytes(array)
+            (folder / f"{name}.gz").write_bytes(gzip.compress(raw, mtime=0))
+            sums[name] = hashlib.sha256(raw).hexdigest()
+    return sums
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory) -> Path:
+    """A local mirror: <mirror>/<dataset>/ holds synthetic files for each dataset, and
+    <mirror>/SHA256SUMS lists their hashes in the layout of shared/data/SHA256SUMS."""
+    root = tmp_path_factory.mktemp("mirror")
+    lines = []
+    for seed, dataset in enumerate(DATASETS):
+        sums = write_dataset(root / dataset, seed)
+        folder = TORCHVISION[dataset].__name__
+        lines += [f"{digest}  {folder}/raw/{name}" for name, digest in sums.items()]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def synthetic_sums(mirror, monkeypatch) -> Path:
+    """Make the download stage accept the synthetic files' hashes."""
+    monkeypatch.setenv(SUMS_ENV, str(mirror / "SHA256SUMS"))
+    return mirror / "SHA256SUMS"
+
+
+def shrink(params: dict) -> dict:
+    """The real params.yaml, shrunk to tiny sizes: same keys, seconds of CPU."""
+    p = copy.deepcopy(params)
+    p["device"] = "cpu"
+    p["model"].update(widths=[4, 8], hidden=16)
+    for stage in ("train_classifier", "train_ae", "train_vae"):
+        p[stage].update(epochs=2, batch_size=64)
+    p["train_classifier"]["hidden"] = [32, 16]
+    return p
+
+
+@pytest.fixture
+def params() -> dict:
+    return shrink(load_params(REPO))
+
+
+@pytest.fixture
+def processed(tmp_path, mirror, synthetic_sums, params, monkeypatch) -> Path:
+    """A project root in tmp_path with data/raw and data/processed built from synthetic files."""
+    from stages import download, preprocess
+
+    monkeypatch.setenv("DATA_MIRROR", str(mirror / params["data"]["dataset"]))
+    download.main(params, tmp_path)
+    preprocess.main(params, tmp_path)
+    return tmp_path
