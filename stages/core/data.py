@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -109,9 +110,12 @@ def expected_sha256(dataset: str) -> dict[str, str]:
         return SHA256[dataset]
     folder = TORCHVISION[dataset].__name__
     table = {}
-    for line in Path(sums_file).read_text().splitlines():
+    for number, line in enumerate(Path(sums_file).read_text().splitlines(), 1):
         if line.strip() and not line.startswith("#"):
-            digest, path = line.split()
+            try:
+                digest, path = line.split()
+            except ValueError:
+                raise DataError(f"{sums_file}:{number}: expected '<sha256>  <path>', got {line!r}") from None
             parts = Path(path).parts
             if parts[0] == folder:
                 table[parts[-1]] = digest
@@ -127,7 +131,7 @@ def verify(path: Path, expected: str) -> str | None:
         with gzip.open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-    except (OSError, EOFError) as e:  # truncated gzip, or an HTML page instead of a file
+    except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip, or an HTML page
         return f"cannot be decompressed ({e})"
     actual = digest.hexdigest()
     return None if actual == expected else f"has sha256 {actual} after decompression, expected {expected}"
@@ -160,7 +164,7 @@ def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str
     sums = expected_sha256(dataset)
     sources = [mirror] if mirror else list(TORCHVISION[dataset].mirrors)
     raw_dir = Path(raw_dir)
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
     missing = [n for n in raw_files(dataset) if not (raw_dir / n).exists() or verify(raw_dir / n, sums[n[:-3]])]
     problems = []
     with tempfile.TemporaryDirectory(dir=raw_dir.parent, prefix=".download-") as tmp:
@@ -176,9 +180,10 @@ def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str
                 f"{dataset}: {len(problems)} file(s) failed; {raw_dir} was left unchanged.\n"
                 + "\n".join(problems)
                 + f"\nWhat to do: replace the file(s) in the mirror with the official ones, or point "
-                f"{MIRROR_ENV} at a folder or URL that holds the official files "
-                f"(here: {MIRROR_ENV}=../shared/data/FashionMNIST/raw)."
+                f"{MIRROR_ENV} at a folder or URL that holds the official {dataset} files, "
+                f"e.g. {MIRROR_ENV}=../shared/data/{TORCHVISION[dataset].__name__}/raw."
             )
+        raw_dir.mkdir(exist_ok=True)
         for name in missing:
             os.replace(tmp / name, raw_dir / name)
     return missing
@@ -190,10 +195,12 @@ IDX_MAGIC = {1: 0x0801, 3: 0x0803}  # unsigned bytes; 1 dim for labels, 3 for im
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse a gzipped IDX file of unsigned bytes with ``ndim`` dimensions."""
+    if not Path(path).exists():
+        raise DataError(f"{path} is missing; run the download stage (`dvc repro download`)")
     try:
         with gzip.open(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot be decompressed ({e}); rerun the download stage") from e
     header = 4 + 4 * ndim
     if len(data) < header:

@@ -298,6 +298,13 @@ def build(config: dict) -> nn.Module:
     return VAE(cfg, loss, beta) if kind == "vae" else AutoEncoder(cfg, loss)
 
 
+def from_checkpoint(checkpoint: dict) -> nn.Module:
+    """The model a checkpoint (``{"model": state_dict, "config": ...}``) describes, with its weights."""
+    model = build(checkpoint["config"])
+    model.load_state_dict(checkpoint["model"])
+    return model
+
+
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -7,6 +7,7 @@ checks its own values in ``__post_init__`` with :class:`ParamError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from pathlib import Path
@@ -47,7 +48,8 @@ def from_section(cls: type[T], section: dict | None, name: str, **extra: Any) ->
     if unknown:
         raise ParamError(
             f"unknown key {name}.{unknown[0]} in {PARAMS_FILE}; "
-            f"known keys of '{name}': {', '.join(sorted(set(fields) - set(extra)))}"
+            f"known keys of '{name}': {', '.join(sorted(set(fields) - set(extra)))}",
+            f"{name}.{unknown[0]}",
         )
     hints = typing.get_type_hints(cls)
     values = {}
@@ -57,11 +59,11 @@ def from_section(cls: type[T], section: dict | None, name: str, **extra: Any) ->
         elif key in section:
             values[key] = _coerce(section[key], hints[key], f"{name}.{key}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ParamError(f"missing key {name}.{key} in {PARAMS_FILE}")
+            raise ParamError(f"missing key {name}.{key} in {PARAMS_FILE}", f"{name}.{key}")
     try:
         return cls(**values)
     except ParamError as e:
-        if not e.key or e.key in extra:  # already qualified, or a top-level key
+        if not e.key or e.key in extra or e.key.startswith(f"{name}."):  # top-level or qualified
             raise
         raise ParamError(str(e).replace(e.key, f"{name}.{e.key}", 1), f"{name}.{e.key}") from None
 
@@ -72,18 +74,20 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (list, tuple):
         (item,) = set(typing.get_args(hint)) - {Ellipsis}
         if not isinstance(value, (list, tuple)):
-            raise ParamError(f"{key} must be a list, got {value!r}")
+            raise ParamError(f"{key} must be a list, got {value!r}", key)
         return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
-            return float(value)
+            if math.isfinite(number := float(value)):
+                return number
         except ValueError:
             pass
     elif hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     elif hint in (str, bool) and isinstance(value, hint):
         return value
-    raise ParamError(f"{key} must be {hint.__name__}, got {value!r}")
+    raise ParamError(f"{key} must be a finite {hint.__name__}, got {value!r}" if hint is float
+                     else f"{key} must be {hint.__name__}, got {value!r}", key)
 
 
 def check(ok: bool, key: str, message: str) -> None:

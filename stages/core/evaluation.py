@@ -1,0 +1,148 @@
+"""Evaluation: representations, reconstruction errors and downstream classifiers.
+
+A representation maps uint8 images (N, 28, 28) to features (N, d) and back to images
+on the [0, 1] scale. The AE (its z), the VAE (its mu) and PCA all go through the same
+path, so their numbers compare directly; PCA with ``latent_dim`` components is the
+linear baseline every autoencoder should beat.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from .data import IMAGE_SIDE, normalize, slug, to_unit
+from .models import AutoEncoder
+from .training import batched
+
+PIXELS = IMAGE_SIDE * IMAGE_SIDE
+
+
+def unit_pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 784) on [0, 1]."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+class Representation:
+    """encode: uint8 (N, 28, 28) -> (N, d); decode: (N, d) -> (N, 28, 28) on [0, 1]."""
+
+    name: str
+    dim: int
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ModelRepresentation(Representation):
+    """An AE's z or a VAE's mu; decoding mu gives the VAE's reconstructions."""
+
+    def __init__(self, name: str, model: AutoEncoder, device: torch.device):
+        self.name, self.model, self.device = name, model.to(device).eval(), device
+        self.dim = model.cfg.latent_dim
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return batched(self.model.encode, normalize(images, self.model.cfg.preprocess), self.device).numpy()
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        x = batched(self.model.decode, torch.from_numpy(np.asarray(z, dtype=np.float32)), self.device)
+        return to_unit(x, self.model.cfg.preprocess)[:, 0].numpy()  # (N, 28, 28)
+
+
+class PCARepresentation(Representation):
+    """sklearn's PCA fitted on the train pixels only, on the [0, 1] scale."""
+
+    def __init__(self, train_images: np.ndarray, dim: int, seed: int = 0):
+        self.name, self.dim = "pca", dim
+        self.pca = PCA(n_components=dim, svd_solver="randomized", random_state=seed).fit(unit_pixels(train_images))
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.pca.transform(unit_pixels(images)).astype(np.float32)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        # Clipped to the valid range, as the AE's sigmoid output is.
+        x = np.clip(self.pca.inverse_transform(z), 0.0, 1.0)
+        return x.reshape(len(z), IMAGE_SIDE, IMAGE_SIDE).astype(np.float32)
+
+
+def per_image_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Per-pixel MSE of each image on the [0, 1] scale: uint8 (N, 28, 28) vs [0, 1] (N, 28, 28) -> (N,)."""
+    diff = unit_pixels(images) - reconstructions.reshape(len(reconstructions), -1)
+    return (diff.astype(np.float64) ** 2).mean(axis=1)
+
+
+def mse_summary(name: str, mse: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Flat metric keys: ``<name>.mse_{mean,median,min,max,p95}`` and ``<name>.mse_mean_<class>``."""
+    out = {f"{name}.mse_mean": float(mse.mean()), f"{name}.mse_median": float(np.median(mse)),
+           f"{name}.mse_min": float(mse.min()), f"{name}.mse_max": float(mse.max()),
+           f"{name}.mse_p95": float(np.percentile(mse, 95))}
+    for c, cls in enumerate(classes):
+        if (labels == c).any():
+            out[f"{name}.mse_mean_{slug(cls)}"] = float(mse[labels == c].mean())
+    return out
+
+
+def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
+    """Features as they are when 2-D; otherwise a 2-D PCA or t-SNE projection."""
+    if features.shape[1] == 2:
+        return features, ("z[0]", "z[1]")
+    if features.shape[1] == 1:
+        return np.column_stack([features[:, 0], np.zeros(len(features))]), ("z[0]", "")
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, init="pca", random_state=seed).fit_transform(features), ("t-SNE 1", "t-SNE 2")
+    return PCA(n_components=2, random_state=seed).fit_transform(features), ("PC 1", "PC 2")
+
+
+def latent_grid(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An n x n grid over the occupied part of a 2-D latent plane (1st to 99th percentile).
+
+    Returns (z (n*n, 2) row-major from the top row, z1 values, z2 values ascending).
+    """
+    z1 = np.linspace(*np.percentile(codes[:, 0], [1, 99]), n)
+    z2 = np.linspace(*np.percentile(codes[:, 1], [1, 99]), n)
+    zz = np.array([[a, b] for b in z2[::-1] for a in z1], dtype=np.float32)
+    return zz, z1, z2
+
+
+def interpolate(rep: Representation, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+    """Decode ``steps`` points on the line between the codes of images ``a`` and ``b``."""
+    za, zb = rep.encode(np.stack([a, b]))
+    t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
+    return rep.decode((1 - t) * za + t * zb)
+
+
+# -------------------------------------------------------------------------- downstream
+def standardize(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Scale every split with the train split's mean and std only."""
+    scaler = StandardScaler().fit(features["train"])
+    return {split: scaler.transform(x).astype(np.float32) for split, x in features.items()}
+
+
+@dataclass
+class LogregResult:
+    C: float
+    val_acc: float
+    test_acc: float
+    test_pred: np.ndarray
+
+
+def logistic_regression(x: dict[str, np.ndarray], y: dict[str, np.ndarray], Cs: tuple[float, ...],
+                        max_iter: int, seed: int = 0) -> LogregResult:
+    """Multinomial logistic regression (lbfgs, warm-started along ``Cs``), C chosen on val."""
+    model = LogisticRegression(max_iter=max_iter, warm_start=True, random_state=seed)
+    best = None
+    for C in sorted(Cs):
+        model.set_params(C=C).fit(x["train"], y["train"])
+        val_acc = float((model.predict(x["val"]) == y["val"]).mean())
+        if best is None or val_acc > best.val_acc:
+            pred = model.predict(x["test"])
+            best = LogregResult(C, val_acc, float((pred == y["test"]).mean()), pred)
+    return best
