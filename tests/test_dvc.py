@@ -1,0 +1,95 @@
+"""End to end with the real `dvc` CLI on tiny synthetic data, in a temporary git repo."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, shrink
+
+from stages.core.data import MIRROR_ENV, SUMS_ENV
+from stages.core.params import load_params
+
+STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream"]
+LATENT_STAGES = {"train_ae", "train_vae", "evaluate", "downstream"}
+
+
+def make_repo(path: Path, mirror: Path) -> dict:
+    """A git + DVC repo with the project's code and dvc.yaml, and the params shrunk."""
+    path.mkdir()
+    shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", path)
+    (path / "params.yaml").write_text(yaml.safe_dump(shrink(load_params(REPO)), sort_keys=False))
+    env = {**os.environ, MIRROR_ENV: str(mirror / "fashion_mnist"), SUMS_ENV: str(mirror / "SHA256SUMS"),
+           # `python` in the stage commands must be this interpreter (the venv's).
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "code"]):
+        sh(cmd, path, env)
+    return env
+
+
+def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    if cmd[0] == "dvc":
+        cmd = [str(Path(sys.executable).parent / "dvc"), *cmd[1:]]
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def ran(output: str) -> set[str]:
+    return {s for s in STAGES if f"Running stage '{s}'" in output}
+
+
+def test_repro_then_up_to_date_then_experiment_reruns_only_latent_stages(tmp_path, mirror):
+    repo = tmp_path / "repo"
+    env = make_repo(repo, mirror)
+
+    first = sh(["dvc", "repro"], repo, env)
+    assert ran(first.stdout) == set(STAGES)
+    for path in ["metrics/downstream.json", "models/vae.pt", "plots/evaluate/manifold_ae.png"]:
+        assert (repo / path).exists(), path
+    status = sh(["dvc", "status"], repo, env)
+    assert "up to date" in status.stdout, status.stdout
+    assert ran(sh(["dvc", "repro"], repo, env).stdout) == set()
+
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "baseline"], repo, env)
+    exp = sh(["dvc", "exp", "run", "-S", "latent_dim=8"], repo, env)
+    assert ran(exp.stdout) == LATENT_STAGES, exp.stdout
+    diff = sh(["dvc", "metrics", "diff", "--md"], repo, env).stdout
+    assert "ae.logreg_test_acc" in diff and "metrics/downstream.json" in diff, diff
+    assert not (repo / "plots/evaluate/manifold_ae.png").exists()  # only drawn for a 2-D latent
+
+
+def test_corrupted_mirror_file_fails_repro_with_a_clear_message(tmp_path, mirror):
+    bad = tmp_path / "bad_mirror"
+    shutil.copytree(mirror / "fashion_mnist", bad)
+    name = "train-labels-idx1-ubyte.gz"
+    (bad / name).write_bytes(gzip.compress(gzip.decompress((bad / name).read_bytes())[:-1] + b"\x09"))
+    repo = tmp_path / "repo"
+    env = {**make_repo(repo, mirror), MIRROR_ENV: str(bad)}
+
+    result = sh(["dvc", "repro", "download"], repo, env, check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert name in message and "expected" in message and "What to do" in message, message
+    assert not list((repo / "data").glob("raw/fashion_mnist/*.gz"))
+
+
+@pytest.mark.slow
+def test_forced_rerun_gives_the_same_lock_file(tmp_path, mirror):
+    """Same params on the same CPU: `dvc repro -f` leaves dvc.lock (every hash) unchanged."""
+    repo = tmp_path / "repo"
+    env = make_repo(repo, mirror)
+    sh(["dvc", "repro"], repo, env)
+    before = (repo / "dvc.lock").read_text()
+    sh(["dvc", "repro", "-f"], repo, env)
+    assert (repo / "dvc.lock").read_text() == before
