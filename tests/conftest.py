@@ -58,7 +58,7 @@ def mirror(tmp_path_factory) -> Path:
     lines = []
     for seed, dataset in enumerate(DATASETS):
         sums = write_dataset(root / dataset, seed)
-        folder = TORCHVISION[dataset].__name__
+        folder = TORCHVISION[dataset]
         lines += [f"{digest}  {folder}/raw/{name}" for name, digest in sums.items()]
     (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     return root

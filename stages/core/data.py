@@ -22,8 +22,6 @@ from urllib.error import URLError
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.datasets as tvd
-from torchvision.datasets.utils import download_url
 
 from .params import PipelineError, check, check_choice
 
@@ -48,8 +46,9 @@ SHA256 = {
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     },
 }
-# torchvision's dataset classes own the mirrors, file names and class names.
-TORCHVISION = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}
+# torchvision's dataset classes own the mirrors, file names and class names; their
+# names are also the folder names in shared/data/SHA256SUMS.
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 DATASETS = tuple(TORCHVISION)
 MIRROR_ENV = "DATA_MIRROR"
 SUMS_ENV = "DATA_SHA256SUMS"
@@ -59,8 +58,21 @@ class DataError(PipelineError):
     """A data file that is missing, corrupted or malformed; the message says what to do."""
 
 
+def torchvision_dataset(dataset: str) -> type:
+    """torchvision's dataset class, imported only by the stages that need it (~1 s)."""
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, TORCHVISION[dataset])
+
+
+def download_url(url: str, root: str, filename: str) -> None:
+    from torchvision.datasets.utils import download_url as torchvision_download_url
+
+    torchvision_download_url(url, root, filename)
+
+
 def class_names(dataset: str) -> list[str]:
-    return list(TORCHVISION[dataset].classes)
+    return list(torchvision_dataset(dataset).classes)
 
 
 def slug(name: str) -> str:
@@ -96,7 +108,7 @@ class PreprocessConfig:
 # --------------------------------------------------------------------------- download
 def raw_files(dataset: str) -> list[str]:
     """The four official ``.gz`` file names, as torchvision lists them."""
-    return [name for name, _md5 in TORCHVISION[dataset].resources]
+    return [name for name, _md5 in torchvision_dataset(dataset).resources]
 
 
 def expected_sha256(dataset: str) -> dict[str, str]:
@@ -108,7 +120,7 @@ def expected_sha256(dataset: str) -> dict[str, str]:
     sums_file = os.environ.get(SUMS_ENV)
     if not sums_file:
         return SHA256[dataset]
-    folder = TORCHVISION[dataset].__name__
+    folder = TORCHVISION[dataset]
     table = {}
     for number, line in enumerate(Path(sums_file).read_text().splitlines(), 1):
         if line.strip() and not line.startswith("#"):
@@ -162,7 +174,7 @@ def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str
     ``raw_dir`` as it was. Returns the names of the files fetched.
     """
     sums = expected_sha256(dataset)
-    sources = [mirror] if mirror else list(TORCHVISION[dataset].mirrors)
+    sources = [mirror] if mirror else list(torchvision_dataset(dataset).mirrors)
     raw_dir = Path(raw_dir)
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
     missing = [n for n in raw_files(dataset) if not (raw_dir / n).exists() or verify(raw_dir / n, sums[n[:-3]])]
@@ -181,7 +193,7 @@ def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str
                 + "\n".join(problems)
                 + f"\nWhat to do: replace the file(s) in the mirror with the official ones, or point "
                 f"{MIRROR_ENV} at a folder or URL that holds the official {dataset} files, "
-                f"e.g. {MIRROR_ENV}=../shared/data/{TORCHVISION[dataset].__name__}/raw."
+                f"e.g. {MIRROR_ENV}=../shared/data/{TORCHVISION[dataset]}/raw."
             )
         raw_dir.mkdir(exist_ok=True)
         for name in missing:

@@ -14,12 +14,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
 
 
 def _images(images: np.ndarray | torch.Tensor) -> np.ndarray:
     a = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     return a.reshape(len(a), a.shape[-2], a.shape[-1])  # (N, H, W)
+
+
+def _make_grid(images: torch.Tensor, **kwargs) -> torch.Tensor:
+    from torchvision.utils import make_grid  # imported here: torchvision costs ~1 s at start-up
+
+    return make_grid(images, **kwargs)
 
 
 def image_grid(images, titles: list[str] | None = None, ncols: int = 8, suptitle: str = "") -> Figure:
@@ -44,7 +49,7 @@ def rows_of_images(rows: dict[str, np.ndarray], title: str = "") -> Figure:
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.5 * len(rows)), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         images = torch.from_numpy(_images(images)).unsqueeze(1)  # (N, 1, H, W)
-        grid = make_grid(images, nrow=len(images), padding=2, pad_value=1.0)[0]
+        grid = _make_grid(images, nrow=len(images), padding=2, pad_value=1.0)[0]
         ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_xticks([])
@@ -59,7 +64,7 @@ def manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, title: str) -> 
     """Images decoded on a grid over the latent plane: ``images`` is (len(z2) * len(z1), H, W),
     row-major from the top row (largest z2)."""
     images = torch.from_numpy(_images(images)).unsqueeze(1)
-    grid = make_grid(images, nrow=len(z1), padding=0)[0].numpy()
+    grid = _make_grid(images, nrow=len(z1), padding=0)[0].numpy()
     fig, ax = plt.subplots(figsize=(8, 8))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
     ax.set_xlabel("z[0]")

@@ -1,0 +1,216 @@
+"""stages/core/evaluation.py: reconstruction errors, representations (PCA, AE/VAE) and
+the downstream helpers, against direct numpy/sklearn computations on tiny arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_images
+from sklearn.linear_model import LogisticRegression
+
+from stages.core.data import normalize
+from stages.core.evaluation import (ModelRepresentation, PCARepresentation, interpolate, latent_grid,
+                                    logistic_regression, mse_summary, per_image_mse, project_2d, standardize,
+                                    unit_pixels)
+from stages.core.models import VAE, AutoEncoder, ConvConfig
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Synthetic uint8 images (N, 28, 28) and labels: a train and a test set."""
+    return {"train": synthetic_images(300, 1), "test": synthetic_images(100, 2)}
+
+
+def test_unit_pixels():
+    x = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    out = unit_pixels(x)
+    assert out.dtype == np.float32 and out.shape == (1, 4)
+    np.testing.assert_allclose(out, [[0, 1, 0.2, 0.4]], rtol=1e-6)
+
+
+def test_per_image_mse_matches_numpy():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 28, 28)).astype(np.uint8)
+    recon = rng.random((5, 28, 28)).astype(np.float32)
+    expected = ((images / 255.0 - recon) ** 2).mean(axis=(1, 2))
+    mse = per_image_mse(images, recon)
+    assert mse.shape == (5,)
+    np.testing.assert_allclose(mse, expected, rtol=1e-5)
+    np.testing.assert_allclose(per_image_mse(images, images / 255.0), 0, atol=1e-12)
+    # (N, 1, 28, 28) reconstructions are accepted as well
+    np.testing.assert_allclose(per_image_mse(images, recon[:, None]), expected, rtol=1e-5)
+
+
+# -------------------------------------------------------------------------------- PCA
+@pytest.mark.parametrize("d", [1, 2, 8])
+def test_pca_shapes_range_and_train_only_fit(d, images):
+    train, test = images["train"][0], images["test"][0]
+    rep = PCARepresentation(train, d)
+    assert (rep.name, rep.dim) == ("pca", d)
+    z = rep.encode(test)
+    assert z.shape == (len(test), d) and z.dtype == np.float32
+    x = rep.decode(z)
+    assert x.shape == (len(test), 28, 28)
+    assert x.min() >= 0 and x.max() <= 1
+    np.testing.assert_allclose(rep.pca.mean_, unit_pixels(train).mean(axis=0), atol=1e-6)
+    assert not np.allclose(rep.pca.mean_, unit_pixels(np.concatenate([train, test])).mean(axis=0), atol=1e-6)
+
+
+def test_pca_error_decreases_with_more_components(images):
+    train, test = images["train"][0], images["test"][0]
+    errors = []
+    for d in (1, 2, 8):
+        rep = PCARepresentation(train, d)
+        errors.append(per_image_mse(test, rep.decode(rep.encode(test))).mean())
+    assert errors[0] > errors[1] > errors[2], errors
+
+
+# ------------------------------------------------------------------- model representations
+@pytest.mark.parametrize("normalize_, pad", [("unit", 0), ("symmetric", 2)])
+def test_model_representation_round_trip_shapes(normalize_, pad, images):
+    torch.manual_seed(0)
+    model = AutoEncoder(ConvConfig(latent_dim=3, widths=(4, 8), hidden=16, normalize=normalize_, pad=pad))
+    rep = ModelRepresentation("ae", model, CPU)
+    assert rep.dim == 3 and not model.training
+    test = images["test"][0][:10]
+    z = rep.encode(test)
+    assert z.shape == (10, 3) and z.dtype == np.float32
+    with torch.no_grad():
+        np.testing.assert_allclose(z, model.encode(normalize(test, model.cfg.preprocess)).numpy(), atol=1e-6)
+    x = rep.decode(z)
+    assert x.shape == (10, 28, 28)  # padding removed
+    assert x.min() >= 0 and x.max() <= 1  # back on the [0, 1] scale, even from tanh
+    assert per_image_mse(test, x).shape == (10,)
+
+
+def test_vae_representation_is_the_deterministic_mean(images):
+    torch.manual_seed(0)
+    model = VAE(ConvConfig(latent_dim=2, widths=(4, 8), hidden=16)).train()
+    rep = ModelRepresentation("vae", model, CPU)
+    test = images["test"][0][:8]
+    z1, z2 = rep.encode(test), rep.encode(test)
+    np.testing.assert_array_equal(z1, z2)
+    with torch.no_grad():
+        mu, _ = model.encode_dist(normalize(test, model.cfg.preprocess))
+    np.testing.assert_allclose(z1, mu.numpy(), atol=1e-6)
+
+
+def test_interpolate_goes_from_one_code_to_the_other(images):
+    train, test = images["train"][0], images["test"][0]
+    rep = PCARepresentation(train, 2)
+    strip = interpolate(rep, test[0], test[1], 5)
+    assert strip.shape == (5, 28, 28)
+    ends = rep.decode(rep.encode(test[:2]))
+    np.testing.assert_allclose(strip[[0, -1]], ends, atol=1e-5)
+
+
+# ------------------------------------------------------------------------ summaries
+def test_mse_summary_keys_and_values():
+    rng = np.random.default_rng(0)
+    mse = rng.random(40)
+    labels = np.arange(40) % 3  # class 3 has no image
+    classes = ["T-shirt/top", "Trouser", "Ankle boot", "Bag"]
+    out = mse_summary("ae", mse, labels, classes)
+    assert set(out) == {f"ae.mse_{k}" for k in ("mean", "median", "min", "max", "p95")} | {
+        "ae.mse_mean_t_shirt_top", "ae.mse_mean_trouser", "ae.mse_mean_ankle_boot"}
+    assert out["ae.mse_mean"] == pytest.approx(mse.mean())
+    assert out["ae.mse_median"] == pytest.approx(np.median(mse))
+    assert out["ae.mse_min"] == pytest.approx(mse.min())
+    assert out["ae.mse_max"] == pytest.approx(mse.max())
+    assert out["ae.mse_p95"] == pytest.approx(np.percentile(mse, 95))
+    assert out["ae.mse_mean_ankle_boot"] == pytest.approx(mse[labels == 2].mean())
+    assert all(isinstance(v, float) for v in out.values())  # JSON-serializable
+
+
+def test_project_2d():
+    rng = np.random.default_rng(0)
+    two = rng.normal(size=(30, 2)).astype(np.float32)
+    points, axes = project_2d(two)
+    np.testing.assert_array_equal(points, two)
+    assert axes == ("z[0]", "z[1]")
+
+    eight = rng.normal(size=(30, 8)) * np.arange(1, 9)  # variance grows with the column
+    points, axes = project_2d(eight, "pca")
+    assert points.shape == (30, 2) and axes == ("PC 1", "PC 2")
+    top_two = np.linalg.eigvalsh(np.cov(eight.T))[::-1][:2]  # the covariance's largest eigenvalues
+    np.testing.assert_allclose(points.var(axis=0, ddof=1), top_two, rtol=1e-6)
+
+    one = rng.normal(size=(30, 1))
+    points, _ = project_2d(one)
+    assert points.shape == (30, 2)
+    np.testing.assert_array_equal(points[:, 0], one[:, 0])
+    np.testing.assert_array_equal(points[:, 1], 0)
+
+
+def test_latent_grid_spans_the_1st_to_99th_percentile():
+    rng = np.random.default_rng(0)
+    codes = np.column_stack([rng.normal(5, 1, 500), rng.normal(-3, 10, 500)])
+    n = 4
+    z, z1, z2 = latent_grid(codes, n)
+    assert z.shape == (n * n, 2) and z.dtype == np.float32
+    np.testing.assert_allclose(z1[[0, -1]], np.percentile(codes[:, 0], [1, 99]))
+    np.testing.assert_allclose(z2[[0, -1]], np.percentile(codes[:, 1], [1, 99]))
+    assert (np.diff(z1) > 0).all() and (np.diff(z2) > 0).all()
+    # row-major from the top row: z2 descends down the rows, z1 ascends along a row
+    grid = z.reshape(n, n, 2)
+    np.testing.assert_allclose(grid[0, :, 0], z1, rtol=1e-6)
+    np.testing.assert_allclose(grid[:, 0, 1], z2[::-1], rtol=1e-6)
+
+
+# -------------------------------------------------------------------------- downstream
+def test_standardize_uses_train_statistics_only():
+    rng = np.random.default_rng(0)
+    features = {"train": rng.normal(5, 3, (50, 4)) * [1, 2, 3, 4],
+                "val": rng.normal(-1, 1, (20, 4)), "test": rng.normal(10, 5, (30, 4))}
+    out = standardize(features)
+    assert all(out[s].dtype == np.float32 and out[s].shape == features[s].shape for s in features)
+    np.testing.assert_allclose(out["train"].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(out["train"].std(axis=0), 1, atol=1e-5)
+    mean, std = features["train"].mean(axis=0), features["train"].std(axis=0)
+    for s in ("val", "test"):
+        np.testing.assert_allclose(out[s], (features[s] - mean) / std, rtol=1e-5, atol=1e-5)
+        assert np.abs(out[s].mean(axis=0)).max() > 0.5  # not centred on its own statistics
+
+
+def blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated classes in 4-D."""
+    y = np.arange(n) % 3
+    centres = np.array([[4, 0, 0, 0], [0, 4, 0, 0], [0, 0, 4, 0]], dtype=float)
+    return (centres[y] + rng.normal(0, 0.5, (n, 4))).astype(np.float32), y
+
+
+def test_logistic_regression_on_separable_features():
+    rng = np.random.default_rng(0)
+    data = {s: blobs(n, rng) for s, n in (("train", 90), ("val", 30), ("test", 60))}
+    x, y = {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}
+    Cs = (1e-4, 0.01, 1.0)
+    result = logistic_regression(x, y, Cs, max_iter=200)
+    val_accs = {C: (LogisticRegression(C=C, max_iter=1000).fit(x["train"], y["train"]).predict(x["val"])
+                    == y["val"]).mean() for C in Cs}
+    assert result.C in Cs
+    assert result.val_acc == pytest.approx(max(val_accs.values()))
+    assert result.test_acc >= 0.95
+    assert result.test_pred.shape == y["test"].shape
+    assert result.test_acc == pytest.approx((result.test_pred == y["test"]).mean())
+
+
+def test_logistic_regression_chooses_C_on_val_not_on_test():
+    """Val favours the smallest C (which predicts the majority class), test the largest:
+    the result must follow val and report that C's test accuracy."""
+    rng = np.random.default_rng(0)
+
+    def two_classes(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = (rng.random(n) < 0.2).astype(int)  # class 1 is the minority
+        x = np.column_stack([np.where(y == 1, 2.0, -2.0) + rng.normal(0, 0.3, n), rng.normal(0, 1, n)])
+        return x.astype(np.float32), y
+
+    (x_train, y_train), (x_test, y_test) = two_classes(200), two_classes(100)
+    x_val = np.tile(np.float32([[2.0, 0.0]]), (10, 1))  # class 0 where class 1 lives
+    y_val = np.zeros(10, dtype=int)
+    result = logistic_regression({"train": x_train, "val": x_val, "test": x_test},
+                                 {"train": y_train, "val": y_val, "test": y_test}, (100.0, 1.0, 1e-4), 100)
+    assert result.C == 1e-4 and result.val_acc == 1.0
+    np.testing.assert_array_equal(result.test_pred, 0)
+    assert result.test_acc == pytest.approx((y_test == 0).mean())

@@ -1,0 +1,474 @@
+"""Models and the training loop: shapes, the course's two architectures from params,
+the KL against torch.distributions, the [0, 1]-scale MSE, checkpoints, overfitting one
+tiny batch, and fit's contract (best epoch, patience, divergence, determinism).
+
+Everything runs on small synthetic tensors built here, on the CPU, in a few seconds.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from stages.core import training
+from stages.core.data import PreprocessConfig, normalize
+from stages.core.io import load_checkpoint, save_checkpoint
+from stages.core.models import (
+    MLP,
+    VAE,
+    AutoEncoder,
+    ConvConfig,
+    MLPConfig,
+    check_loss,
+    checkpoint_config,
+    from_checkpoint,
+    kl_to_standard_normal,
+)
+from stages.core.params import ParamError
+from stages.core.training import TrainConfig, TrainingError, fit, resolve_device, seed_everything, train_and_test
+
+B = 3  # batch size of the shape tests
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """seed_everything flips process-wide torch flags; put them back for other tests."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    rng = torch.get_rng_state()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = benchmark
+    torch.set_rng_state(rng)
+
+
+def images(n: int, pre: PreprocessConfig = PreprocessConfig(), seed: int = 0) -> torch.Tensor:
+    """(n, 1, S, S) normalized like the pipeline's data: noise plus a bright bar."""
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 40, size=(n, 28, 28))
+    for i in range(n):
+        row = 2 + 2 * (i % 10)
+        raw[i, row : row + 4, 4:24] = 220
+    return normalize(raw.astype(np.uint8), pre)
+
+
+def conv_modules(module: nn.Module) -> list[tuple[str, int, int]]:
+    return [(type(m).__name__, m.in_channels, m.out_channels)
+            for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------ shapes
+def test_mlp_logits_shape():
+    for side in (28, 32):
+        model = MLP(MLPConfig(in_features=side * side))
+        assert model(torch.rand(B, 1, side, side)).shape == (B, 10)
+
+
+ARCHS = list(itertools.product(("convtranspose", "upsample"), (False, True), (False, True), (0, 16),
+                               ((4, 8), (4, 8, 16))))
+
+
+@pytest.mark.parametrize("normalize_, pad", [("unit", 0), ("unit", 2), ("symmetric", 0), ("symmetric", 2)])
+@pytest.mark.parametrize("decoder, out_conv, batch_norm, hidden, widths", ARCHS,
+                         ids=[f"{d}-out{int(o)}-bn{int(b)}-h{h}-w{len(w)}" for d, o, b, h, w in ARCHS])
+def test_conv_shapes_and_output_activation(normalize_, pad, decoder, out_conv, batch_norm, hidden, widths):
+    side = 28 + 2 * pad
+    cfg = ConvConfig(latent_dim=3, widths=widths, hidden=hidden, decoder=decoder, batch_norm=batch_norm,
+                     out_conv=out_conv, normalize=normalize_, pad=pad)
+    x = images(B, cfg.preprocess)
+    assert x.shape == (B, 1, side, side)
+    activation = torch.tanh if normalize_ == "symmetric" else torch.sigmoid
+    low = -1.0 if normalize_ == "symmetric" else 0.0
+
+    ae = AutoEncoder(cfg, "mse")
+    z = ae.encode(x)
+    assert z.shape == (B, 3)
+    assert ae.decode(z).shape == (B, 1, side, side)
+    out = ae(x)
+    assert out.shape == (B, 1, side, side)
+    assert low <= out.min() and out.max() <= 1.0
+    assert torch.equal(ae.decode(z), activation(ae.decoder(z)))
+
+    vae = VAE(cfg, "mse")
+    mu, logvar = vae.encode_dist(x)
+    assert mu.shape == logvar.shape == (B, 3)
+    assert vae(x).shape == (B, 1, side, side)
+    assert torch.equal(vae.encode(x), mu)
+    # No activation after the layer that makes the image, else the output range shrinks.
+    assert isinstance(ae.decoder.net[-1], (nn.Conv2d, nn.ConvTranspose2d))
+    assert ae.decoder.net[-1].out_channels == 1
+
+
+# ------------------------------------------------------- the course's architectures
+def test_course_mnist_autoencoder_from_params():
+    cfg = ConvConfig(latent_dim=2, widths=(8, 16, 32), hidden=64, activation="tanh",
+                     decoder="convtranspose", out_conv=False, normalize="unit", pad=0)
+    ae = AutoEncoder(cfg, "mse")
+    assert conv_modules(ae.encoder) == [("Conv2d", 1, 8), ("Conv2d", 8, 16), ("Conv2d", 16, 32)]
+    assert all(m.stride == (2, 2) for m in ae.encoder.modules() if isinstance(m, nn.Conv2d))
+    assert conv_modules(ae.decoder) == [("ConvTranspose2d", 32, 16), ("ConvTranspose2d", 16, 8),
+                                        ("ConvTranspose2d", 8, 1)]
+    assert any(isinstance(m, nn.Tanh) for m in ae.encoder.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in ae.modules())
+    linears = [(m.in_features, m.out_features) for m in ae.modules() if isinstance(m, nn.Linear)]
+    assert linears == [(32 * 4 * 4, 64), (64, 2), (2, 64), (64, 32 * 4 * 4)]
+    x = images(2)
+    z = ae.encode(x)
+    assert z.shape == (2, 2)
+    assert torch.equal(ae.decode(z), torch.sigmoid(ae.decoder(z)))
+    assert ae(x).shape == (2, 1, 28, 28)
+
+
+def test_course_fashion_autoencoder_on_32x32_from_params():
+    cfg = ConvConfig(latent_dim=2, widths=(32, 64, 128), hidden=0, activation="relu",
+                     decoder="convtranspose", out_conv=True, normalize="unit", pad=2)
+    ae = AutoEncoder(cfg, "mse")
+    assert conv_modules(ae.encoder) == [("Conv2d", 1, 32), ("Conv2d", 32, 64), ("Conv2d", 64, 128)]
+    assert conv_modules(ae.decoder) == [("ConvTranspose2d", 128, 128), ("ConvTranspose2d", 128, 64),
+                                        ("ConvTranspose2d", 64, 32), ("Conv2d", 32, 1)]
+    assert ae.decoder.net[-1].kernel_size == (3, 3)
+    # dense straight to 4x4x128, no hidden layer either side
+    linears = [(m.in_features, m.out_features) for m in ae.modules() if isinstance(m, nn.Linear)]
+    assert linears == [(128 * 4 * 4, 2), (2, 128 * 4 * 4)]
+    x = images(2, cfg.preprocess)
+    h = ae.decoder.net[:3](ae.encode(x))
+    assert h.shape == (2, 128, 4, 4)
+    assert ae(x).shape == (2, 1, 32, 32)
+
+
+def test_upsample_decoder_with_batch_norm_and_leaky_relu():
+    cfg = ConvConfig(widths=(8, 16, 32), hidden=0, activation="leaky_relu", decoder="upsample",
+                     batch_norm=True, out_conv=True, pad=2)
+    ae = AutoEncoder(cfg, "mse")
+    kinds = [type(m) for m in ae.decoder.net]
+    assert nn.ConvTranspose2d not in kinds
+    steps = [kinds[i : i + 4] for i, k in enumerate(kinds) if k is nn.Upsample]
+    assert steps == [[nn.Upsample, nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU]] * 3
+    assert all(m.negative_slope == 0.2 for m in ae.modules() if isinstance(m, nn.LeakyReLU))
+    assert [m.size for m in ae.decoder.net if isinstance(m, nn.Upsample)] == [(8, 8), (16, 16), (32, 32)]
+    assert ae(images(2, cfg.preprocess)).shape == (2, 1, 32, 32)
+
+
+# -------------------------------------------------------------------------------- KL
+def test_kl_matches_torch_distributions():
+    gen = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(16, 5, generator=gen) * 2, torch.randn(16, 5, generator=gen)
+    expected = kl_divergence(Normal(mu, torch.exp(logvar / 2)), Normal(0.0, 1.0)).sum(-1)
+    got = kl_to_standard_normal(mu, logvar)
+    assert got.shape == (16,)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_kl_is_zero_at_the_prior():
+    assert torch.equal(kl_to_standard_normal(torch.zeros(4, 3), torch.zeros(4, 3)), torch.zeros(4))
+
+
+# ------------------------------------------------------------------------------- VAE
+def test_vae_samples_z_in_train_mode_and_uses_mu_in_eval():
+    torch.manual_seed(0)
+    cfg = ConvConfig(widths=(4, 8), hidden=16)
+    vae = VAE(cfg, "bce", beta=0.5)
+    x = images(4)
+    vae.train()
+    assert vae.loss(x)[0].item() != vae.loss(x)[0].item()
+    vae.eval()
+    loss, stats = vae.loss(x)
+    assert loss.item() == vae.loss(x)[0].item()
+    assert set(stats) == {"loss", "recon", "kl", "mse"}
+    assert stats["loss"] == pytest.approx(stats["recon"] + 0.5 * stats["kl"], rel=1e-6)
+    # z = mu: the same numbers as decoding the mean by hand
+    mu, logvar = vae.encode_dist(x)
+    recon = nn.functional.binary_cross_entropy_with_logits(vae.decoder(mu), x, reduction="sum") / len(x)
+    assert stats["recon"] == pytest.approx(recon.item(), rel=1e-5)
+    assert stats["kl"] == pytest.approx(kl_to_standard_normal(mu, logvar).mean().item(), rel=1e-5)
+
+
+def test_vae_rejects_negative_beta():
+    with pytest.raises(ParamError, match="beta"):
+        VAE(ConvConfig(widths=(4,)), beta=-1.0)
+
+
+# ------------------------------------------------------------------------- unit MSE
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("normalize_, pad", [("unit", 0), ("unit", 2), ("symmetric", 0), ("symmetric", 2)])
+def test_stats_mse_is_per_pixel_on_unit_scale_of_the_28x28(kind, normalize_, pad):
+    torch.manual_seed(0)
+    cfg = ConvConfig(widths=(4, 8), hidden=16, normalize=normalize_, pad=pad)
+    model = (VAE(cfg, "mse") if kind == "vae" else AutoEncoder(cfg, "mse")).eval()
+    x = images(5, cfg.preprocess)
+    with torch.no_grad():
+        _, stats = model.loss(x)
+        x_hat = model(x).numpy()
+    x = x.numpy()
+    if normalize_ == "symmetric":
+        x, x_hat = x * 0.5 + 0.5, x_hat * 0.5 + 0.5
+    crop = (..., slice(pad, pad + 28), slice(pad, pad + 28))
+    expected = np.mean((x_hat[crop] - x[crop]) ** 2)
+    assert stats["mse"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_symmetric_mse_stat_is_a_quarter_of_the_training_loss():
+    torch.manual_seed(0)
+    ae = AutoEncoder(ConvConfig(widths=(4, 8), hidden=16, normalize="symmetric"), "mse")
+    x = images(5, PreprocessConfig("symmetric"))
+    with torch.no_grad():
+        loss, stats = ae.loss(x)
+        raw = (ae(x) - x).pow(2).mean().item()  # on [-1, 1]
+    assert loss.item() == pytest.approx(raw, rel=1e-5)
+    assert stats["mse"] == pytest.approx(raw / 4, rel=1e-5)
+
+
+def test_bce_with_symmetric_data_is_refused():
+    with pytest.raises(ParamError) as e:
+        check_loss("bce", "symmetric")
+    assert e.value.key == "loss"
+    assert re.match(r"loss: ", str(e.value))
+    check_loss("bce", "unit")
+    check_loss("mse", "symmetric")
+    cfg = ConvConfig(widths=(4,), normalize="symmetric")
+    with pytest.raises(ParamError, match="loss"):
+        AutoEncoder(cfg, "bce")
+    with pytest.raises(ParamError, match="loss"):
+        VAE(cfg)  # bce by default
+    with pytest.raises(ParamError, match="loss"):
+        AutoEncoder(ConvConfig(widths=(4,)), "l1")
+
+
+# ----------------------------------------------------------------------- checkpoints
+class NotAWeight:
+    pass
+
+
+@pytest.mark.parametrize("kind", ["mlp", "ae", "vae"])
+def test_checkpoint_round_trip_rebuilds_the_same_model(kind, tmp_path):
+    torch.manual_seed(0)
+    cfg = ConvConfig(latent_dim=3, widths=(4, 8), hidden=16, batch_norm=True, decoder="upsample",
+                     activation="elu", out_conv=True, normalize="symmetric", pad=2)
+    if kind == "mlp":
+        model, x = MLP(MLPConfig(in_features=32 * 32, hidden=(16, 8), dropout=0.3)), images(4, cfg.preprocess)
+    elif kind == "ae":
+        model, x = AutoEncoder(cfg, "mse"), images(4, cfg.preprocess)
+    else:
+        model, x = VAE(cfg, "mse", beta=2.5), images(4, cfg.preprocess)
+    model.train()
+    with torch.no_grad():
+        model(x)  # batch-norm running stats away from their initial values
+    model.eval()
+    save_checkpoint(tmp_path / "m.pt", model, checkpoint_config(model))
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    rebuilt = from_checkpoint(checkpoint).eval()
+    assert type(rebuilt) is type(model)
+    assert rebuilt.cfg == model.cfg
+    assert state_equal(rebuilt.state_dict(), model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+        if kind != "mlp":
+            assert rebuilt.loss_kind == model.loss_kind
+            assert rebuilt.loss(x)[1] == model.loss(x)[1]
+        if kind == "vae":
+            assert rebuilt.beta == 2.5
+            assert all(torch.equal(a, b) for a, b in zip(rebuilt.encode_dist(x), model.encode_dist(x)))
+
+
+def test_load_checkpoint_refuses_arbitrary_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "config": {}, "x": NotAWeight()}, path)
+    assert isinstance(torch.load(path, weights_only=False)["x"], NotAWeight)  # a valid file
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)
+
+
+# ----------------------------------------------------------------- overfit one batch
+def test_autoencoder_overfits_one_tiny_batch():
+    torch.manual_seed(0)
+    ae = AutoEncoder(ConvConfig(latent_dim=4, widths=(8, 16), hidden=32), "mse")
+    x = images(8)
+    opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
+    first = ae.loss(x)[0].item()
+    for _ in range(200):
+        loss, _ = ae.loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert ae.loss(x)[0].item() < 0.1 * first  # reaches ~0.03
+
+
+def test_mlp_memorizes_random_labels():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    mlp = MLP(MLPConfig(hidden=(32,), dropout=0.0))
+    opt = torch.optim.Adam(mlp.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss, _ = mlp.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    mlp.eval()
+    assert mlp.loss(x, y)[1]["acc"] == 1.0
+
+
+# ---------------------------------------------------------------------- training loop
+def toy_data(n: int, seed: int, features: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random points with random labels: the model can only overfit, so val loss turns up."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, features, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+
+
+def toy_mlp(seed: int = 0) -> MLP:
+    seed_everything(seed)
+    return MLP(MLPConfig(in_features=8, hidden=(64,), dropout=0.1))
+
+
+def test_fit_keeps_the_best_epoch_weights():
+    model = toy_mlp()
+    train, val = toy_data(64, 1), toy_data(64, 2)
+    history, best_epoch = fit(model, train, val, TrainConfig(epochs=12, batch_size=16, lr=1e-2), "toy")
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert history["epoch"].tolist() == list(range(1, 13))
+    assert best_epoch == history["epoch"][history["val_loss"].idxmin()]
+    assert best_epoch < 12  # precondition: the last epoch is not the best, so restoring matters
+    val_loss = training.evaluate(model, *val)["loss"]
+    assert val_loss == pytest.approx(history.set_index("epoch").loc[best_epoch, "val_loss"], rel=1e-6)
+    assert val_loss < history["val_loss"].iloc[-1]
+
+
+def test_fit_eval_train_adds_train_eval_columns():
+    model = toy_mlp()
+    history, _ = fit(model, toy_data(32, 1), toy_data(32, 2), TrainConfig(epochs=2, batch_size=16), "toy",
+                     eval_train=True)
+    assert set(history.columns) == {"epoch", "train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
+                                    "val_loss", "val_acc"}
+    assert len(history) == 2
+
+
+def fake_evaluate(monkeypatch, losses: list[float]) -> list[dict]:
+    """Make training.evaluate return ``losses`` in turn; return the model states it saw."""
+    seen = []
+
+    def evaluate(model, x, y, batch_size=256):
+        seen.append(copy.deepcopy(model.state_dict()))
+        return {"loss": losses[len(seen) - 1]}
+
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    return seen
+
+
+def test_patience_stops_when_val_loss_stops_improving(monkeypatch):
+    seen = fake_evaluate(monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3])
+    model = toy_mlp()
+    history, best_epoch = fit(model, toy_data(32, 1), toy_data(32, 2),
+                              TrainConfig(epochs=10, batch_size=16, lr=1e-2, patience=2), "toy")
+    assert best_epoch == 2
+    assert history["epoch"].tolist() == [1, 2, 3, 4]  # epochs 3 and 4 did not improve
+    assert state_equal(model.state_dict(), seen[1])  # the weights evaluated in epoch 2
+    assert not state_equal(model.state_dict(), seen[-1])
+
+
+def test_patience_zero_never_stops(monkeypatch):
+    fake_evaluate(monkeypatch, [1.0, 2.0, 3.0, 4.0, 5.0])
+    history, best_epoch = fit(toy_mlp(), toy_data(32, 1), toy_data(32, 2),
+                              TrainConfig(epochs=5, batch_size=16, patience=0), "toy")
+    assert (best_epoch, len(history)) == (1, 5)
+
+
+def test_train_and_test_metrics():
+    model = toy_mlp()
+    data = {"train": toy_data(64, 1), "val": toy_data(32, 2), "test": toy_data(32, 3)}
+    history, metrics = train_and_test(model, data, TrainConfig(epochs=3, batch_size=16, lr=1e-2), "toy")
+    assert set(metrics) == {"test_loss", "test_acc", "val_loss", "val_acc", "best_epoch", "epochs_run"}
+    assert metrics["epochs_run"] == len(history) == 3
+    best = history.set_index("epoch").loc[metrics["best_epoch"]]
+    assert metrics["val_loss"] == best["val_loss"] and metrics["val_acc"] == best["val_acc"]
+    assert metrics["val_loss"] == history["val_loss"].min()
+    assert metrics["test_loss"] == pytest.approx(training.evaluate(model, *data["test"])["loss"], rel=1e-6)
+
+
+class NaNAfter(nn.Module):
+    """A model whose loss turns NaN after ``calls`` training batches (in eval mode when ``in_eval``)."""
+
+    def __init__(self, calls: int = 0, in_eval: bool = False):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.calls, self.in_eval = calls, in_eval
+
+    def loss(self, x, y):
+        if self.in_eval:
+            bad = not self.training
+        else:
+            bad = self.training and self.calls <= 0
+            self.calls -= self.training
+        loss = (self.w * x.mean()).sum() * (float("nan") if bad else 1.0)
+        return loss, {"loss": loss.item()}
+
+
+@pytest.mark.parametrize("calls, epoch", [(0, 1), (4, 2)])
+def test_non_finite_loss_names_the_epoch_and_the_lr(calls, epoch):
+    model = NaNAfter(calls)
+    with pytest.raises(TrainingError) as e:
+        fit(model, toy_data(64, 1), toy_data(16, 2), TrainConfig(epochs=3, batch_size=16, lr=0.05), "train_ae")
+    msg = str(e.value)
+    assert re.search(rf"\bin epoch {epoch}\b", msg), msg
+    assert "lower train_ae.lr" in msg and "0.05" in msg
+
+
+def test_divergent_lr_on_the_mlp_raises_training_error():
+    with pytest.raises(TrainingError, match=r"in epoch \d+: .*lower toy\.lr \(now 1e\+06\)"):
+        fit(toy_mlp(), toy_data(64, 1), toy_data(16, 2),
+            TrainConfig(epochs=5, batch_size=16, lr=1e6, optimizer="sgd"), "toy")
+
+
+def test_never_finite_val_loss_raises_training_error():
+    with pytest.raises(TrainingError, match=r"validation loss was never finite; lower toy\.lr"):
+        fit(NaNAfter(in_eval=True), toy_data(32, 1), toy_data(16, 2), TrainConfig(epochs=2, batch_size=16), "toy")
+
+
+# ----------------------------------------------------------------------- determinism
+def fit_vae(seed: int, init_seed: int | None = None) -> tuple[dict, object]:
+    seed_everything(seed if init_seed is None else init_seed)
+    model = VAE(ConvConfig(latent_dim=2, widths=(4, 8), hidden=16, batch_norm=True), "bce")
+    x = images(24, seed=1)
+    y = torch.zeros(24, dtype=torch.long)
+    history, _ = fit(model, (x[:16], y[:16]), (x[16:], y[16:]),
+                     TrainConfig(epochs=2, batch_size=8, seed=seed), "train_vae")
+    return model.state_dict(), history
+
+
+def test_same_seed_same_weights_and_history():
+    state_a, history_a = fit_vae(0)
+    state_b, history_b = fit_vae(0)
+    assert state_equal(state_a, state_b)
+    assert history_a.equals(history_b)
+    state_c, history_c = fit_vae(1)
+    assert not state_equal(state_a, state_c)
+    assert not history_a.equals(history_c)
+
+
+def test_train_seed_alone_changes_the_batch_order():
+    state_a, _ = fit_vae(0, init_seed=0)
+    state_b, _ = fit_vae(1, init_seed=0)  # same initial weights and noise, other shuffles
+    assert not state_equal(state_a, state_b)
+
+
+# --------------------------------------------------------------------------- devices
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(TrainingError, match="cuda"):
+        resolve_device("cuda")
+    with pytest.raises(ParamError) as e:
+        resolve_device("tpu")
+    assert e.value.key == "device"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")

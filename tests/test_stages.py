@@ -1,0 +1,396 @@
+"""Each stage's ``main`` on tiny synthetic data, outputs checked against dvc.yaml.
+
+The pipeline runs once per module (latent_dim 2, then latent_dim 8 as `dvc exp run -S
+latent_dim=8` would), each in its own root copied from one download + preprocess; the
+tests read what it wrote. Reruns in fresh roots check determinism, divergence and the
+pad 2 / symmetric variant.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import REPO, load_params, shrink
+
+from stages import download, downstream, evaluate, preprocess, train_ae, train_classifier, train_vae
+from stages.core import data, params as params_mod
+from stages.core.data import MIRROR_ENV, SPLITS, SUMS_ENV, PreprocessConfig, load_split, normalize, slug, to_unit
+from stages.core.evaluation import PCARepresentation
+from stages.core.io import load_arrays, load_checkpoint, read_json
+from stages.core.models import AutoEncoder, from_checkpoint
+from stages.core.training import TrainingError
+
+STAGES = {"train_classifier": train_classifier, "train_ae": train_ae, "train_vae": train_vae,
+          "evaluate": evaluate, "downstream": downstream}
+TRAINING = ("train_classifier", "train_ae", "train_vae")
+REPRESENTATIONS = ("ae", "vae", "pca")
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def declared(stage: str) -> list[str]:
+    """Every ``outs`` and ``metrics`` path of ``stage`` in dvc.yaml."""
+    spec = DVC["stages"][stage]
+    return [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
+
+
+def files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+@dataclass
+class Run:
+    root: Path
+    params: dict
+    metrics: dict[str, dict]  # what each main returned
+    written: dict[str, set[str]]  # the files each stage added
+
+    def json(self, stage: str) -> dict:
+        return read_json(self.root / "metrics" / f"{stage}.json")
+
+    def split(self, name: str):
+        return load_split(self.root / "data/processed", name)
+
+
+def run_stages(base: Path, root: Path, params: dict, names) -> Run:
+    """Copy the preprocessed project ``base`` to ``root`` and run ``names`` in order."""
+    shutil.copytree(base, root, dirs_exist_ok=True)
+    run = Run(root, params, {}, {})
+    for name in names:
+        before = files(root)
+        run.metrics[name] = STAGES[name].main(params, root)
+        run.written[name] = files(root) - before
+    return run
+
+
+def with_changes(params: dict, section: str | None = None, **changes) -> dict:
+    p = copy.deepcopy(params)
+    (p[section] if section else p).update(changes)
+    return p
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_globals():
+    """seed_everything turns on deterministic algorithms process-wide; undo it after."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict:
+    return shrink(load_params(REPO))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, mirror, tiny) -> Path:
+    """A project root where download and preprocess ran on the synthetic mirror."""
+    root = tmp_path_factory.mktemp("base")
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"test tried the network: {url}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SUMS_ENV, str(mirror / "SHA256SUMS"))
+        mp.setenv(MIRROR_ENV, str(mirror / tiny["data"]["dataset"]))
+        mp.setattr(data, "download_url", refuse)
+        download.main(tiny, root)
+        preprocess.main(tiny, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def latent2(base, tiny, tmp_path_factory) -> Run:
+    return run_stages(base, tmp_path_factory.mktemp("latent2"), tiny, STAGES)
+
+
+@pytest.fixture(scope="module")
+def latent8(base, tiny, tmp_path_factory) -> Run:
+    """`dvc exp run -S latent_dim=8`: the stages that depend on latent_dim, rerun."""
+    return run_stages(base, tmp_path_factory.mktemp("latent8"), with_changes(tiny, latent_dim=8),
+                      ["train_ae", "train_vae", "evaluate", "downstream"])
+
+
+@pytest.fixture(params=["latent2", "latent8"])
+def any_run(request) -> Run:
+    return request.getfixturevalue(request.param)
+
+
+def assert_finite(metrics: dict) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    assert not bad, bad
+
+
+# ----------------------------------------------------------------- outputs vs dvc.yaml
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_writes_exactly_what_dvc_yaml_declares(stage, latent2):
+    outs = declared(stage)
+    for out in outs:
+        path = latent2.root / out
+        assert path.exists(), f"{stage}: dvc.yaml declares {out}, main did not write it"
+        if path.is_dir():
+            assert any(path.iterdir()), f"{stage}: {out} is empty"
+    undeclared = {f for f in latent2.written[stage] if not any(f == o or f.startswith(f"{o}/") for o in outs)}
+    assert not undeclared, f"{stage} wrote files dvc.yaml does not track: {sorted(undeclared)}"
+    leftovers = [f for f in latent2.written[stage] if Path(f).name.startswith(".") or f.endswith(".tmp")]
+    assert not leftovers
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_metrics_json_is_what_main_returned(stage, latent2):
+    on_disk, returned = latent2.json(stage), latent2.metrics[stage]
+    assert on_disk.keys() == returned.keys()
+    for key, value in returned.items():
+        assert on_disk[key] == pytest.approx(value, rel=1e-5), key  # rounded to 6 digits
+
+
+def test_dvc_plots_columns_exist(latent2):
+    """Every column a `plots` definition in dvc.yaml names is in the CSV the stages wrote."""
+    checked = 0
+    for entry in DVC["plots"]:
+        if isinstance(entry, str):
+            assert (latent2.root / entry).exists(), entry
+            continue
+        (name, spec), = entry.items()
+        for csv, columns in spec["y"].items():
+            header = pd.read_csv(latent2.root / csv, nrows=0).columns
+            wanted = [spec["x"], *([columns] if isinstance(columns, str) else columns)]
+            assert set(wanted) <= set(header), f"plot {name}: {csv} lacks {set(wanted) - set(header)}"
+            checked += 1
+    assert checked >= 9
+
+
+# ------------------------------------------------------------------------ training stages
+def test_classifier_metrics_history_and_confusion(latent2):
+    m = latent2.json("train_classifier")
+    assert set(m) == {"test_acc", "test_loss", "val_acc", "val_loss", "best_epoch", "epochs_run"}
+    assert_finite(m)
+    assert 0 <= m["test_acc"] <= 1 and 0 <= m["val_acc"] <= 1
+    assert 1 <= m["best_epoch"] <= m["epochs_run"] <= latent2.params["train_classifier"]["epochs"]
+
+    history = pd.read_csv(latent2.root / "plots/train_classifier/history.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert history["epoch"].tolist() == list(range(1, m["epochs_run"] + 1))
+    assert history.loc[m["best_epoch"] - 1, "val_loss"] == pytest.approx(m["val_loss"], rel=1e-5)
+
+    test = latent2.split("test")
+    confusion = pd.read_csv(latent2.root / "plots/train_classifier/confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"]
+    assert len(confusion) == len(test.labels)
+    assert confusion["actual"].tolist() == [test.classes[i] for i in test.labels]
+    assert set(confusion["predicted"]) <= set(test.classes)
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(m["test_acc"], abs=1e-6)
+
+
+def test_ae_metrics_and_history(latent2):
+    m = latent2.json("train_ae")
+    assert set(m) == {"test_loss", "test_mse", "val_loss", "val_mse", "best_epoch", "epochs_run"}
+    assert_finite(m)
+    assert 0 < m["test_mse"] < 1 and 0 < m["val_mse"] < 1
+    history = pd.read_csv(latent2.root / "plots/train_ae/history.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "train_mse", "train_eval_loss", "train_eval_mse",
+                                     "val_loss", "val_mse"]
+    assert len(history) == m["epochs_run"]
+    assert np.isfinite(history.to_numpy()).all()
+
+
+def test_vae_metrics_and_history(latent2):
+    m = latent2.json("train_vae")
+    assert set(m) == {f"{s}_{k}" for s in ("test", "val") for k in ("loss", "recon", "kl", "mse")} | {
+        "best_epoch", "epochs_run"}
+    assert_finite(m)
+    assert 0 < m["test_mse"] < 1 and m["test_kl"] >= 0
+    beta = latent2.params["train_vae"]["beta"]
+    assert m["test_loss"] == pytest.approx(m["test_recon"] + beta * m["test_kl"], rel=1e-4)
+    history = pd.read_csv(latent2.root / "plots/train_vae/history.csv")
+    assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "val")
+                                                for k in ("loss", "recon", "kl", "mse"))]
+    assert len(history) == m["epochs_run"]
+    assert np.isfinite(history.to_numpy()).all()
+
+
+@pytest.mark.parametrize("stage, path, kind", [("train_classifier", "models/classifier.pt", "mlp"),
+                                               ("train_ae", "models/ae.pt", "ae"),
+                                               ("train_vae", "models/vae.pt", "vae")])
+def test_checkpoint_rebuilds_its_model(stage, path, kind, latent2):
+    checkpoint = load_checkpoint(latent2.root / path)
+    assert set(checkpoint) == {"model", "config"}
+    assert checkpoint["config"]["kind"] == kind
+    model = from_checkpoint(checkpoint)
+    if kind == "mlp":
+        assert list(model.cfg.hidden) == latent2.params["train_classifier"]["hidden"]
+    else:
+        assert model.cfg.latent_dim == latent2.params["latent_dim"]
+        assert list(model.cfg.widths) == latent2.params["model"]["widths"]
+
+
+# --------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("stage, model", [("train_classifier", "classifier"), ("train_ae", "ae"),
+                                          ("train_vae", "vae")])
+def test_same_params_same_model_bytes_and_metrics(stage, model, latent2, base, tmp_path):
+    """The issue's requirement: same params on the CPU -> identical metrics and model bytes,
+    here in another root, after other stages ran in this process."""
+    again = run_stages(base, tmp_path, latent2.params, [stage])
+    for out in (f"models/{model}.pt", f"metrics/{stage}.json", f"plots/{stage}/history.csv"):
+        assert (again.root / out).read_bytes() == (latent2.root / out).read_bytes(), out
+
+
+# ---------------------------------------------------------------------------- divergence
+def diverging(params: dict) -> dict:
+    return with_changes(params, "train_classifier", optimizer="sgd", lr=1e8)
+
+
+def test_divergent_lr_raises_training_error_and_writes_nothing(base, tiny, tmp_path):
+    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+    before = files(tmp_path)
+    with pytest.raises(TrainingError) as e:
+        train_classifier.main(diverging(tiny), tmp_path)
+    msg = str(e.value)
+    assert "in epoch 1" in msg and "train_classifier.lr" in msg and "1e+08" in msg, msg
+    assert not (tmp_path / "models/classifier.pt").exists()
+    assert files(tmp_path) == before  # no metrics, plots or half-written files either
+
+
+def test_divergent_lr_from_the_command_line_exits_with_the_message(base, tiny, tmp_path, monkeypatch):
+    """`python -m stages.train_classifier`: stages.core.params.run turns it into SystemExit."""
+    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): diverging(tiny))
+    with pytest.raises(SystemExit) as e:
+        params_mod.run(train_classifier.main)
+    msg = str(e.value.code)
+    assert msg.startswith("train_classifier failed: ") and "lower train_classifier.lr" in msg, msg
+    assert not (tmp_path / "models/classifier.pt").exists()
+
+
+# ------------------------------------------------------------------ params variants
+def test_latent_dim_8_reaches_the_checkpoints(latent8):
+    for name in ("ae", "vae"):
+        checkpoint = load_checkpoint(latent8.root / f"models/{name}.pt")
+        assert checkpoint["config"]["latent_dim"] == 8
+        assert checkpoint["model"]["to_latent.weight"].shape[0] == 8
+    assert_finite(latent8.json("train_ae"))
+    assert_finite(latent8.json("train_vae"))
+
+
+def test_pad_2_symmetric_mse_reports_test_mse_on_the_unit_scale(base, tiny, tmp_path):
+    params = with_changes(tiny, "preprocess", normalize="symmetric", pad=2)
+    params["train_ae"]["loss"] = "mse"
+    run = run_stages(base, tmp_path, params, ["train_ae"])
+    checkpoint = load_checkpoint(tmp_path / "models/ae.pt")
+    assert (checkpoint["config"]["normalize"], checkpoint["config"]["pad"]) == ("symmetric", 2)
+    model = from_checkpoint(checkpoint).eval()
+    assert isinstance(model, AutoEncoder)
+
+    pre = PreprocessConfig("symmetric", 2)
+    test = run.split("test")
+    with torch.no_grad():
+        x_hat = model(normalize(test.images, pre))  # (N, 1, 32, 32) in [-1, 1]
+    unit = to_unit(x_hat, pre)[:, 0].numpy()  # (N, 28, 28) in [0, 1]
+    assert unit.shape == test.images.shape
+    expected = float(((unit - test.images / 255.0) ** 2).mean())
+    assert run.json("train_ae")["test_mse"] == pytest.approx(expected, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------ evaluate
+def test_features_have_one_row_per_image_and_the_processed_labels(any_run):
+    d = any_run.params["latent_dim"]
+    for name in REPRESENTATIONS:
+        arrays = load_arrays(any_run.root / f"data/features/{name}.npz")
+        assert set(arrays) == {f"{a}_{s}" for a in "xy" for s in SPLITS}
+        for s in SPLITS:
+            split = any_run.split(s)
+            assert arrays[f"x_{s}"].shape == (len(split.labels), d), (name, s)
+            assert np.isfinite(arrays[f"x_{s}"]).all()
+            np.testing.assert_array_equal(arrays[f"y_{s}"], split.labels)
+
+
+def test_features_are_the_checkpoints_codes_and_pca_is_fitted_on_train(latent2):
+    model = from_checkpoint(load_checkpoint(latent2.root / "models/ae.pt")).eval()
+    test = latent2.split("test")
+    with torch.no_grad():
+        z = model.encode(normalize(test.images, model.cfg.preprocess)).numpy()
+    np.testing.assert_allclose(load_arrays(latent2.root / "data/features/ae.npz")["x_test"], z, atol=1e-5)
+    pca = PCARepresentation(latent2.split("train").images, 2, latent2.params["evaluate"]["seed"])
+    np.testing.assert_allclose(load_arrays(latent2.root / "data/features/pca.npz")["x_test"], pca.encode(test.images),
+                               atol=1e-5)
+
+
+def test_per_image_mse_table_and_summary(any_run):
+    test = any_run.split("test")
+    table = pd.read_csv(any_run.root / "data/eval/per_image_mse.csv")
+    assert list(table.columns) == ["index", "label", "class_name", *REPRESENTATIONS]
+    assert table["index"].tolist() == list(range(len(test.labels)))
+    np.testing.assert_array_equal(table["label"], test.labels)
+    assert table["class_name"].tolist() == [test.classes[i] for i in test.labels]
+
+    m = any_run.json("evaluate")
+    for r in REPRESENTATIONS:
+        mse = table[r].to_numpy()
+        assert ((mse >= 0) & (mse <= 1)).all()
+        lo, median, p95, hi = (m[f"{r}.mse_{k}"] for k in ("min", "median", "p95", "max"))
+        assert lo <= median <= p95 <= hi
+        assert lo <= m[f"{r}.mse_mean"] <= hi
+        assert m[f"{r}.mse_mean"] == pytest.approx(mse.mean(), rel=1e-4)
+        assert hi == pytest.approx(mse.max(), rel=1e-4)
+        for c, name in enumerate(test.classes):
+            assert m[f"{r}.mse_mean_{slug(name)}"] == pytest.approx(mse[test.labels == c].mean(), rel=1e-4)
+    assert len(m) == len(REPRESENTATIONS) * (5 + len(test.classes))
+
+
+def test_evaluate_mse_is_the_training_stages_test_mse(any_run):
+    """One unit everywhere: evaluate's mean per-image MSE is train_ae's / train_vae's test_mse."""
+    m = any_run.json("evaluate")
+    assert m["ae.mse_mean"] == pytest.approx(any_run.json("train_ae")["test_mse"], rel=1e-4)
+    assert m["vae.mse_mean"] == pytest.approx(any_run.json("train_vae")["test_mse"], rel=1e-4)
+
+
+def test_evaluate_figures_for_a_2d_latent(latent2):
+    out = latent2.root / "plots/evaluate"
+    for r in REPRESENTATIONS:
+        assert (out / f"latent_{r}.png").is_file() and (out / f"extremes_{r}.png").is_file()
+    assert (out / "manifold_ae.png").is_file() and (out / "manifold_vae.png").is_file()
+    assert not (out / "manifold_pca.png").exists()
+
+
+def test_evaluate_figures_for_an_8d_latent(latent8):
+    out = latent8.root / "plots/evaluate"
+    assert not list(out.glob("manifold_*.png"))
+    for r in REPRESENTATIONS:
+        assert (out / f"latent_{r}.png").is_file()
+    for name in ("mse_histogram", "reconstructions", "interpolation"):
+        assert (out / f"{name}.png").is_file()
+
+
+# ---------------------------------------------------------------------------- downstream
+def test_downstream_metrics_and_tables(any_run):
+    d = any_run.params["latent_dim"]
+    m = any_run.json("downstream")
+    for r in ("pixels", *REPRESENTATIONS):
+        assert m[f"{r}.dim"] == (784 if r == "pixels" else d)
+        for key in ("logreg_test_acc", "mlp_test_acc", "logreg_val_acc", "mlp_val_acc"):
+            assert 0 <= m[f"{r}.{key}"] <= 1, (r, key)
+        assert m[f"{r}.logreg_C"] in any_run.params["downstream"]["logreg_C"]
+    assert m["pixels.logreg_test_acc"] >= 0.9  # the synthetic classes are a bar's height
+
+    table = pd.read_csv(any_run.root / "plots/downstream/accuracy.csv")
+    assert list(table.columns) == ["model", "representation", "classifier", "val_acc", "test_acc"]
+    assert len(table) == 8
+    for row in table.itertuples():
+        assert row.model == f"{row.representation} {row.classifier}"
+        assert row.test_acc == pytest.approx(m[f"{row.representation}.{row.classifier}_test_acc"], rel=1e-5)
+    latent = table[table["representation"] != "pixels"]
+    assert m["best_latent_test_acc"] == pytest.approx(latent.loc[latent["val_acc"].idxmax(), "test_acc"])
+
+    test = any_run.split("test")
+    confusion = pd.read_csv(any_run.root / "plots/downstream/confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == len(test.labels)
+    assert confusion["actual"].tolist() == [test.classes[i] for i in test.labels]
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(m["best_latent_test_acc"])
