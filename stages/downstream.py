@@ -20,7 +20,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from stages.core import plots
-from stages.core.data import SPLITS, load_split
+from stages.core.data import SPLITS, DataError, load_split
 from stages.core.evaluation import logistic_regression, standardize, unit_pixels
 from stages.core.io import fmt_metrics, load_arrays, save_figure, write_csv, write_json
 from stages.core.models import MLP, MLPConfig
@@ -59,7 +59,8 @@ def load_representations(root: Path) -> tuple[dict[str, dict[str, np.ndarray]], 
         features[name] = {s: arrays[f"x_{s}"] for s in SPLITS}
         for s in SPLITS:
             if not np.array_equal(arrays[f"y_{s}"], splits[s].labels):
-                raise ValueError(f"{FEATURES_DIR / name}.npz: {s} labels differ from {PROCESSED_DIR}; rerun evaluate")
+                raise DataError(f"{FEATURES_DIR / name}.npz: {s} labels differ from {PROCESSED_DIR}; "
+                                "rerun the evaluate stage (`dvc repro evaluate`)")
     return features, {s: splits[s].labels for s in SPLITS}, splits["test"].classes
 
 

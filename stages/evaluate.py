@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from stages.core import plots
-from stages.core.data import SPLITS, load_split
-from stages.core.evaluation import (ModelRepresentation, PCARepresentation, interpolate, latent_grid,
-                                    mse_summary, per_image_mse, project_2d)
+from stages.core.data import SPLITS, Split, load_split
+from stages.core.evaluation import (ModelRepresentation, PCARepresentation, Representation, interpolate,
+                                    latent_grid, mse_summary, per_image_mse, project_2d)
 from stages.core.io import fmt_metrics, load_checkpoint, save_arrays, save_figure, write_csv, write_json
 from stages.core.models import from_checkpoint
 from stages.core.params import check, check_choice, from_section, run
@@ -77,7 +77,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     return metrics
 
 
-def write_figures(out: Path, cfg: EvaluateConfig, reps, test, mse, recons, codes) -> None:
+def write_figures(out: Path, cfg: EvaluateConfig, reps: list[Representation], test: Split,
+                  mse: dict[str, np.ndarray], recons: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> None:
     classes, originals = test.classes, test.images / 255.0
     save_figure(out / "mse_histogram.png",
                 plots.histograms(mse, "per-image MSE on [0, 1] (test)", "Reconstruction error per image"))

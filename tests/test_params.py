@@ -137,9 +137,9 @@ def test_stage_rejects_bad_param_before_reading_data(change, key, stage, params,
 @pytest.mark.parametrize("stage", ["preprocess", "train_ae", "train_vae", "train_classifier"])
 def test_valid_params_reach_the_data(stage, params, tmp_path):
     """The counterpart: with good params the same call gets as far as the missing data."""
-    from stages.core.data import DataError
+    from stages.core.params import PipelineError
 
-    with pytest.raises(DataError):
+    with pytest.raises(PipelineError, match="missing"):
         STAGES[stage].main(params, tmp_path)
 
 
@@ -156,3 +156,18 @@ def test_config_builders_qualify_keys(params):
     assert_names(e.value, "data.dataset")
     assert "fashion_mnist" in str(e.value)  # the choices
     assert e.value.key == "data.dataset"
+
+
+@pytest.mark.parametrize("value", ["8", 2.5, True])
+def test_top_level_latent_dim_must_be_an_int(params, value):
+    with pytest.raises(ParamError) as e:
+        conv_config({**params, "latent_dim": value})
+    assert_names(e.value, "latent_dim")
+
+
+def test_evaluate_without_models_names_the_missing_file(params, tmp_path):
+    from stages import evaluate
+    from stages.core.params import PipelineError
+
+    with pytest.raises(PipelineError, match=r"data/processed/train.npz is missing"):
+        evaluate.main(params, tmp_path)

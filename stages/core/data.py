@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .io import load_arrays
 from .params import PipelineError, check, check_choice
 
 SPLITS = ("train", "val", "test")
@@ -264,12 +265,7 @@ class Split:
 
 
 def load_split(processed_dir: Path, split: str) -> Split:
-    from .io import load_arrays
-
-    path = Path(processed_dir) / f"{split}.npz"
-    if not path.exists():
-        raise DataError(f"{path} is missing; run `dvc repro preprocess` first")
-    arrays = load_arrays(path)
+    arrays = load_arrays(Path(processed_dir) / f"{split}.npz")
     return Split(arrays["images"], arrays["labels"], [str(c) for c in arrays["classes"]])
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .params import PipelineError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -68,8 +70,15 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
             np.savez(f, **arrays)  # uint8 arrays: compression costs seconds, saves little
 
 
+def require(path: Path) -> Path:
+    """``path``, or a clear error if an earlier stage has not written it yet."""
+    if not Path(path).exists():
+        raise PipelineError(f"{path} is missing; run the stages before this one first (`dvc repro` runs them in order)")
+    return Path(path)
+
+
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
+    with np.load(require(path), allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -93,7 +102,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, config: dict) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     # weights_only: never unpickle arbitrary objects from a file.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(require(path), map_location="cpu", weights_only=True)
 
 
 def fmt_metrics(metrics: dict, digits: int = 4) -> str:

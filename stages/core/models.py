@@ -303,8 +303,3 @@ def from_checkpoint(checkpoint: dict) -> nn.Module:
     model = build(checkpoint["config"])
     model.load_state_dict(checkpoint["model"])
     return model
-
-
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-

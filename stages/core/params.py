@@ -54,8 +54,8 @@ def from_section(cls: type[T], section: dict | None, name: str, **extra: Any) ->
     hints = typing.get_type_hints(cls)
     values = {}
     for key, field in fields.items():
-        if key in extra:
-            values[key] = extra[key]
+        if key in extra:  # named by its own key: top-level keys have no section
+            values[key] = _coerce(extra[key], hints[key], key)
         elif key in section:
             values[key] = _coerce(section[key], hints[key], f"{name}.{key}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
