@@ -7,30 +7,21 @@ curves.png and reconstructions.png. Errors are per-pixel MSE on the [0, 1] scale
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from stages.core import plots
 from stages.core.data import load_tensors
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
-from stages.core.models import AutoEncoder, check_loss, checkpoint_config, conv_config
+from stages.core.models import AutoEncoder, checkpoint_config, conv_config
 from stages.core.params import from_section, run
-from stages.core.training import TrainConfig, reconstructions, resolve_device, seed_everything, train_and_test
+from stages.core.training import ReconstructionConfig, reconstructions, resolve_device, seed_everything, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/ae.pt")
 METRICS = Path("metrics/train_ae.json")
 PLOTS_DIR = Path("plots/train_ae")
 
-
-@dataclass(frozen=True)
-class AEConfig(TrainConfig):
-    loss: str = "mse"  # or "bce" (needs preprocess.normalize: unit)
-    normalize: str = "unit"  # from the preprocess section, to check the loss against
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_loss(self.loss, self.normalize)
+AEConfig = ReconstructionConfig  # the train_ae section: the shared training keys and `loss`
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:

@@ -20,9 +20,9 @@ import torch
 from stages.core import plots
 from stages.core.data import load_tensors, to_unit
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
-from stages.core.models import VAE, check_loss, checkpoint_config, conv_config
+from stages.core.models import VAE, checkpoint_config, conv_config
 from stages.core.params import check, from_section, run
-from stages.core.training import TrainConfig, batched, reconstructions, resolve_device, seed_everything, train_and_test
+from stages.core.training import ReconstructionConfig, batched, reconstructions, resolve_device, seed_everything, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/vae.pt")
@@ -31,15 +31,13 @@ PLOTS_DIR = Path("plots/train_vae")
 
 
 @dataclass(frozen=True)
-class VAEConfig(TrainConfig):
+class VAEConfig(ReconstructionConfig):
     loss: str = "bce"
     beta: float = 1.0
     n_samples: int = 64  # images decoded from the prior for samples.png
-    normalize: str = "unit"  # from the preprocess section, to check the loss against
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_loss(self.loss, self.normalize)
         check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
         check(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
 

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import batches, to_unit
+from .models import check_loss
 from .params import PipelineError, check, check_choice
 
 OPTIMIZERS = ("adam", "sgd")
@@ -48,6 +49,18 @@ class TrainConfig:
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig(TrainConfig):
+    """The AE and VAE stages' keys: a reconstruction loss that must suit the data's scale."""
+
+    loss: str = "mse"  # or "bce" (needs preprocess.normalize: unit)
+    normalize: str = "unit"  # passed from the preprocess section, to check the loss against
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_loss(self.loss, self.normalize)
 
 
 def seed_everything(seed: int) -> None:
