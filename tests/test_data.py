@@ -467,3 +467,18 @@ def test_atomic_write_mode_and_content(tmp_path):
     assert (tmp_path / "a.npz").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
     np.testing.assert_array_equal(io.load_arrays(tmp_path / "a.npz")["x"], np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+
+
+def test_mnist_path_end_to_end_through_preprocess(mirror, synthetic_sums, params, tmp_path, monkeypatch):
+    """No MNIST copy is provided: its path runs on synthetic IDX files of the right format."""
+    from conftest import N_TEST, N_TRAIN
+
+    params["data"]["dataset"] = "mnist"
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror / "mnist"))
+    download_stage.main(params, tmp_path)
+    metrics = preprocess.main(params, tmp_path)
+
+    split = data.load_split(tmp_path / "data" / "processed", "test")
+    assert split.classes[0] == "0 - zero" and len(split.classes) == 10  # torchvision's MNIST names
+    assert metrics["count_test"] == N_TEST and metrics["count_train"] + metrics["count_val"] == N_TRAIN
+    assert metrics["count_test_0_zero"] == (split.labels == 0).sum()
