@@ -36,12 +36,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
-from stages.core.data import DataConfig, PreprocessConfig, load_tensors, raw_files, torchvision_dataset
+from stages.core import data as core_data
+from stages.core.data import DataConfig, PreprocessConfig, load_tensors, raw_files
 from stages.core.models import MLP, VAE, AutoEncoder, MLPConfig, conv_config
 from stages.core.params import PipelineError, from_section, load_params
 from stages.core.training import TrainConfig, make_optimizer, resolve_device, seed_everything, train_one_epoch
 from stages.train_ae import AEConfig
-from stages.train_classifier import ClassifierConfig
+from stages.core.training import ClassifierConfig
 from stages.train_vae import VAEConfig
 
 PROCESSED_DIR = Path("data/processed")
@@ -68,7 +69,7 @@ def torchvision_dataset(dataset: str, pre: PreprocessConfig) -> Dataset:
     """The course's dataset. With download=False torchvision wants the uncompressed IDX
     files in ``<root>/<Class>/raw/``: decompress the pipeline's .gz files into a temporary
     root (torchvision reads them into memory, so the root can go right after)."""
-    cls = torchvision_dataset(dataset)
+    cls = core_data.torchvision_dataset(dataset)
     steps = [transforms.Pad(pre.pad)] if pre.pad else []  # on the PIL image: a black border
     steps.append(transforms.ToTensor())
     if pre.normalize == "symmetric":

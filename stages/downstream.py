@@ -25,7 +25,7 @@ from stages.core.evaluation import logistic_regression, standardize, unit_pixels
 from stages.core.io import fmt_metrics, load_arrays, save_figure, write_csv, write_json
 from stages.core.models import MLP, MLPConfig
 from stages.core.params import check, from_section, run
-from stages.core.training import TrainConfig, batched, resolve_device, seed_everything, train_and_test
+from stages.core.training import ClassifierConfig, batched, resolve_device, seed_everything, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 FEATURES_DIR = Path("data/features")
@@ -35,17 +35,14 @@ PLOTS_DIR = Path("plots/downstream")
 
 
 @dataclass(frozen=True)
-class DownstreamConfig(TrainConfig):
-    """The MLP's training keys (epochs, lr, patience...) plus its shape and the logreg grid."""
+class DownstreamConfig(ClassifierConfig):
+    """The MLP's keys (as train_classifier's: shape, epochs, lr, patience...) and the logreg grid."""
 
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.2
     logreg_C: tuple[float, ...] = (0.01, 0.1, 1.0)
     logreg_max_iter: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        MLPConfig(hidden=self.hidden, dropout=self.dropout)
         check(len(self.logreg_C) >= 1 and min(self.logreg_C) > 0, "logreg_C", f"need values > 0, got {list(self.logreg_C)}")
         check(self.logreg_max_iter >= 1, "logreg_max_iter", f"must be >= 1, got {self.logreg_max_iter}")
 

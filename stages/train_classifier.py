@@ -7,33 +7,21 @@ confusion.png, predictions.png. The best epoch is chosen on val; test is run onc
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from stages.core import plots
 from stages.core.data import PreprocessConfig, load_tensors, to_unit
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import MLP, MLPConfig, checkpoint_config
 from stages.core.params import from_section, run
-from stages.core.training import TrainConfig, batched, resolve_device, seed_everything, train_and_test
+from stages.core.training import ClassifierConfig, batched, resolve_device, seed_everything, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/classifier.pt")
 METRICS = Path("metrics/train_classifier.json")
 PLOTS_DIR = Path("plots/train_classifier")
-
-
-@dataclass(frozen=True)
-class ClassifierConfig(TrainConfig):
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        MLPConfig(hidden=self.hidden, dropout=self.dropout)
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:

@@ -13,7 +13,7 @@ from stages.core.data import DataConfig, PreprocessConfig
 from stages.core.models import conv_config
 from stages.core.params import ParamError, from_section
 from stages.train_ae import AEConfig
-from stages.train_classifier import ClassifierConfig
+from stages.core.training import ClassifierConfig
 
 
 def assert_names(error: ParamError, key: str) -> None:

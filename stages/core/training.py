@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import batches, to_unit
-from .models import check_loss
+from .models import MLPConfig, check_loss
 from .params import PipelineError, check, check_choice
 
 OPTIMIZERS = ("adam", "sgd")
@@ -49,6 +49,18 @@ class TrainConfig:
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(TrainConfig):
+    """The MLP classifier's keys: its hidden sizes and dropout (pixels or latent features)."""
+
+    hidden: tuple[int, ...] = (128, 64)
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        MLPConfig(hidden=self.hidden, dropout=self.dropout)
 
 
 @dataclass(frozen=True)
