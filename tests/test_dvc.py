@@ -80,6 +80,7 @@ def test_corrupted_mirror_file_fails_repro_with_a_clear_message(tmp_path, mirror
     result = sh(["dvc", "repro", "download"], repo, env, check=False)
     assert result.returncode != 0
     message = result.stdout + result.stderr
+    assert "download failed:" in message and "Traceback" not in message, message
     assert name in message and "expected" in message and "What to do" in message, message
     assert not list((repo / "data").glob("raw/fashion_mnist/*.gz"))
 

@@ -104,7 +104,10 @@ def check_choice(value: str, choices: typing.Iterable[str], key: str) -> None:
 def run(main: Callable[[dict], dict]) -> None:
     """A stage's command line: load params.yaml, call ``main``, exit non-zero with a
     one-paragraph message (no traceback) on an error the user can fix."""
-    stage = main.__module__.rsplit(".", 1)[-1]
+    module = main.__module__
+    if module == "__main__":  # `python -m stages.<name>`: the spec keeps the real name
+        module = sys.modules["__main__"].__spec__.name
+    stage = module.rsplit(".", 1)[-1]
     try:
         main(load_params())
     except PipelineError as e:
