@@ -19,8 +19,6 @@ from .data import IMAGE_SIDE, normalize, slug, to_unit
 from .models import AutoEncoder
 from .training import batched
 
-PIXELS = IMAGE_SIDE * IMAGE_SIDE
-
 
 def unit_pixels(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 784) on [0, 1]."""

@@ -104,6 +104,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
+def _accumulate(total: dict[str, float], stats: dict, n: int) -> None:
+    """Add a batch's mean stats, weighted by its size ``n``, to the running sums."""
+    for k, v in stats.items():
+        total[k] = total.get(k, 0.0) + v * n
+
+
 def _mean_stats(total: dict, n: int) -> dict:
     return {k: v / n for k, v in total.items()}
 
@@ -124,8 +130,7 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        for k, v in stats.items():
-            total[k] = total.get(k, 0.0) + v * len(idx)
+        _accumulate(total, stats, len(idx))
         seen += len(idx)
         bar.set_postfix(loss=f"{total['loss'] / seen:.4g}", refresh=False)
     return _mean_stats(total, seen)
@@ -138,8 +143,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     total: dict[str, float] = {}
     for idx in batches(len(x), batch_size):
         _, stats = model.loss(x[idx], y[idx])
-        for k, v in stats.items():
-            total[k] = total.get(k, 0.0) + v * len(idx)
+        _accumulate(total, stats, len(idx))
     return _mean_stats(total, len(x))
 
 
