@@ -3,11 +3,14 @@
 Reads models/ae.pt, models/vae.pt and data/processed/. Writes
 data/eval/per_image_mse.csv (one row per test image, one MSE column per representation),
 data/features/<repr>.npz (train/val/test features and labels, for downstream),
-metrics/evaluate.json (MSE mean/median/min/max/p95 and per-class means) and the figures
-in plots/evaluate/. Every error is per-pixel MSE on the [0, 1] scale.
+metrics/evaluate.json (the headline: PCA's test MSE, the baseline beside the AE's and
+the VAE's in their own stages), reports/evaluate.json (MSE mean/median/min/max/p95 and
+per-class means of all three) and the figures in plots/evaluate/. Every error is
+per-pixel MSE on the [0, 1] scale.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ MODELS = {"ae": Path("models/ae.pt"), "vae": Path("models/vae.pt")}
 MSE_CSV = Path("data/eval/per_image_mse.csv")
 FEATURES_DIR = Path("data/features")
 METRICS = Path("metrics/evaluate.json")
+REPORT = Path("reports/evaluate.json")
 PLOTS_DIR = Path("plots/evaluate")
 
 
@@ -56,7 +60,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
             for name, path in MODELS.items()]
     reps.append(PCARepresentation(splits["train"].images, reps[0].dim, cfg.seed))
 
-    metrics, mse, recons, codes = {}, {}, {}, {}
+    report, mse, recons, codes = {}, {}, {}, {}
     for rep in reps:
         features = {s: rep.encode(splits[s].images) for s in SPLITS}
         save_arrays(root / FEATURES_DIR / f"{rep.name}.npz",
@@ -64,15 +68,20 @@ def main(params: dict, root: Path = Path(".")) -> dict:
         codes[rep.name] = features["test"]
         recons[rep.name] = rep.decode(features["test"])
         mse[rep.name] = per_image_mse(test.images, recons[rep.name])
-        metrics.update(mse_summary(rep.name, mse[rep.name], test.labels, classes))
+        report[rep.name] = mse_summary(mse[rep.name], test.labels, classes)
 
     table = pd.DataFrame({"index": np.arange(len(test.labels)), "label": test.labels,
                           "class_name": [classes[i] for i in test.labels],
                           **{name: m for name, m in mse.items()}})
     write_csv(root / MSE_CSV, table)
+    metrics = {"pca": {"test_mse": report["pca"]["mse_mean"]}}
     write_json(root / METRICS, metrics)
+    write_json(root / REPORT, report)
+    # The folder is this stage's output as a whole: no figure of an earlier run (the
+    # manifold of a 2-D latent) may survive a run that does not draw it.
+    shutil.rmtree(root / PLOTS_DIR, ignore_errors=True)
     write_figures(root / PLOTS_DIR, cfg, reps, test, mse, recons, codes)
-    print(f"evaluate: {fmt_metrics({k: v for k, v in metrics.items() if k.endswith('mse_mean')})} "
+    print(f"evaluate: test MSE {fmt_metrics({name: r['mse_mean'] for name, r in report.items()})} "
           f"({time.perf_counter() - start:.1f} s on {device})")
     return metrics
 

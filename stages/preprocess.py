@@ -1,7 +1,8 @@
 """preprocess: parse the IDX files into train/val/test arrays, plus a dataset summary.
 
 Reads data/raw/<dataset>/. Writes data/processed/{train,val,test}.npz (uint8 images,
-int64 labels, class names), metrics/data.json and the figures in plots/data/.
+int64 labels, class names), reports/data.json (counts per split and class, pixel
+mean and std: details, not headline metrics) and the figures in plots/data/.
 ``val`` is a stratified, seeded slice of the official training set; the official test
 set is kept whole for final reporting.
 """
@@ -20,7 +21,7 @@ from stages.core.params import from_section, run
 
 RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
-METRICS = Path("metrics/data.json")
+REPORT = Path("reports/data.json")
 PLOTS_DIR = Path("plots/data")
 
 
@@ -57,7 +58,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
                     classes=np.array(classes))
 
     metrics = summary(splits, classes)
-    write_json(root / METRICS, metrics)
+    write_json(root / REPORT, metrics)
     train_images, train_labels = splits["train"]
     first = [int(np.flatnonzero(train_labels == c)[0]) for c in np.unique(train_labels)][:9]
     save_figure(root / PLOTS_DIR / "mosaic.png",

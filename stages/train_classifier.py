@@ -1,8 +1,16 @@
-"""train_classifier: the course's pixel MLP (784 -> 128 -> 64 -> 10, dropout 0.2).
+"""train_classifier: the pixel baselines, the course's MLP (784 -> 128 -> 64 -> 10,
+dropout 0.2) and a logistic regression, on the raw pixels.
 
-Reads data/processed/. Writes models/classifier.pt, metrics/train_classifier.json and
-plots/train_classifier/: history.csv, confusion.csv (for `dvc plots`), curves.png,
-confusion.png, predictions.png. The best epoch is chosen on val; test is run once, after.
+Reads data/processed/. Writes models/classifier.pt, metrics/train_classifier.json (the
+headline numbers), reports/train_classifier.json (the details: val numbers, epochs, the
+logistic regression's C and iterations) and plots/train_classifier/: history.csv,
+confusion.csv (for `dvc plots`), curves.png, confusion.png, predictions.png.
+
+These are also the pixel row of the downstream comparison: the latent probes in the
+downstream stage get the same two classifiers with the same params (the
+``train_classifier`` and ``logreg`` sections), so the pixel numbers are computed once,
+here, and a latent experiment never recomputes them. The best epoch and C are chosen on
+val; test is run once, after.
 """
 from __future__ import annotations
 
@@ -12,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from stages.core import plots
-from stages.core.data import PreprocessConfig, load_tensors, to_unit
+from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS, PreprocessConfig, load_tensors, to_unit
+from stages.core.evaluation import LogregConfig, logistic_regression, standardize
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import MLP, MLPConfig, checkpoint_config
 from stages.core.params import from_section, run
@@ -21,25 +30,44 @@ from stages.core.training import ClassifierConfig, batched, resolve_device, seed
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/classifier.pt")
 METRICS = Path("metrics/train_classifier.json")
+REPORT = Path("reports/train_classifier.json")
 PLOTS_DIR = Path("plots/train_classifier")
 
 
-def main(params: dict, root: Path = Path(".")) -> dict:
+def build(params: dict, in_features: int, n_classes: int) -> tuple[MLP, ClassifierConfig]:
+    """The untrained MLP, initialized from ``train_classifier.seed``, and its training
+    config: for pixels here, for latent features in downstream, in benchmarks/bench.py."""
     cfg = from_section(ClassifierConfig, params.get("train_classifier"), "train_classifier")
+    seed_everything(cfg.seed)
+    return MLP(MLPConfig(in_features, cfg.hidden, cfg.dropout, n_classes)), cfg
+
+
+def main(params: dict, root: Path = Path(".")) -> dict:
+    logreg_cfg = from_section(LogregConfig, params.get("logreg"), "logreg")
     pre = from_section(PreprocessConfig, params.get("preprocess"), "preprocess")
     device = resolve_device(params.get("device", "auto"))
     start = time.perf_counter()
-    seed_everything(cfg.seed)
+    model, cfg = build(params, (IMAGE_SIDE + 2 * pre.pad) ** 2, N_CLASSES)  # params checked before any work
+    model = model.to(device)
     data, classes = load_tensors(root / PROCESSED_DIR, pre)
     x_test, y_test = data["test"]
-    model = MLP(MLPConfig(x_test[0].numel(), cfg.hidden, cfg.dropout, len(classes))).to(device)
-    history, metrics = train_and_test(model, data, cfg, "train_classifier")
+    history, mlp = train_and_test(model, data, cfg, "train_classifier")
     model.eval()
     predicted = batched(lambda xb: model(xb).argmax(1), x_test, device).numpy()
     actual = y_test.numpy()
 
+    logreg_start = time.perf_counter()
+    pixels = standardize({s: to_unit(data[s][0], pre).flatten(1).numpy() for s in SPLITS})
+    logreg = logistic_regression(pixels, {s: data[s][1].numpy() for s in SPLITS}, logreg_cfg, cfg.seed)
+    print(f"train_classifier: logreg on pixels: C={logreg.C:g}, iterations {logreg.n_iter} "
+          f"({time.perf_counter() - logreg_start:.1f} s)")
+
+    metrics = {"classifier": {"test_acc": mlp["test_acc"], "best_epoch": mlp["best_epoch"],
+                              "logreg_test_acc": logreg.test_acc}}
+    report = {"pixels": {"dim": pixels["train"].shape[1], "mlp": mlp, "logreg": logreg.record()}}
     save_checkpoint(root / MODEL, model, checkpoint_config(model))
     write_json(root / METRICS, metrics)
+    write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
     write_csv(root / PLOTS_DIR / "confusion.csv",
               pd.DataFrame({"actual": [classes[i] for i in actual], "predicted": [classes[i] for i in predicted]}))
@@ -48,7 +76,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     titles = [f"{classes[p]} / {classes[t]}" for p, t in zip(predicted[:24], actual[:24])]
     save_figure(root / PLOTS_DIR / "predictions.png",
                 plots.image_grid(to_unit(x_test[:24], pre), titles, suptitle="predicted / true (test)"))
-    print(f"train_classifier: {fmt_metrics(metrics)} ({time.perf_counter() - start:.1f} s on {device})")
+    print(f"train_classifier: {fmt_metrics(metrics['classifier'])} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics
 
 

@@ -1,7 +1,9 @@
 """train_vae: the convolutional VAE on the same backbone as the AE.
 
-Reads data/processed/. Writes models/vae.pt, metrics/train_vae.json and
-plots/train_vae/: history.csv (reconstruction, KL and total for train and val),
+Reads data/processed/. Writes models/vae.pt, metrics/train_vae.json (the headline:
+test MSE decoding mu, KL, best epoch), reports/train_vae.json (every val and test
+number) and plots/train_vae/: history.csv (reconstruction, KL and total for train and
+val, lr),
 curves.png, reconstructions.png, samples.png (decoded z ~ N(0, I)) and
 latent_histograms.png (test-set means against the N(0, 1) prior).
 
@@ -27,6 +29,7 @@ from stages.core.training import ReconstructionConfig, batched, reconstructions,
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/vae.pt")
 METRICS = Path("metrics/train_vae.json")
+REPORT = Path("reports/train_vae.json")
 PLOTS_DIR = Path("plots/train_vae")
 
 
@@ -42,15 +45,25 @@ class VAEConfig(ReconstructionConfig):
         check(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
 
 
-def main(params: dict, root: Path = Path(".")) -> dict:
+def build(params: dict) -> tuple[VAE, VAEConfig]:
+    """The untrained model, initialized from ``train_vae.seed``, and its training config
+    (benchmarks/bench.py builds it here too)."""
     conv = conv_config(params)
     cfg = from_section(VAEConfig, params.get("train_vae"), "train_vae", normalize=conv.normalize)
+    seed_everything(cfg.seed)
+    return VAE(conv, cfg.loss, cfg.beta), cfg
+
+
+def main(params: dict, root: Path = Path(".")) -> dict:
     device = resolve_device(params.get("device", "auto"))
     start = time.perf_counter()
-    seed_everything(cfg.seed)
+    model, cfg = build(params)
+    model = model.to(device)
+    conv = model.cfg
     data, _ = load_tensors(root / PROCESSED_DIR, conv.preprocess)
-    model = VAE(conv, cfg.loss, cfg.beta).to(device)
-    history, metrics = train_and_test(model, data, cfg, "train_vae")
+    history, report = train_and_test(model, data, cfg, "train_vae")
+    metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"],
+                       "best_epoch": report["best_epoch"]}}
 
     model.eval()
     z = torch.randn(cfg.n_samples, conv.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
@@ -59,13 +72,14 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
     save_checkpoint(root / MODEL, model, checkpoint_config(model))
     write_json(root / METRICS, metrics)
+    write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
     save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_vae"))
     save_figure(root / PLOTS_DIR / "reconstructions.png",
                 plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "VAE (decoding mu), test set"))
     save_figure(root / PLOTS_DIR / "samples.png", plots.image_grid(samples, suptitle="VAE samples, z ~ N(0, I)"))
     save_figure(root / PLOTS_DIR / "latent_histograms.png", plots.latent_histograms(mu))
-    print(f"train_vae: {fmt_metrics(metrics)} ({time.perf_counter() - start:.1f} s on {device})")
+    print(f"train_vae: {fmt_metrics(report)} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics
 
 

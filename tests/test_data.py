@@ -359,8 +359,8 @@ def test_preprocess_split(processed, params):
     assert s["train"].images.dtype == np.uint8 and s["train"].labels.dtype == np.int64
 
 
-def test_preprocess_metrics_and_plots(processed, params):
-    metrics = json.loads((processed / "metrics" / "data.json").read_text())
+def test_preprocess_report_and_plots(processed, params):
+    metrics = json.loads((processed / "reports" / "data.json").read_text())
     s = {name: data.load_split(processed / "data" / "processed", name) for name in data.SPLITS}
     for name in data.SPLITS:
         assert metrics[f"count_{name}"] == len(s[name].labels)
@@ -377,7 +377,7 @@ def test_preprocess_metrics_and_plots(processed, params):
 def test_preprocess_deterministic(processed, params, tmp_path_factory):
     again = tmp_path_factory.mktemp("again")
     shutil.copytree(processed / "data" / "raw", again / "data" / "raw")
-    assert preprocess.main(params, again) == json.loads((processed / "metrics" / "data.json").read_text())
+    assert preprocess.main(params, again) == json.loads((processed / "reports" / "data.json").read_text())
     for name in data.SPLITS:
         a = io.load_arrays(processed / "data" / "processed" / f"{name}.npz")
         b = io.load_arrays(again / "data" / "processed" / f"{name}.npz")

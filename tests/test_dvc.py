@@ -25,12 +25,16 @@ def make_repo(path: Path, mirror: Path) -> dict:
     shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", path)
     (path / "params.yaml").write_text(yaml.safe_dump(shrink(load_params(REPO)), sort_keys=False))
+    (path / ".gitignore").write_text("__pycache__/\n")
     env = {**os.environ, MIRROR_ENV: str(mirror / "fashion_mnist"), SUMS_ENV: str(mirror / "SHA256SUMS"),
            # `python` in the stage commands must be this interpreter (the venv's).
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "code"]):
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        sh(cmd, path, env)
+    shutil.copy(REPO / ".dvc/config", path / ".dvc/config")  # the project's own config: its default remote
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "code"]):
         sh(cmd, path, env)
     return env
 
@@ -48,24 +52,36 @@ def ran(output: str) -> set[str]:
     return {s for s in STAGES if f"Running stage '{s}'" in output}
 
 
-def test_repro_then_up_to_date_then_experiment_reruns_only_latent_stages(tmp_path, mirror):
+def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_path, mirror):
     repo = tmp_path / "repo"
     env = make_repo(repo, mirror)
 
     first = sh(["dvc", "repro"], repo, env)
     assert ran(first.stdout) == set(STAGES)
-    for path in ["metrics/downstream.json", "models/vae.pt", "plots/evaluate/manifold_ae.png"]:
+    for path in ["metrics/downstream.json", "reports/downstream.json", "models/vae.pt", "plots/evaluate/manifold_ae.png"]:
         assert (repo / path).exists(), path
-    status = sh(["dvc", "status"], repo, env)
-    assert "up to date" in status.stdout, status.stdout
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
     assert ran(sh(["dvc", "repro"], repo, env).stdout) == set()
-
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "baseline"], repo, env)
+
+    # Share: the default remote of .dvc/config (a folder beside the clone) needs no set-up.
+    sh(["dvc", "push"], repo, env)
+    assert any((tmp_path / "ae-pipeline-dvc-storage").rglob("*")), "dvc push stored nothing"
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "models/vae.pt").exists()
+    sh(["dvc", "pull"], clone, env)
+    assert (clone / "models/vae.pt").read_bytes() == (repo / "models/vae.pt").read_bytes()
+    assert "up to date" in sh(["dvc", "status"], clone, env).stdout
+    assert ran(sh(["dvc", "repro"], clone, env).stdout) == set()  # nothing retrained
+
     exp = sh(["dvc", "exp", "run", "-S", "latent_dim=8"], repo, env)
     assert ran(exp.stdout) == LATENT_STAGES, exp.stdout
     diff = sh(["dvc", "metrics", "diff", "--md"], repo, env).stdout
-    assert "ae.logreg_test_acc" in diff and "metrics/downstream.json" in diff, diff
+    assert "downstream.ae.mlp_test_acc" in diff and "metrics/downstream.json" in diff, diff
+    rows = [line for line in diff.splitlines() if line.startswith("| metrics/")]
+    assert rows and all(line.count("|") == 6 and " - " not in line for line in rows), diff  # old, new, change
     assert not (repo / "plots/evaluate/manifold_ae.png").exists()  # only drawn for a 2-D latent
 
 

@@ -9,7 +9,7 @@ from conftest import synthetic_images
 from sklearn.linear_model import LogisticRegression
 
 from stages.core.data import normalize
-from stages.core.evaluation import (ModelRepresentation, PCARepresentation, interpolate, latent_grid,
+from stages.core.evaluation import (LogregConfig, ModelRepresentation, PCARepresentation, interpolate, latent_grid,
                                     logistic_regression, mse_summary, per_image_mse, project_2d, standardize,
                                     unit_pixels)
 from stages.core.models import VAE, AutoEncoder, ConvConfig
@@ -112,15 +112,15 @@ def test_mse_summary_keys_and_values():
     mse = rng.random(40)
     labels = np.arange(40) % 3  # class 3 has no image
     classes = ["T-shirt/top", "Trouser", "Ankle boot", "Bag"]
-    out = mse_summary("ae", mse, labels, classes)
-    assert set(out) == {f"ae.mse_{k}" for k in ("mean", "median", "min", "max", "p95")} | {
-        "ae.mse_mean_t_shirt_top", "ae.mse_mean_trouser", "ae.mse_mean_ankle_boot"}
-    assert out["ae.mse_mean"] == pytest.approx(mse.mean())
-    assert out["ae.mse_median"] == pytest.approx(np.median(mse))
-    assert out["ae.mse_min"] == pytest.approx(mse.min())
-    assert out["ae.mse_max"] == pytest.approx(mse.max())
-    assert out["ae.mse_p95"] == pytest.approx(np.percentile(mse, 95))
-    assert out["ae.mse_mean_ankle_boot"] == pytest.approx(mse[labels == 2].mean())
+    out = mse_summary(mse, labels, classes)
+    assert set(out) == {f"mse_{k}" for k in ("mean", "median", "min", "max", "p95")} | {
+        "mse_mean_t_shirt_top", "mse_mean_trouser", "mse_mean_ankle_boot"}
+    assert out["mse_mean"] == pytest.approx(mse.mean())
+    assert out["mse_median"] == pytest.approx(np.median(mse))
+    assert out["mse_min"] == pytest.approx(mse.min())
+    assert out["mse_max"] == pytest.approx(mse.max())
+    assert out["mse_p95"] == pytest.approx(np.percentile(mse, 95))
+    assert out["mse_mean_ankle_boot"] == pytest.approx(mse[labels == 2].mean())
     assert all(isinstance(v, float) for v in out.values())  # JSON-serializable
 
 
@@ -186,10 +186,11 @@ def test_logistic_regression_on_separable_features():
     data = {s: blobs(n, rng) for s, n in (("train", 90), ("val", 30), ("test", 60))}
     x, y = {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}
     Cs = (1e-4, 0.01, 1.0)
-    result = logistic_regression(x, y, Cs, max_iter=200)
+    result = logistic_regression(x, y, LogregConfig(C=Cs, max_iter=200, tol=1e-4))
     val_accs = {C: (LogisticRegression(C=C, max_iter=1000).fit(x["train"], y["train"]).predict(x["val"])
                     == y["val"]).mean() for C in Cs}
-    assert result.C in Cs
+    assert result.C in Cs and result.converged and set(result.n_iter) == set(Cs)
+    assert all(1 <= n < 200 for n in result.n_iter.values())
     assert result.val_acc == pytest.approx(max(val_accs.values()))
     assert result.test_acc >= 0.95
     assert result.test_pred.shape == y["test"].shape
@@ -210,7 +211,22 @@ def test_logistic_regression_chooses_C_on_val_not_on_test():
     x_val = np.tile(np.float32([[2.0, 0.0]]), (10, 1))  # class 0 where class 1 lives
     y_val = np.zeros(10, dtype=int)
     result = logistic_regression({"train": x_train, "val": x_val, "test": x_test},
-                                 {"train": y_train, "val": y_val, "test": y_test}, (100.0, 1.0, 1e-4), 100)
+                                 {"train": y_train, "val": y_val, "test": y_test},
+                                 LogregConfig(C=(100.0, 1.0, 1e-4), max_iter=100, tol=1e-4))
     assert result.C == 1e-4 and result.val_acc == 1.0
     np.testing.assert_array_equal(result.test_pred, 0)
     assert result.test_acc == pytest.approx((y_test == 0).mean())
+
+
+def test_logistic_regression_reports_a_fit_that_hits_max_iter_and_warns():
+    """No muted ConvergenceWarning: a grid cut short by max_iter says so, in the warning
+    and in the record the stages write."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    data = {s: blobs(n, rng) for s, n in (("train", 90), ("val", 30), ("test", 30))}
+    x, y = {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}
+    with pytest.warns(ConvergenceWarning):
+        result = logistic_regression(x, y, LogregConfig(C=(100.0,), max_iter=2, tol=1e-8))
+    assert not result.converged and result.n_iter == {100.0: 2}
+    assert result.record()["n_iter"] == {"C=100": 2} and result.record()["converged"] is False

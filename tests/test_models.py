@@ -184,6 +184,7 @@ def test_vae_samples_z_in_train_mode_and_uses_mu_in_eval():
     assert vae.loss(x)[0].item() != vae.loss(x)[0].item()
     vae.eval()
     loss, stats = vae.loss(x)
+    stats = {k: float(v) for k, v in stats.items()}  # detached 0-d tensors
     assert loss.item() == vae.loss(x)[0].item()
     assert set(stats) == {"loss", "recon", "kl", "mse"}
     assert stats["loss"] == pytest.approx(stats["recon"] + 0.5 * stats["kl"], rel=1e-6)
@@ -215,7 +216,7 @@ def test_stats_mse_is_per_pixel_on_unit_scale_of_the_28x28(kind, normalize_, pad
         x, x_hat = x * 0.5 + 0.5, x_hat * 0.5 + 0.5
     crop = (..., slice(pad, pad + 28), slice(pad, pad + 28))
     expected = np.mean((x_hat[crop] - x[crop]) ** 2)
-    assert stats["mse"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(stats["mse"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_symmetric_mse_stat_is_a_quarter_of_the_training_loss():
@@ -226,7 +227,7 @@ def test_symmetric_mse_stat_is_a_quarter_of_the_training_loss():
         loss, stats = ae.loss(x)
         raw = (ae(x) - x).pow(2).mean().item()  # on [-1, 1]
     assert loss.item() == pytest.approx(raw, rel=1e-5)
-    assert stats["mse"] == pytest.approx(raw / 4, rel=1e-5)
+    assert float(stats["mse"]) == pytest.approx(raw / 4, rel=1e-5)
 
 
 def test_bce_with_symmetric_data_is_refused():
@@ -333,8 +334,9 @@ def toy_mlp(seed: int = 0) -> MLP:
 def test_fit_keeps_the_best_epoch_weights():
     model = toy_mlp()
     train, val = toy_data(64, 1), toy_data(64, 2)
-    history, best_epoch = fit(model, train, val, TrainConfig(epochs=12, batch_size=16, lr=1e-2), "toy")
-    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+    cfg = TrainConfig(epochs=12, batch_size=16, lr=1e-2, lr_schedule="constant")
+    history, best_epoch = fit(model, train, val, cfg, "toy")
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     assert history["epoch"].tolist() == list(range(1, 13))
     assert best_epoch == history["epoch"][history["val_loss"].idxmin()]
     assert best_epoch < 12  # precondition: the last epoch is not the best, so restoring matters
@@ -343,20 +345,29 @@ def test_fit_keeps_the_best_epoch_weights():
     assert val_loss < history["val_loss"].iloc[-1]
 
 
-def test_fit_eval_train_adds_train_eval_columns():
-    model = toy_mlp()
-    history, _ = fit(model, toy_data(32, 1), toy_data(32, 2), TrainConfig(epochs=2, batch_size=16), "toy",
-                     eval_train=True)
-    assert set(history.columns) == {"epoch", "train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
-                                    "val_loss", "val_acc"}
-    assert len(history) == 2
+@pytest.mark.parametrize("schedule", ["onecycle", "constant"])
+def test_lr_schedule(schedule):
+    history, _ = fit(toy_mlp(), toy_data(64, 1), toy_data(32, 2),
+                     TrainConfig(epochs=4, batch_size=16, lr=1e-2, lr_schedule=schedule), "toy")
+    lr = history["lr"].tolist()
+    if schedule == "constant":
+        assert lr == [1e-2] * 4
+    else:  # warm up to lr within the first third, then anneal below the starting lr (lr / 25)
+        assert max(lr) <= 1e-2 and lr[0] > lr[-1] and lr[-1] < 1e-2 / 25
+
+
+def test_fit_prints_one_line_per_epoch(capsys):
+    fit(toy_mlp(), toy_data(32, 1), toy_data(32, 2), TrainConfig(epochs=3, batch_size=16), "toy", "probe x")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    assert all(re.match(r"probe x \d/3: train_loss=\S+ val_loss=\S+( \*)? \(\d+\.\d s\)$", line) for line in lines), lines
 
 
 def fake_evaluate(monkeypatch, losses: list[float]) -> list[dict]:
     """Make training.evaluate return ``losses`` in turn; return the model states it saw."""
     seen = []
 
-    def evaluate(model, x, y, batch_size=256):
+    def evaluate(model, x, y, batch_size=training.EVAL_BATCH):
         seen.append(copy.deepcopy(model.state_dict()))
         return {"loss": losses[len(seen) - 1]}
 
@@ -409,7 +420,7 @@ class NaNAfter(nn.Module):
             bad = self.training and self.calls <= 0
             self.calls -= self.training
         loss = (self.w * x.mean()).sum() * (float("nan") if bad else 1.0)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
 
 @pytest.mark.parametrize("calls, epoch", [(0, 1), (4, 2)])

@@ -53,7 +53,11 @@ class Run:
     written: dict[str, set[str]]  # the files each stage added
 
     def json(self, stage: str) -> dict:
-        return read_json(self.root / "metrics" / f"{stage}.json")
+        """The stage's headline metrics, flattened as `dvc metrics show` names them."""
+        return flat(read_json(self.root / "metrics" / f"{stage}.json"))
+
+    def report(self, stage: str) -> dict:
+        return read_json(self.root / "reports" / f"{stage}.json")
 
     def split(self, name: str):
         return load_split(self.root / "data/processed", name)
@@ -68,6 +72,14 @@ def run_stages(base: Path, root: Path, params: dict, names) -> Run:
         run.metrics[name] = STAGES[name].main(params, root)
         run.written[name] = files(root) - before
     return run
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"ae": {"test_mse": x}} -> {"ae.test_mse": x}."""
+    out = {}
+    for key, value in tree.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
 
 
 def with_changes(params: dict, section: str | None = None, **changes) -> dict:
@@ -112,9 +124,10 @@ def latent2(base, tiny, tmp_path_factory) -> Run:
 
 
 @pytest.fixture(scope="module")
-def latent8(base, tiny, tmp_path_factory) -> Run:
-    """`dvc exp run -S latent_dim=8`: the stages that depend on latent_dim, rerun."""
-    return run_stages(base, tmp_path_factory.mktemp("latent8"), with_changes(tiny, latent_dim=8),
+def latent8(latent2, tiny, tmp_path_factory) -> Run:
+    """`dvc exp run -S latent_dim=8` on top of the latent_dim=2 run: the stages that
+    depend on latent_dim rerun, train_classifier's outputs stay."""
+    return run_stages(latent2.root, tmp_path_factory.mktemp("latent8"), with_changes(tiny, latent_dim=8),
                       ["train_ae", "train_vae", "evaluate", "downstream"])
 
 
@@ -145,10 +158,22 @@ def test_stage_writes_exactly_what_dvc_yaml_declares(stage, latent2):
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_metrics_json_is_what_main_returned(stage, latent2):
-    on_disk, returned = latent2.json(stage), latent2.metrics[stage]
+    on_disk, returned = latent2.json(stage), flat(latent2.metrics[stage])
     assert on_disk.keys() == returned.keys()
     for key, value in returned.items():
         assert on_disk[key] == pytest.approx(value, rel=1e-5), key  # rounded to 6 digits
+
+
+def test_headline_metrics_fit_one_screen(latent2):
+    """`dvc metrics show` reads only metrics/: a couple of dozen self-explaining keys, each
+    named after what it measures (`ae.test_mse`), the details left to reports/."""
+    keys = [k for stage in STAGES for k in latent2.json(stage)]
+    assert len(keys) == len(set(keys)) <= 25, keys
+    assert {"classifier.test_acc", "ae.test_mse", "vae.test_mse", "pca.test_mse",
+            "downstream.ae.mlp_test_acc", "downstream.best_latent_test_acc"} <= set(keys)
+    assert not [k for k in keys if "count" in k or "p95" in k or "_val_" in k]
+    metrics_outs = [next(iter(m)) for spec in DVC["stages"].values() for m in spec.get("metrics", [])]
+    assert sorted(metrics_outs) == sorted(f"metrics/{stage}.json" for stage in STAGES)
 
 
 def test_dvc_plots_columns_exist(latent2):
@@ -170,15 +195,21 @@ def test_dvc_plots_columns_exist(latent2):
 # ------------------------------------------------------------------------ training stages
 def test_classifier_metrics_history_and_confusion(latent2):
     m = latent2.json("train_classifier")
-    assert set(m) == {"test_acc", "test_loss", "val_acc", "val_loss", "best_epoch", "epochs_run"}
-    assert_finite(m)
-    assert 0 <= m["test_acc"] <= 1 and 0 <= m["val_acc"] <= 1
-    assert 1 <= m["best_epoch"] <= m["epochs_run"] <= latent2.params["train_classifier"]["epochs"]
+    assert set(m) == {"classifier.test_acc", "classifier.best_epoch", "classifier.logreg_test_acc"}
+    r = latent2.report("train_classifier")["pixels"]
+    mlp = r["mlp"]
+    assert set(mlp) == {"test_acc", "test_loss", "val_acc", "val_loss", "best_epoch", "epochs_run"}
+    assert_finite(mlp)
+    assert (m["classifier.test_acc"], m["classifier.best_epoch"]) == (mlp["test_acc"], mlp["best_epoch"])
+    assert 0 <= mlp["test_acc"] <= 1 and 0 <= mlp["val_acc"] <= 1
+    assert 1 <= mlp["best_epoch"] <= mlp["epochs_run"] <= latent2.params["train_classifier"]["epochs"]
+    assert r["dim"] == 784 and m["classifier.logreg_test_acc"] == r["logreg"]["test_acc"] >= 0.9  # a bar's height
+    assert r["logreg"]["converged"] and r["logreg"]["C"] in latent2.params["logreg"]["C"]
 
     history = pd.read_csv(latent2.root / "plots/train_classifier/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-    assert history["epoch"].tolist() == list(range(1, m["epochs_run"] + 1))
-    assert history.loc[m["best_epoch"] - 1, "val_loss"] == pytest.approx(m["val_loss"], rel=1e-5)
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    assert history["epoch"].tolist() == list(range(1, mlp["epochs_run"] + 1))
+    assert history.loc[mlp["best_epoch"] - 1, "val_loss"] == pytest.approx(mlp["val_loss"], rel=1e-5)
 
     test = latent2.split("test")
     confusion = pd.read_csv(latent2.root / "plots/train_classifier/confusion.csv")
@@ -186,33 +217,35 @@ def test_classifier_metrics_history_and_confusion(latent2):
     assert len(confusion) == len(test.labels)
     assert confusion["actual"].tolist() == [test.classes[i] for i in test.labels]
     assert set(confusion["predicted"]) <= set(test.classes)
-    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(m["test_acc"], abs=1e-6)
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(mlp["test_acc"], abs=1e-6)
 
 
 def test_ae_metrics_and_history(latent2):
-    m = latent2.json("train_ae")
-    assert set(m) == {"test_loss", "test_mse", "val_loss", "val_mse", "best_epoch", "epochs_run"}
-    assert_finite(m)
-    assert 0 < m["test_mse"] < 1 and 0 < m["val_mse"] < 1
+    r = latent2.report("train_ae")
+    assert set(r) == {"test_loss", "test_mse", "val_loss", "val_mse", "best_epoch", "epochs_run"}
+    assert_finite(r)
+    assert latent2.json("train_ae") == {"ae.test_mse": r["test_mse"], "ae.best_epoch": r["best_epoch"]}
+    assert 0 < r["test_mse"] < 1 and 0 < r["val_mse"] < 1
     history = pd.read_csv(latent2.root / "plots/train_ae/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "train_mse", "train_eval_loss", "train_eval_mse",
-                                     "val_loss", "val_mse"]
-    assert len(history) == m["epochs_run"]
+    assert list(history.columns) == ["epoch", "train_loss", "train_mse", "val_loss", "val_mse", "lr"]
+    assert len(history) == r["epochs_run"]
     assert np.isfinite(history.to_numpy()).all()
 
 
 def test_vae_metrics_and_history(latent2):
-    m = latent2.json("train_vae")
-    assert set(m) == {f"{s}_{k}" for s in ("test", "val") for k in ("loss", "recon", "kl", "mse")} | {
+    r = latent2.report("train_vae")
+    assert set(r) == {f"{s}_{k}" for s in ("test", "val") for k in ("loss", "recon", "kl", "mse")} | {
         "best_epoch", "epochs_run"}
-    assert_finite(m)
-    assert 0 < m["test_mse"] < 1 and m["test_kl"] >= 0
+    assert_finite(r)
+    assert latent2.json("train_vae") == {"vae.test_mse": r["test_mse"], "vae.test_kl": r["test_kl"],
+                                         "vae.best_epoch": r["best_epoch"]}
+    assert 0 < r["test_mse"] < 1 and r["test_kl"] >= 0
     beta = latent2.params["train_vae"]["beta"]
-    assert m["test_loss"] == pytest.approx(m["test_recon"] + beta * m["test_kl"], rel=1e-4)
+    assert r["test_loss"] == pytest.approx(r["test_recon"] + beta * r["test_kl"], rel=1e-4)
     history = pd.read_csv(latent2.root / "plots/train_vae/history.csv")
     assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "val")
-                                                for k in ("loss", "recon", "kl", "mse"))]
-    assert len(history) == m["epochs_run"]
+                                                for k in ("loss", "recon", "kl", "mse")), "lr"]
+    assert len(history) == r["epochs_run"]
     assert np.isfinite(history.to_numpy()).all()
 
 
@@ -238,7 +271,7 @@ def test_same_params_same_model_bytes_and_metrics(stage, model, latent2, base, t
     """The issue's requirement: same params on the CPU -> identical metrics and model bytes,
     here in another root, after other stages ran in this process."""
     again = run_stages(base, tmp_path, latent2.params, [stage])
-    for out in (f"models/{model}.pt", f"metrics/{stage}.json", f"plots/{stage}/history.csv"):
+    for out in (f"models/{model}.pt", f"metrics/{stage}.json", f"reports/{stage}.json", f"plots/{stage}/history.csv"):
         assert (again.root / out).read_bytes() == (latent2.root / out).read_bytes(), out
 
 
@@ -276,8 +309,8 @@ def test_latent_dim_8_reaches_the_checkpoints(latent8):
         checkpoint = load_checkpoint(latent8.root / f"models/{name}.pt")
         assert checkpoint["config"]["latent_dim"] == 8
         assert checkpoint["model"]["to_latent.weight"].shape[0] == 8
-    assert_finite(latent8.json("train_ae"))
-    assert_finite(latent8.json("train_vae"))
+    assert_finite(latent8.report("train_ae"))
+    assert_finite(latent8.report("train_vae"))
 
 
 def test_pad_2_symmetric_mse_reports_test_mse_on_the_unit_scale(base, tiny, tmp_path):
@@ -296,7 +329,7 @@ def test_pad_2_symmetric_mse_reports_test_mse_on_the_unit_scale(base, tiny, tmp_
     unit = to_unit(x_hat, pre)[:, 0].numpy()  # (N, 28, 28) in [0, 1]
     assert unit.shape == test.images.shape
     expected = float(((unit - test.images / 255.0) ** 2).mean())
-    assert run.json("train_ae")["test_mse"] == pytest.approx(expected, abs=1e-5)
+    assert run.json("train_ae")["ae.test_mse"] == pytest.approx(expected, abs=1e-5)
 
 
 # ------------------------------------------------------------------------------ evaluate
@@ -331,25 +364,28 @@ def test_per_image_mse_table_and_summary(any_run):
     np.testing.assert_array_equal(table["label"], test.labels)
     assert table["class_name"].tolist() == [test.classes[i] for i in test.labels]
 
-    m = any_run.json("evaluate")
+    report = any_run.report("evaluate")
+    assert set(report) == set(REPRESENTATIONS)
     for r in REPRESENTATIONS:
+        m = report[r]
         mse = table[r].to_numpy()
         assert ((mse >= 0) & (mse <= 1)).all()
-        lo, median, p95, hi = (m[f"{r}.mse_{k}"] for k in ("min", "median", "p95", "max"))
+        lo, median, p95, hi = (m[f"mse_{k}"] for k in ("min", "median", "p95", "max"))
         assert lo <= median <= p95 <= hi
-        assert lo <= m[f"{r}.mse_mean"] <= hi
-        assert m[f"{r}.mse_mean"] == pytest.approx(mse.mean(), rel=1e-4)
+        assert lo <= m["mse_mean"] <= hi
+        assert m["mse_mean"] == pytest.approx(mse.mean(), rel=1e-4)
         assert hi == pytest.approx(mse.max(), rel=1e-4)
         for c, name in enumerate(test.classes):
-            assert m[f"{r}.mse_mean_{slug(name)}"] == pytest.approx(mse[test.labels == c].mean(), rel=1e-4)
-    assert len(m) == len(REPRESENTATIONS) * (5 + len(test.classes))
+            assert m[f"mse_mean_{slug(name)}"] == pytest.approx(mse[test.labels == c].mean(), rel=1e-4)
+        assert len(m) == 5 + len(test.classes)
+    assert any_run.json("evaluate") == {"pca.test_mse": report["pca"]["mse_mean"]}
 
 
 def test_evaluate_mse_is_the_training_stages_test_mse(any_run):
     """One unit everywhere: evaluate's mean per-image MSE is train_ae's / train_vae's test_mse."""
-    m = any_run.json("evaluate")
-    assert m["ae.mse_mean"] == pytest.approx(any_run.json("train_ae")["test_mse"], rel=1e-4)
-    assert m["vae.mse_mean"] == pytest.approx(any_run.json("train_vae")["test_mse"], rel=1e-4)
+    report = any_run.report("evaluate")
+    assert report["ae"]["mse_mean"] == pytest.approx(any_run.json("train_ae")["ae.test_mse"], rel=1e-4)
+    assert report["vae"]["mse_mean"] == pytest.approx(any_run.json("train_vae")["vae.test_mse"], rel=1e-4)
 
 
 def test_evaluate_figures_for_a_2d_latent(latent2):
@@ -372,25 +408,35 @@ def test_evaluate_figures_for_an_8d_latent(latent8):
 # ---------------------------------------------------------------------------- downstream
 def test_downstream_metrics_and_tables(any_run):
     d = any_run.params["latent_dim"]
-    m = any_run.json("downstream")
+    m, report = any_run.json("downstream"), any_run.report("downstream")
+    assert report["pixels"] == any_run.report("train_classifier")["pixels"]  # computed once, upstream
     for r in ("pixels", *REPRESENTATIONS):
-        assert m[f"{r}.dim"] == (784 if r == "pixels" else d)
-        for key in ("logreg_test_acc", "mlp_test_acc", "logreg_val_acc", "mlp_val_acc"):
-            assert 0 <= m[f"{r}.{key}"] <= 1, (r, key)
-        assert m[f"{r}.logreg_C"] in any_run.params["downstream"]["logreg_C"]
-    assert m["pixels.logreg_test_acc"] >= 0.9  # the synthetic classes are a bar's height
+        assert report[r]["dim"] == (784 if r == "pixels" else d)
+        for clf in ("logreg", "mlp"):
+            for key in ("val_acc", "test_acc"):
+                assert 0 <= report[r][clf][key] <= 1, (r, clf, key)
+            if r != "pixels":
+                assert m[f"downstream.{r}.{clf}_test_acc"] == report[r][clf]["test_acc"]
+        logreg = report[r]["logreg"]
+        assert logreg["C"] in any_run.params["logreg"]["C"]
+        assert logreg["converged"] and len(logreg["n_iter"]) == len(any_run.params["logreg"]["C"])
+        assert report[r]["mlp"]["epochs_run"] <= any_run.params["train_classifier"]["epochs"]
 
     table = pd.read_csv(any_run.root / "plots/downstream/accuracy.csv")
     assert list(table.columns) == ["model", "representation", "classifier", "val_acc", "test_acc"]
     assert len(table) == 8
     for row in table.itertuples():
         assert row.model == f"{row.representation} {row.classifier}"
-        assert row.test_acc == pytest.approx(m[f"{row.representation}.{row.classifier}_test_acc"], rel=1e-5)
+        assert row.test_acc == pytest.approx(report[row.representation][row.classifier]["test_acc"], rel=1e-5)
     latent = table[table["representation"] != "pixels"]
-    assert m["best_latent_test_acc"] == pytest.approx(latent.loc[latent["val_acc"].idxmax(), "test_acc"])
+    best = latent.loc[latent["val_acc"].idxmax()]
+    assert report["best_latent"] == best["model"]
+    assert m["downstream.best_latent_test_acc"] == pytest.approx(best["test_acc"])
+    pixels = report["pixels"][best["classifier"]]["test_acc"]
+    assert m["downstream.best_latent_minus_pixels"] == pytest.approx(best["test_acc"] - pixels, abs=2e-6)
 
     test = any_run.split("test")
     confusion = pd.read_csv(any_run.root / "plots/downstream/confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == len(test.labels)
     assert confusion["actual"].tolist() == [test.classes[i] for i in test.labels]
-    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(m["best_latent_test_acc"])
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(best["test_acc"])

@@ -269,10 +269,12 @@ def load_split(processed_dir: Path, split: str) -> Split:
     return Split(arrays["images"], arrays["labels"], [str(c) for c in arrays["classes"]])
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Index batches over ``n`` items: shuffled by ``generator`` when one is given."""
+def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
+            device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Index batches over ``n`` items on ``device``: shuffled by ``generator`` (a CPU
+    generator, so the order is the same on every device) when one is given."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    yield from order.split(batch_size)
+    yield from order.to(device).split(batch_size)
 
 
 def load_tensors(processed_dir: Path, pre: PreprocessConfig, splits: tuple[str, ...] = SPLITS

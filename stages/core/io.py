@@ -93,7 +93,8 @@ def save_figure(path: Path, fig: Any) -> None:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, config: dict) -> None:
     """The checkpoint carries the config that rebuilds the model (see models.build)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # Contiguous: the same bytes whatever memory layout training used (channels-last).
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         # A file object, not a path: torch.save names the archive after a path's stem,
         # and the temporary name would make the bytes differ from run to run.

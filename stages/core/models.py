@@ -6,8 +6,9 @@
   :class:`Decoder`), configured by the ``model`` section of params.yaml; the VAE adds
   only the mu/logvar heads, the reparameterization and the KL term.
 
-Every ``stats`` dict holds floats; reconstruction models report ``mse``, the per-pixel
-MSE on the [0, 1] scale of the original 28x28 image, whatever the training scale.
+Every ``stats`` dict holds detached 0-d tensors (the training loop reads them once per
+epoch, not once per batch); reconstruction models report ``mse``, the per-pixel MSE on
+the [0, 1] scale of the original 28x28 image, whatever the training scale.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ class MLP(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        return loss, {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class AutoEncoder(nn.Module):
         # Mean over pixels: the scale of the course's Keras/PyTorch AE losses.
         loss = reconstruction_loss(logits, x, self.loss_kind, self.cfg.normalize).mean() / x[0].numel()
         x_hat = output_activation(logits.detach(), self.cfg.normalize)
-        return loss, {"loss": loss.item(), "mse": unit_mse(x_hat, x, self.cfg.preprocess).mean().item()}
+        return loss, {"loss": loss.detach(), "mse": unit_mse(x_hat, x, self.cfg.preprocess).mean()}
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -271,8 +272,8 @@ class VAE(AutoEncoder):
         kl = kl_to_standard_normal(mu, logvar).mean()
         loss = recon + self.beta * kl
         x_hat = output_activation(logits.detach(), self.cfg.normalize)
-        stats = {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(),
-                 "mse": unit_mse(x_hat, x, self.cfg.preprocess).mean().item()}
+        stats = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(),
+                 "mse": unit_mse(x_hat, x, self.cfg.preprocess).mean()}
         return loss, stats
 
 

@@ -138,8 +138,8 @@ def scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], title: s
 
 def curves(history: pd.DataFrame, title: str = "") -> Figure:
     """Per-epoch curves, one panel per quantity (loss, acc, kl...), all splits overlaid."""
-    prefixes = ("train_eval_", "train_", "val_")
-    quantities = sorted({c.split("_", 1)[1].replace("eval_", "", 1) for c in history.columns if c != "epoch"})
+    prefixes = ("train_", "val_")
+    quantities = sorted({c.split("_", 1)[1] for c in history.columns if c.startswith(prefixes)})
     fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.5), squeeze=False)
     for ax, q in zip(axes[0], quantities):
         for p in prefixes:

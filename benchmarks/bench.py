@@ -1,0 +1,223 @@
+"""`make bench`: one table of where the time goes on this machine.
+
+1. Each stage's seconds: the stages run in DAG order as `python -m stages.<name>`,
+   exactly as `dvc repro` runs them (process start included), in a temporary copy of
+   the project, on the data/raw of this checkout (or $DATA_MIRROR). No dvc needed, so it
+   runs as is on a GPU machine that has only torch and friends (benchmarks/gpu_check.sh).
+2. Training throughput, images per second over one timed epoch of the train split:
+   ours (``train_one_epoch`` on in-memory tensors, channels-last, the stage's batch
+   size) against the course's notebook loop (a ``DataLoader``, batch 100, over
+   torchvision's dataset with per-sample transforms), same model, optimizer and device.
+3. The fp32 matmul rate of this device (a 2048^3 matmul), and the share of it that the
+   AE training step reaches: its FLOPs per image (counted by
+   ``torch.utils.flop_counter``) times our images per second.
+
+A benchmark, not a test: it asserts nothing. `--skip-stages` for the throughput part
+alone (on this checkout's data/processed); `--device cuda` to force the GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stages import train_ae, train_classifier, train_vae  # noqa: E402
+from stages.core import data as core_data  # noqa: E402
+from stages.core.data import DataConfig, PreprocessConfig, load_tensors, raw_files  # noqa: E402
+from stages.core.params import PipelineError, from_section, load_params  # noqa: E402
+from stages.core.training import make_optimizer, on_device, resolve_device, train_one_epoch  # noqa: E402
+
+STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream"]
+NOTEBOOK_BATCH = 100
+WARMUP_BATCHES = 5
+
+
+# ------------------------------------------------------------------------ stage seconds
+def stage_seconds(root: Path, params: dict) -> dict[str, float]:
+    """Run every stage in ``root``, a fresh copy of the project; seconds per stage."""
+    dataset = from_section(DataConfig, params.get("data"), "data").dataset
+    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    raw = REPO / "data/raw" / dataset
+    if raw.is_dir():  # verified again by the download stage, not fetched
+        shutil.copytree(raw, root / "data/raw" / dataset)
+    elif not os.environ.get(core_data.MIRROR_ENV):
+        sys.exit(f"bench: {raw} is missing and DATA_MIRROR is not set; run `dvc repro download` "
+                 "or set DATA_MIRROR to a folder with the four IDX .gz files")
+    seconds = {}
+    for stage in STAGES:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds[stage] = time.perf_counter() - start
+        if result.returncode:
+            sys.exit(f"bench: stage {stage} failed:\n{result.stdout[-2000:]}")
+        print(f"  {stage}: {seconds[stage]:.1f} s", flush=True)
+    return seconds
+
+
+# ------------------------------------------------------------------------- throughput
+def torchvision_dataset(dataset: str, pre: PreprocessConfig, raw_dir: Path) -> Dataset:
+    """The course's dataset. With download=False torchvision wants the uncompressed IDX
+    files in ``<root>/<Class>/raw/``: decompress the pipeline's .gz files into a temporary
+    root (torchvision reads them into memory, so the root can go right after)."""
+    from torchvision import transforms
+
+    cls = core_data.torchvision_dataset(dataset)
+    steps = [transforms.Pad(pre.pad)] if pre.pad else []  # on the PIL image: a black border
+    steps.append(transforms.ToTensor())
+    if pre.normalize == "symmetric":
+        steps.append(transforms.Normalize((0.5,), (0.5,)))
+    with tempfile.TemporaryDirectory(prefix="bench-") as root:
+        raw = Path(root) / cls.__name__ / "raw"
+        raw.mkdir(parents=True)
+        for name in raw_files(dataset):
+            src = raw_dir / dataset / name
+            if not src.exists():
+                raise PipelineError(f"{src} is missing; run `dvc repro download` first")
+            with gzip.open(src, "rb") as fin, open(raw / name[: -len(".gz")], "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        return cls(root, train=True, transform=transforms.Compose(steps), download=False)
+
+
+def notebook_epoch(model: nn.Module, opt: torch.optim.Optimizer, loader: DataLoader, device: torch.device,
+                   max_batches: int | None = None) -> None:
+    """The course's loop: a DataLoader, a `.to(device)` and a step per batch."""
+    for x, y in itertools.islice(loader, max_batches):
+        x, y = x.to(device), y.to(device)
+        loss, _ = model.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def builders(params: dict, in_features: int, n_classes: int) -> dict[str, Callable]:
+    """Each training stage's own builder: the model and config exactly as the stage has them."""
+    return {"train_classifier": partial(train_classifier.build, params, in_features, n_classes),
+            "train_ae": partial(train_ae.build, params), "train_vae": partial(train_vae.build, params)}
+
+
+def throughput(params: dict, device: torch.device, processed: Path, raw_dir: Path) -> dict[str, tuple]:
+    """{stage: (ours img/s, our batch, notebook img/s)}."""
+    data_cfg = from_section(DataConfig, params.get("data"), "data")
+    pre = from_section(PreprocessConfig, params.get("preprocess"), "preprocess")
+    data, classes = load_tensors(processed, pre, splits=("train",))
+    loader = DataLoader(torchvision_dataset(data_cfg.dataset, pre, raw_dir), batch_size=NOTEBOOK_BATCH, shuffle=True)
+    rows = {}
+    for name, build in builders(params, data["train"][0][0].numel(), len(classes)).items():
+        model, cfg = build()
+        model = model.to(device).train()
+        x, y = on_device(model, *data["train"])
+        opt = make_optimizer(model, cfg)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        warm = WARMUP_BATCHES * cfg.batch_size
+        train_one_epoch(model, opt, x[:warm], y[:warm], cfg.batch_size, gen)
+        ours = len(x) / timed(partial(train_one_epoch, model, opt, x, y, cfg.batch_size, gen), device)
+
+        model, cfg = build()
+        model = model.to(device).train()
+        opt = make_optimizer(model, cfg)
+        notebook_epoch(model, opt, loader, device, WARMUP_BATCHES)
+        notebook = len(loader.dataset) / timed(partial(notebook_epoch, model, opt, loader, device), device)
+        rows[name] = (ours, cfg.batch_size, notebook)
+        print(f"  {name}: ours {ours:,.0f} img/s, notebook {notebook:,.0f} img/s", flush=True)
+    return rows
+
+
+def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """The device's fp32 matmul rate, FLOP/s (TF32 off: a true fp32 number)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    seconds = timed(lambda: [a @ b for _ in range(repeats)], device)
+    return 2 * n**3 * repeats / seconds
+
+
+def ae_step_flops(params: dict, device: torch.device, batch: int = 256) -> float:
+    """FLOPs of one AE training step (forward, backward; not the optimizer) per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, _ = train_ae.build(params)
+    model = model.to(device).train()
+    side = 28 + 2 * model.cfg.pad
+    x, _ = on_device(model, torch.rand(batch, 1, side, side))
+    with FlopCounterMode(display=False) as counter:
+        model.loss(x)[0].backward()
+    return counter.get_total_flops() / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="override params.yaml's device for every part")
+    parser.add_argument("--skip-stages", action="store_true", help="only the throughput and matmul parts")
+    args = parser.parse_args()
+    os.chdir(REPO)
+    params = load_params(REPO)
+    if args.device:
+        params["device"] = args.device
+    try:
+        device = resolve_device(params.get("device", "auto"))
+    except PipelineError as e:
+        sys.exit(f"bench: {e}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"bench on {device} ({name}), torch {torch.__version__}")
+
+    seconds, root = {}, REPO
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        if not args.skip_stages:
+            print("stages (python -m stages.<name>, DAG order, in a temporary copy):")
+            root = Path(tmp)
+            seconds = stage_seconds(root, params)
+        if not (root / "data/processed/train.npz").exists():
+            sys.exit("bench: data/processed is missing; run `dvc repro preprocess` first")
+        print("training throughput (one timed epoch each):")
+        try:
+            rows = throughput(params, device, root / "data/processed", root / "data/raw")
+        except PipelineError as e:
+            sys.exit(f"bench: {e}")
+    peak = matmul_flops(device)
+    ae_flops = ae_step_flops(params, device)
+
+    print(f"\n| stage | seconds |\n|---|---|")
+    for stage, s in seconds.items():
+        print(f"| {stage} | {s:.1f} |")
+    if seconds:
+        print(f"| **total** | **{sum(seconds.values()):.1f}** |")
+    print("\n| training loop | ours img/s (batch) | notebook img/s (batch 100) | ours / notebook |\n|---|---|---|---|")
+    for stage, (ours, batch, notebook) in rows.items():
+        print(f"| {stage} | {ours:,.0f} ({batch}) | {notebook:,.0f} | {ours / notebook:.1f}x |")
+    ae_rate = rows["train_ae"][0] * ae_flops
+    print(f"\nfp32 matmul (2048^3): {peak / 1e9:,.0f} GFLOP/s; AE training step: {ae_flops / 1e6:.1f} MFLOP/image "
+          f"x {rows['train_ae'][0]:,.0f} img/s = {ae_rate / 1e9:,.1f} GFLOP/s = {ae_rate / peak:.0%} of the matmul rate")
+
+
+if __name__ == "__main__":
+    main()

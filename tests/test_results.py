@@ -1,0 +1,71 @@
+"""main carries its results: dvc.lock, metrics/, reports/ and the plot CSVs of a full
+default run of this very code and params, and the README's results block says what
+they say. Fast: nothing is trained; `dvc status` compares hashes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from stages.core.results import README, readme_block, results_markdown
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def committed(path: str) -> bool:
+    out = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=REPO, capture_output=True)
+    return out.returncode == 0
+
+
+def git_outputs() -> list[str]:
+    """Every `cache: false` output and metrics file of dvc.yaml: what git keeps per commit."""
+    paths = []
+    for spec in DVC["stages"].values():
+        for entry in spec.get("outs", []) + spec.get("metrics", []):
+            if isinstance(entry, dict):
+                (path, options), = entry.items()
+                if options.get("cache") is False:
+                    paths.append(path)
+    return paths
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the git checkout")
+def test_lock_metrics_reports_and_plot_csvs_are_committed():
+    missing = [p for p in ["dvc.lock", *git_outputs()] if not committed(p)]
+    assert not missing, f"not committed: {missing}; run `dvc repro` and commit them with the change"
+
+
+def test_committed_results_match_the_code_and_params():
+    """`dvc status` on this checkout: no stage may have a changed command, code dependency
+    or param, and no committed metrics/report/CSV may differ from dvc.lock. Outputs not
+    produced here (data, models: DVC's cache) are fine."""
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "--json"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout or "{}")
+    git_kept = set(git_outputs())
+    drift = {}
+    for stage, changes in status.items():
+        for change in changes:
+            if isinstance(change, str):  # "changed command", "always changed"...
+                drift.setdefault(stage, []).append(change)
+                continue
+            for kind, paths in change.items():
+                for path, state in paths.items():
+                    if isinstance(state, dict):  # params.yaml: {key: state}
+                        drift.setdefault(stage, []).append(f"param {state}")
+                    elif state != "deleted" or (kind == "changed outs" and path in git_kept):
+                        drift.setdefault(stage, []).append(f"{path}: {state}")
+    assert not drift, ("dvc.lock and the committed metrics are stale for this code and params: "
+                       f"{drift}; run `dvc repro` and commit dvc.lock, metrics/, reports/ and the plot CSVs")
+
+
+def test_readme_results_block_is_generated_from_the_committed_reports():
+    block = readme_block((REPO / README).read_text())
+    assert block, "README.md lost its results markers; see stages/core/results.py"
+    assert block == results_markdown(REPO), "README results are stale: run `make readme`"
