@@ -31,7 +31,7 @@ from stages.core.models import (
     from_checkpoint,
     kl_to_standard_normal,
 )
-from stages.core.params import ParamError
+from stages.core.params import ParamError, PipelineError
 from stages.core.training import TrainConfig, TrainingError, fit, resolve_device, seed_everything, train_and_test
 
 B = 3  # batch size of the shape tests
@@ -286,8 +286,25 @@ def test_load_checkpoint_refuses_arbitrary_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "config": {}, "x": NotAWeight()}, path)
     assert isinstance(torch.load(path, weights_only=False)["x"], NotAWeight)  # a valid file
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(PipelineError, match=r"evil\.pt is not a checkpoint this pipeline can load \(UnpicklingError"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled_object", "not_a_checkpoint"])
+def test_damaged_checkpoint_is_refused_with_one_line_naming_the_stage(damage, tmp_path):
+    path = tmp_path / "ae.pt"
+    save_checkpoint(path, AutoEncoder(ConvConfig(widths=(4,), hidden=0)), {"kind": "ae"})
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "pickled_object":
+        with open(path, "wb") as f:
+            pickle.dump(NotAWeight(), f)
+    else:
+        torch.save({"weights": {}}, path)
+    with pytest.raises(PipelineError) as e:
+        load_checkpoint(path)
+    msg = str(e.value)
+    assert str(path) in msg and "dvc repro --force train_ae" in msg and "\n" not in msg, msg
 
 
 # ----------------------------------------------------------------- overfit one batch

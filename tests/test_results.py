@@ -58,7 +58,7 @@ def test_committed_results_match_the_code_and_params():
             for kind, paths in change.items():
                 for path, state in paths.items():
                     if isinstance(state, dict):  # params.yaml: {key: state}
-                        drift.setdefault(stage, []).append(f"param {state}")
+                        drift.setdefault(stage, []).extend(f"{path} {key}: {s}" for key, s in state.items())
                     elif state != "deleted" or (kind == "changed outs" and path in git_kept):
                         drift.setdefault(stage, []).append(f"{path}: {state}")
     assert not drift, ("dvc.lock and the committed metrics are stale for this code and params: "
@@ -69,3 +69,42 @@ def test_readme_results_block_is_generated_from_the_committed_reports():
     block = readme_block((REPO / README).read_text())
     assert block, "README.md lost its results markers; see stages/core/results.py"
     assert block == results_markdown(REPO), "README results are stale: run `make readme`"
+
+
+def project_imports(path: Path) -> set[Path]:
+    """The project's own modules that ``path`` imports, directly or through each other."""
+    import ast
+
+    seen, todo = set(), [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        package = current.relative_to(REPO).parent.as_posix().replace("/", ".")
+        for node in ast.walk(ast.parse(current.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # from .x import y, relative to the current package
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                candidate = REPO / (name.replace(".", "/") + ".py")
+                if name.startswith("stages") and candidate.is_file() and candidate.name != "__init__.py":
+                    todo.append(candidate)
+    return {p.relative_to(REPO) for p in seen}
+
+
+@pytest.mark.parametrize("stage", list(DVC["stages"]))
+def test_each_stage_lists_exactly_the_code_it_imports(stage):
+    """dvc.yaml's code deps are what DVC watches: a module a stage imports but does not
+    list would change results without rerunning the stage (and without a dvc.lock diff)."""
+    listed = {Path(d) for d in DVC["stages"][stage]["deps"] if d.endswith(".py")}
+    imported = project_imports(REPO / "stages" / f"{stage}.py")
+    assert listed == imported, f"{stage}: missing from deps {sorted(map(str, imported - listed))}, " \
+                               f"listed but not imported {sorted(map(str, listed - imported))}"

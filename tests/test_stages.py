@@ -21,7 +21,7 @@ import yaml
 from conftest import REPO, load_params, shrink
 
 from stages import download, downstream, evaluate, preprocess, train_ae, train_classifier, train_vae
-from stages.core import data, params as params_mod
+from stages.core import data, params as params_mod, training as training_mod
 from stages.core.data import MIRROR_ENV, SPLITS, SUMS_ENV, PreprocessConfig, load_split, normalize, slug, to_unit
 from stages.core.evaluation import PCARepresentation
 from stages.core.io import load_arrays, load_checkpoint, read_json
@@ -440,3 +440,32 @@ def test_downstream_metrics_and_tables(any_run):
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == len(test.labels)
     assert confusion["actual"].tolist() == [test.classes[i] for i in test.labels]
     assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(best["test_acc"])
+
+
+def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(base, tiny, tmp_path, monkeypatch, capsys):
+    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+    before = files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): tiny)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_mod, "evaluate", interrupted)  # in the middle of the first epoch's end
+    with pytest.raises(SystemExit) as e:
+        params_mod.run(train_ae.main)
+    assert e.value.code == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train_ae interrupted (Ctrl-C)") and "\n" not in err and "Traceback" not in err, err
+    assert files(tmp_path) == before
+
+
+def test_damaged_checkpoint_stops_evaluate_with_one_line(latent2, tmp_path, monkeypatch):
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "models/vae.pt").write_bytes((tmp_path / "models/vae.pt").read_bytes()[:500])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): latent2.params)
+    with pytest.raises(SystemExit) as e:
+        params_mod.run(evaluate.main)
+    msg = str(e.value.code)
+    assert msg.startswith("evaluate failed: models/vae.pt is not a checkpoint") and "train_vae" in msg, msg

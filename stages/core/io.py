@@ -102,8 +102,21 @@ def save_checkpoint(path: Path, model: torch.nn.Module, config: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    # weights_only: never unpickle arbitrary objects from a file.
-    return torch.load(require(path), map_location="cpu", weights_only=True)
+    """``{"model": state_dict, "config": ...}`` from ``models/<name>.pt``, written by the
+    stage ``train_<name>``; anything else (a truncated file, a pickled object, another
+    format) is refused with one line that says which stage rebuilds it."""
+    path = require(path)
+    try:
+        # weights_only: never unpickle arbitrary objects from a file.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError (zip), OSError, EOFError...
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"[:160]
+        raise PipelineError(f"{path} is not a checkpoint this pipeline can load ({reason}); "
+                            f"rebuild it with `dvc repro --force train_{Path(path).stem}`") from None
+    if not isinstance(checkpoint, dict) or set(checkpoint) != {"model", "config"}:
+        raise PipelineError(f"{path} is not a checkpoint of this pipeline (expected the keys model and config); "
+                            f"rebuild it with `dvc repro --force train_{Path(path).stem}`")
+    return checkpoint
 
 
 def fmt_metrics(metrics: dict, digits: int = 4) -> str:

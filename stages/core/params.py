@@ -112,3 +112,7 @@ def run(main: Callable[[dict], dict]) -> None:
         main(load_params())
     except PipelineError as e:
         sys.exit(f"{stage} failed: {e}")
+    except KeyboardInterrupt:  # every write is atomic: nothing half-written is left
+        print(f"{stage} interrupted (Ctrl-C); no output of it was half-written; "
+              "run `dvc repro` to start it again", file=sys.stderr)
+        sys.exit(130)
