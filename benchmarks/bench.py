@@ -167,7 +167,7 @@ def ae_step_flops(params: dict, device: torch.device, batch: int = 256) -> float
     model, _ = train_ae.build(params)
     model = model.to(device).train()
     side = 28 + 2 * model.cfg.pad
-    x, _ = on_device(model, torch.rand(batch, 1, side, side))
+    (x,) = on_device(model, torch.rand(batch, 1, side, side))
     with FlopCounterMode(display=False) as counter:
         model.loss(x)[0].backward()
     return counter.get_total_flops() / batch
@@ -206,10 +206,10 @@ def main() -> None:
     peak = matmul_flops(device)
     ae_flops = ae_step_flops(params, device)
 
-    print(f"\n| stage | seconds |\n|---|---|")
-    for stage, s in seconds.items():
-        print(f"| {stage} | {s:.1f} |")
     if seconds:
+        print("\n| stage | seconds |\n|---|---|")
+        for stage, s in seconds.items():
+            print(f"| {stage} | {s:.1f} |")
         print(f"| **total** | **{sum(seconds.values()):.1f}** |")
     print("\n| training loop | ours img/s (batch) | notebook img/s (batch 100) | ours / notebook |\n|---|---|---|---|")
     for stage, (ours, batch, notebook) in rows.items():

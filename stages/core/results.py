@@ -30,7 +30,7 @@ def results_markdown(root: Path = Path(".")) -> str:
     downstream = _load(root, "reports", "downstream")
     d = downstream["ae"]["dim"]
     lines = [
-        f"Default params (latent_dim={d}); splits {data['count_train']} / {data['count_val']} / "
+        f"latent_dim={d}; splits {data['count_train']} / {data['count_val']} / "
         f"{data['count_test']} (train / val / test). Best epoch chosen on val, test evaluated once.",
         "",
         "| model | test | best epoch / epochs run |",
