@@ -4,7 +4,7 @@ Reads data/processed/ (labels, class names), data/features/{ae,vae,pca}.npz and 
 pixel row computed once by train_classifier (reports/train_classifier.json). Every
 representation gets the same classifiers with the same params: a logistic regression
 (the ``logreg`` section: lbfgs to convergence, C chosen on val) and the pixel
-classifier's MLP (the ``train_classifier`` section: same shape, epochs, early stopping),
+classifier's MLP (the ``train_classifier`` section: same shape, epochs, schedule, batch),
 on features standardized with train statistics. Test is reported for the val-selected
 model. Writes metrics/downstream.json (headline), reports/downstream.json (details: C,
 iterations, val numbers, epochs) and plots/downstream/{accuracy.csv, confusion.csv,
