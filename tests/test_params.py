@@ -171,3 +171,15 @@ def test_evaluate_without_models_names_the_missing_file(params, tmp_path):
 
     with pytest.raises(PipelineError, match=r"data/processed/train.npz is missing"):
         evaluate.main(params, tmp_path)
+
+
+def test_logreg_section_has_no_code_defaults():
+    """params.yaml is the one place its defaults live: a missing key is an error naming it."""
+    from stages.core.evaluation import LogregConfig
+
+    with pytest.raises(ParamError) as e:
+        from_section(LogregConfig, {"C": [0.1], "max_iter": 10}, "logreg")
+    assert_names(e.value, "logreg.tol")
+    with pytest.raises(ParamError) as e:
+        from_section(LogregConfig, {"C": [0.1, -1], "max_iter": 10, "tol": 1e-3}, "logreg")
+    assert_names(e.value, "logreg.C")

@@ -126,11 +126,12 @@ def standardize(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class LogregConfig:
-    """The ``logreg`` section: the linear probe every representation gets, pixels included."""
+    """The ``logreg`` section: the linear probe every representation gets, pixels included.
+    No defaults here: params.yaml holds them, and a missing key is an error naming it."""
 
-    C: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strength, chosen on val
-    max_iter: int = 1000  # a cap that convergence should never reach
-    tol: float = 1e-4
+    C: tuple[float, ...]  # inverse L2 strengths, one chosen on val
+    max_iter: int  # a cap that convergence should never reach
+    tol: float  # lbfgs stops when the largest gradient entry of the mean loss is below it
 
     def __post_init__(self) -> None:
         check(len(self.C) >= 1 and min(self.C) > 0, "C", f"need values > 0, got {list(self.C)}")
