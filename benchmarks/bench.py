@@ -166,7 +166,7 @@ def ae_step_flops(params: dict, device: torch.device, batch: int = 256) -> float
 
     model, _ = train_ae.build(params)
     model = model.to(device).train()
-    side = 28 + 2 * model.cfg.pad
+    side = model.cfg.sizes()[0]  # 28, or 32 with padding
     (x,) = on_device(model, torch.rand(batch, 1, side, side))
     with FlopCounterMode(display=False) as counter:
         model.loss(x)[0].backward()

@@ -4,6 +4,7 @@ they say. Fast: nothing is trained; `dvc status` compares hashes."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,18 @@ def test_each_stage_lists_exactly_the_code_it_imports(stage):
     imported = project_imports(REPO / "stages" / f"{stage}.py")
     assert listed == imported, f"{stage}: missing from deps {sorted(map(str, imported - listed))}, " \
                                f"listed but not imported {sorted(map(str, listed - imported))}"
+
+
+def test_make_readme_rewrites_only_the_block_and_refuses_a_readme_without_markers(tmp_path):
+    from stages.core.results import BEGIN, END, main
+
+    shutil.copytree(REPO / "reports", tmp_path / "reports")
+    (tmp_path / README).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n")
+    main(tmp_path)
+    text = (tmp_path / README).read_text()
+    assert text == f"intro\n{BEGIN}\n{results_markdown(tmp_path)}\n{END}\noutro\n"
+
+    (tmp_path / README).write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="markers of the results block are missing"):
+        main(tmp_path)
+    assert (tmp_path / README).read_text() == "no markers here\n"  # nothing half-written

@@ -1,4 +1,5 @@
-"""The README's results block, generated from the committed metrics/ and reports/.
+"""The README's results block, generated from the committed reports/ (which hold every
+headline metric too).
 
 ``python -m stages.core.results`` (``make readme``) rewrites the block between the two
 markers in README.md from the files the last ``dvc repro`` wrote; a test fails when the
@@ -17,17 +18,17 @@ END = "<!-- end of generated results -->"
 REPRESENTATIONS = {"pixels": "pixels", "ae": "AE", "vae": "VAE", "pca": "PCA"}
 
 
-def _load(root: Path, folder: str, stage: str) -> dict:
-    return read_json(require(root / folder / f"{stage}.json"))
+def _report(root: Path, stage: str) -> dict:
+    return read_json(require(root / "reports" / f"{stage}.json"))
 
 
 def results_markdown(root: Path = Path(".")) -> str:
     """The results block for the run whose files are in ``root``."""
-    data = _load(root, "reports", "data")
-    classifier = _load(root, "reports", "train_classifier")["pixels"]["mlp"]
-    ae, vae = _load(root, "reports", "train_ae"), _load(root, "reports", "train_vae")
-    mse = _load(root, "reports", "evaluate")
-    downstream = _load(root, "reports", "downstream")
+    data = _report(root, "data")
+    classifier = _report(root, "train_classifier")["pixels"]["mlp"]
+    ae, vae = _report(root, "train_ae"), _report(root, "train_vae")
+    mse = _report(root, "evaluate")
+    downstream = _report(root, "downstream")
     d = downstream["ae"]["dim"]
     lines = [
         f"latent_dim={d}; splits {data['count_train']} / {data['count_val']} / "
@@ -78,7 +79,7 @@ def main(root: Path = Path(".")) -> None:
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     path.write_text(f"{head}{BEGIN}\n{results_markdown(root)}\n{END}{tail}")
-    print(f"{path}: results block rewritten from metrics/ and reports/")
+    print(f"{path}: results block rewritten from reports/")
 
 
 if __name__ == "__main__":
