@@ -40,9 +40,10 @@ sys.path.insert(0, str(REPO))
 
 from stages import train_ae, train_classifier, train_vae  # noqa: E402
 from stages.core import data as core_data  # noqa: E402
-from stages.core.data import DataConfig, PreprocessConfig, load_tensors, raw_files  # noqa: E402
-from stages.core.params import PipelineError, from_section, load_params  # noqa: E402
-from stages.core.training import make_optimizer, on_device, resolve_device, train_one_epoch  # noqa: E402
+from stages.core.data import DataConfig, InputConfig, load_tensors, raw_files  # noqa: E402
+from stages.core.device import on_device, resolve_device  # noqa: E402
+from stages.core.params import PipelineError, from_section, load_params, top_level  # noqa: E402
+from stages.core.training import make_optimizer, train_one_epoch  # noqa: E402
 
 STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream"]
 NOTEBOOK_BATCH = 100
@@ -52,7 +53,7 @@ WARMUP_BATCHES = 5
 # ------------------------------------------------------------------------ stage seconds
 def stage_seconds(root: Path, params: dict) -> dict[str, float]:
     """Run every stage in ``root``, a fresh copy of the project; seconds per stage."""
-    dataset = from_section(DataConfig, params.get("data"), "data").dataset
+    dataset = from_section(DataConfig, params, "data").dataset
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     raw = REPO / "data/raw" / dataset
@@ -74,7 +75,7 @@ def stage_seconds(root: Path, params: dict) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------- throughput
-def torchvision_dataset(dataset: str, pre: PreprocessConfig, raw_dir: Path) -> Dataset:
+def torchvision_dataset(dataset: str, pre: InputConfig, raw_dir: Path) -> Dataset:
     """The course's dataset. With download=False torchvision wants the uncompressed IDX
     files in ``<root>/<Class>/raw/``: decompress the pipeline's .gz files into a temporary
     root (torchvision reads them into memory, so the root can go right after)."""
@@ -125,8 +126,8 @@ def builders(params: dict, in_features: int, n_classes: int) -> dict[str, Callab
 
 def throughput(params: dict, device: torch.device, processed: Path, raw_dir: Path) -> dict[str, tuple]:
     """{stage: (ours img/s, our batch, notebook img/s)}."""
-    data_cfg = from_section(DataConfig, params.get("data"), "data")
-    pre = from_section(PreprocessConfig, params.get("preprocess"), "preprocess")
+    data_cfg = from_section(DataConfig, params, "data")
+    pre = from_section(InputConfig, params, "input")
     data, classes = load_tensors(processed, pre, splits=("train",))
     loader = DataLoader(torchvision_dataset(data_cfg.dataset, pre, raw_dir), batch_size=NOTEBOOK_BATCH, shuffle=True)
     rows = {}
@@ -184,7 +185,7 @@ def main() -> None:
     if args.device:
         params["device"] = args.device
     try:
-        device = resolve_device(params.get("device", "auto"))
+        device = resolve_device(top_level(params, "device"))
     except PipelineError as e:
         sys.exit(f"bench: {e}")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -16,7 +16,7 @@ RAW_DIR = Path("data/raw")
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    cfg = from_section(DataConfig, params.get("data"), "data")
+    cfg = from_section(DataConfig, params, "data")
     fetched = download(cfg.dataset, root / RAW_DIR / cfg.dataset, os.environ.get(MIRROR_ENV) or None)
     print(f"download: {cfg.dataset}: {len(fetched)} file(s) fetched, all 4 verified in {RAW_DIR / cfg.dataset}")
     return {"fetched": fetched}

@@ -13,6 +13,7 @@ accuracy.png, confusion.png}.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,11 @@ import torch
 from stages import train_classifier
 from stages.core import plots
 from stages.core.data import SPLITS, DataError, load_split
-from stages.core.evaluation import LogregConfig, logistic_regression, standardize
+from stages.core.device import batched, resolve_device
+from stages.core.evaluation import LogregConfig, LogregResult, logistic_regression, standardize
 from stages.core.io import fmt_metrics, load_arrays, read_json, require, save_figure, write_csv, write_json
-from stages.core.params import from_section, run
-from stages.core.training import ClassifierConfig, batched, resolve_device, train_and_test
+from stages.core.params import from_section, run, top_level
+from stages.core.training import ClassifierConfig, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 FEATURES_DIR = Path("data/features")
@@ -61,34 +63,51 @@ def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, 
     return metrics, batched(lambda xb: model(xb).argmax(1), data["test"][0], device).numpy()
 
 
+@dataclass
+class Probed:
+    """One representation's two probes: the val-selected logreg and the MLP."""
+
+    name: str
+    dim: int
+    logreg: LogregResult
+    mlp: dict  # train_and_test's metrics
+    mlp_pred: np.ndarray  # (N_test,)
+
+    def record(self) -> dict:
+        return {"dim": self.dim, "mlp": self.mlp, "logreg": self.logreg.record()}
+
+    def test_pred(self, classifier: str) -> np.ndarray:
+        return self.mlp_pred if classifier == "mlp" else self.logreg.test_pred
+
+
 def main(params: dict, root: Path = Path(".")) -> dict:
-    seed = from_section(ClassifierConfig, params.get("train_classifier"), "train_classifier").seed
-    logreg_cfg = from_section(LogregConfig, params.get("logreg"), "logreg")
-    device = resolve_device(params.get("device", "auto"))
+    seed = from_section(ClassifierConfig, params, "train_classifier").seed
+    logreg_cfg = from_section(LogregConfig, params, "logreg")
+    device = resolve_device(top_level(params, "device"))
     pixels = read_json(require(root / PIXELS_REPORT))["pixels"]
     features, labels, classes = load_latents(root)
-    report, predictions = {"pixels": pixels}, {}
+    probes = {}
     for name, x in features.items():
         start = time.perf_counter()
         x = standardize(x)
         logreg = logistic_regression(x, labels, logreg_cfg, seed)
-        mlp, predictions[(name, "mlp")] = mlp_probe(x, labels, params, len(classes), name, device)
-        predictions[(name, "logreg")] = logreg.test_pred
-        report[name] = {"dim": x["train"].shape[1], "mlp": mlp, "logreg": logreg.record()}
+        mlp, mlp_pred = mlp_probe(x, labels, params, len(classes), name, device)
+        probes[name] = Probed(name, x["train"].shape[1], logreg, mlp, mlp_pred)
         print(f"downstream: {name} (d={x['train'].shape[1]}): logreg {logreg.test_acc:.4f} "
               f"(C={logreg.C:g}, iterations {logreg.n_iter}), mlp {mlp['test_acc']:.4f} "
               f"({time.perf_counter() - start:.1f} s)")
+    report = {"pixels": pixels, **{name: probe.record() for name, probe in probes.items()}}
 
     table = pd.DataFrame([{"representation": name, "classifier": clf, "val_acc": r[clf]["val_acc"],
                            "test_acc": r[clf]["test_acc"]} for name, r in report.items() for clf in ("logreg", "mlp")])
     table["model"] = table["representation"] + " " + table["classifier"]
     latent = table[table["representation"] != "pixels"]
     best = latent.loc[latent["val_acc"].idxmax()]  # chosen on val, like everything else
-    pred = predictions[(best["representation"], best["classifier"])]
+    pred = probes[best["representation"]].test_pred(best["classifier"])
     report["best_latent"] = best["model"]
     metrics = {"downstream": {
-        **{name: {"logreg_test_acc": report[name]["logreg"]["test_acc"], "mlp_test_acc": report[name]["mlp"]["test_acc"]}
-           for name in LATENTS},
+        **{name: {"logreg_test_acc": probe.logreg.test_acc, "mlp_test_acc": probe.mlp["test_acc"]}
+           for name, probe in probes.items()},
         "best_latent_test_acc": float(best["test_acc"]),
         # the question the pipeline asks, in one number: how far the best latent probe is
         # from the same classifier on all pixels (negative: below the pixels)

@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from stages.core import plots
-from stages.core.data import SPLITS, DataConfig, PreprocessConfig, class_names, read_raw, slug
+from stages.core.data import SPLITS, DataConfig, class_names, read_raw, slug
 from stages.core.io import save_arrays, save_figure, write_json
 from stages.core.params import from_section, run
 
@@ -46,8 +46,7 @@ def summary(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str]
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    cfg = from_section(DataConfig, params.get("data"), "data")
-    from_section(PreprocessConfig, params.get("preprocess"), "preprocess")  # fail early on a bad value
+    cfg = from_section(DataConfig, params, "data")
     raw = root / RAW_DIR / cfg.dataset
     classes = class_names(cfg.dataset)
     images, labels = read_raw(raw, "train")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from stages.core import plots
 from stages.core.data import load_tensors
+from stages.core.device import reconstructions, resolve_device, seed_everything
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import AutoEncoder, checkpoint_config, conv_config
-from stages.core.params import from_section, run
-from stages.core.training import ReconstructionConfig, reconstructions, resolve_device, seed_everything, train_and_test
+from stages.core.params import from_section, run, top_level
+from stages.core.training import ReconstructionConfig, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/ae.pt")
@@ -30,17 +31,17 @@ def build(params: dict) -> tuple[AutoEncoder, AEConfig]:
     """The untrained model, initialized from ``train_ae.seed``, and its training config
     (benchmarks/bench.py builds it here too)."""
     conv = conv_config(params)
-    cfg = from_section(AEConfig, params.get("train_ae"), "train_ae", normalize=conv.normalize)
+    cfg = from_section(AEConfig, params, "train_ae", normalize=conv.normalize)
     seed_everything(cfg.seed)
     return AutoEncoder(conv, cfg.loss), cfg
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
     model, cfg = build(params)
     model = model.to(device)
-    data, _ = load_tensors(root / PROCESSED_DIR, model.cfg.preprocess)
+    data, _ = load_tensors(root / PROCESSED_DIR, model.cfg.input)
     history, report = train_and_test(model, data, cfg, "train_ae")
     metrics = {"ae": {"test_mse": report["test_mse"], "best_epoch": report["best_epoch"]}}
 

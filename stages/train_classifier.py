@@ -20,12 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from stages.core import plots
-from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS, PreprocessConfig, load_tensors, to_unit
+from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS, InputConfig, load_tensors, to_unit
+from stages.core.device import batched, resolve_device, seed_everything
 from stages.core.evaluation import LogregConfig, logistic_regression, standardize
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import MLP, MLPConfig, checkpoint_config
-from stages.core.params import from_section, run
-from stages.core.training import ClassifierConfig, batched, resolve_device, seed_everything, train_and_test
+from stages.core.params import from_section, run, top_level
+from stages.core.training import ClassifierConfig, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/classifier.pt")
@@ -37,15 +38,15 @@ PLOTS_DIR = Path("plots/train_classifier")
 def build(params: dict, in_features: int, n_classes: int) -> tuple[MLP, ClassifierConfig]:
     """The untrained MLP, initialized from ``train_classifier.seed``, and its training
     config: for pixels here, for latent features in downstream, in benchmarks/bench.py."""
-    cfg = from_section(ClassifierConfig, params.get("train_classifier"), "train_classifier")
+    cfg = from_section(ClassifierConfig, params, "train_classifier")
     seed_everything(cfg.seed)
     return MLP(MLPConfig(in_features, cfg.hidden, cfg.dropout, n_classes)), cfg
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    logreg_cfg = from_section(LogregConfig, params.get("logreg"), "logreg")
-    pre = from_section(PreprocessConfig, params.get("preprocess"), "preprocess")
-    device = resolve_device(params.get("device", "auto"))
+    logreg_cfg = from_section(LogregConfig, params, "logreg")
+    pre = from_section(InputConfig, params, "input")
+    device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
     model, cfg = build(params, (IMAGE_SIDE + 2 * pre.pad) ** 2, N_CLASSES)  # params checked before any work
     model = model.to(device)

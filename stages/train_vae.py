@@ -21,10 +21,11 @@ import torch
 
 from stages.core import plots
 from stages.core.data import load_tensors, to_unit
+from stages.core.device import batched, reconstructions, resolve_device, seed_everything
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import VAE, checkpoint_config, conv_config
-from stages.core.params import check, from_section, run
-from stages.core.training import ReconstructionConfig, batched, reconstructions, resolve_device, seed_everything, train_and_test
+from stages.core.params import check, from_section, run, top_level
+from stages.core.training import ReconstructionConfig, train_and_test
 
 PROCESSED_DIR = Path("data/processed")
 MODEL = Path("models/vae.pt")
@@ -35,9 +36,11 @@ PLOTS_DIR = Path("plots/train_vae")
 
 @dataclass(frozen=True)
 class VAEConfig(ReconstructionConfig):
-    loss: str = "bce"
-    beta: float = 1.0
-    n_samples: int = 64  # images decoded from the prior for samples.png
+    """The train_vae section: the shared training keys, ``loss``, the KL weight and
+    how many prior samples to draw."""
+
+    beta: float  # weight of the KL term; 1 is the ELBO
+    n_samples: int  # images decoded from the prior for samples.png
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,25 +52,25 @@ def build(params: dict) -> tuple[VAE, VAEConfig]:
     """The untrained model, initialized from ``train_vae.seed``, and its training config
     (benchmarks/bench.py builds it here too)."""
     conv = conv_config(params)
-    cfg = from_section(VAEConfig, params.get("train_vae"), "train_vae", normalize=conv.normalize)
+    cfg = from_section(VAEConfig, params, "train_vae", normalize=conv.normalize)
     seed_everything(cfg.seed)
     return VAE(conv, cfg.loss, cfg.beta), cfg
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
     model, cfg = build(params)
     model = model.to(device)
     conv = model.cfg
-    data, _ = load_tensors(root / PROCESSED_DIR, conv.preprocess)
+    data, _ = load_tensors(root / PROCESSED_DIR, conv.input)
     history, report = train_and_test(model, data, cfg, "train_vae")
     metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"],
                        "best_epoch": report["best_epoch"]}}
 
     model.eval()
     z = torch.randn(cfg.n_samples, conv.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    samples = to_unit(batched(model.decode, z, device), conv.preprocess)
+    samples = to_unit(batched(model.decode, z, device), conv.input)
     mu = batched(model.encode, data["test"][0], device).numpy()
 
     save_checkpoint(root / MODEL, model, checkpoint_config(model))

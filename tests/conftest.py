@@ -6,6 +6,7 @@ that classifiers and autoencoders have something to learn in a few epochs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import hashlib
 from pathlib import Path
@@ -82,17 +83,56 @@ def shrink(params: dict) -> dict:
     return p
 
 
-@pytest.fixture
-def params() -> dict:
+@pytest.fixture(scope="session")
+def tiny() -> dict:
+    """The shrunk params, shared by session- and module-scoped fixtures: never mutate it."""
     return shrink(load_params(REPO))
 
 
 @pytest.fixture
-def processed(tmp_path, mirror, synthetic_sums, params, monkeypatch) -> Path:
-    """A project root in tmp_path with data/raw and data/processed built from synthetic files."""
-    from stages import download, preprocess
+def params(tiny) -> dict:
+    """The shrunk params, a copy each test may change."""
+    return copy.deepcopy(tiny)
 
-    monkeypatch.setenv("DATA_MIRROR", str(mirror / params["data"]["dataset"]))
-    download.main(params, tmp_path)
-    preprocess.main(params, tmp_path)
-    return tmp_path
+
+# The configs have no defaults: tests start from the shrunk params.yaml and name only
+# what they vary.
+def conv_cfg(**changes) -> "ConvConfig":
+    from stages.core.models import conv_config
+
+    return dataclasses.replace(conv_config(shrink(load_params(REPO))), **changes)
+
+
+def train_cfg(**changes) -> "TrainConfig":
+    from stages.core.training import TrainConfig
+
+    section = shrink(load_params(REPO))["train_ae"]
+    return TrainConfig(**{**{f.name: section[f.name] for f in dataclasses.fields(TrainConfig)}, **changes})
+
+
+def mlp_cfg(**changes) -> "MLPConfig":
+    from stages.core.models import MLPConfig
+
+    section = shrink(load_params(REPO))["train_classifier"]
+    base = dict(in_features=28 * 28, hidden=tuple(section["hidden"]), dropout=section["dropout"], n_classes=10)
+    return MLPConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def processed(tmp_path_factory, mirror, tiny) -> Path:
+    """A project root where download and preprocess ran once, on the synthetic mirror and
+    never the network. Tests read it, or copy it to run later stages: never write into it."""
+    from stages import download, preprocess
+    from stages.core import data
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"test tried the network: {url}")
+
+    root = tmp_path_factory.mktemp("processed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SUMS_ENV, str(mirror / "SHA256SUMS"))
+        mp.setenv("DATA_MIRROR", str(mirror / tiny["data"]["dataset"]))
+        mp.setattr(data, "download_url", refuse)
+        download.main(tiny, root)
+        preprocess.main(tiny, root)
+    return root

@@ -16,7 +16,7 @@ import torch
 from stages import download as download_stage
 from stages import preprocess
 from stages.core import data, io, params as params_mod
-from stages.core.data import SHA256, SUMS_ENV, TORCHVISION, DataError, PreprocessConfig
+from stages.core.data import SHA256, SUMS_ENV, TORCHVISION, DataError, InputConfig
 from conftest import N_TEST, N_TRAIN, REPO, idx_bytes, synthetic_images
 
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -141,7 +141,7 @@ def test_download_rejects_undecompressible(kind, start, mirror, synthetic_sums, 
 
 
 @pytest.mark.parametrize("start", ["empty", "partial"])
-def test_download_reports_sha256_mismatch(start, mirror, synthetic_sums, tmp_path, monkeypatch):
+def test_download_reports_sha256_mismatch(start, mirror, synthetic_sums, params, tmp_path, monkeypatch):
     dataset = "mnist"
     name = "train-images-idx3-ubyte.gz"
     content, actual = gz_with_flipped_data_byte(mirror / dataset / name)
@@ -156,7 +156,7 @@ def test_download_reports_sha256_mismatch(start, mirror, synthetic_sums, tmp_pat
 
     monkeypatch.setenv(data.MIRROR_ENV, str(source))
     with pytest.raises(DataError) as e:  # through the stage, as `dvc repro` runs it
-        download_stage.main({"data": {"dataset": dataset}}, tmp_path)
+        download_stage.main({"data": {**params["data"], "dataset": dataset}}, tmp_path)
     msg = str(e.value)
     assert name in msg
     assert expected in msg and actual in msg and actual != expected
@@ -294,7 +294,8 @@ def test_read_idx_not_gzip(kind, tmp_path):
 
 
 @pytest.mark.parametrize("images, labels, match", [
-    (np.zeros((5, 27, 27)), np.zeros(5), r"train: images are \(27, 27\), expected 28x28"),
+    (np.zeros((5, 27, 27)), np.zeros(5),
+     r"train-images-idx3-ubyte.gz: dimensions \(5, 27, 27\) in the header: images are 27x27 pixels, expected 28x28"),
     (np.zeros((5, 28, 28)), np.zeros(4), "train: 5 images but 4 labels"),
     (np.zeros((5, 28, 28)), np.array([0, 1, 10, 2, 3]), "train: label 10 out of range 0-9"),
 ])
@@ -404,7 +405,7 @@ def test_normalize_ranges_and_round_trip(normalize, low, high, pad):
     images = np.zeros((3, 28, 28), dtype=np.uint8)
     images[0] = 255
     images[1] = np.arange(28 * 28).reshape(28, 28) % 256
-    cfg = PreprocessConfig(normalize, pad)
+    cfg = InputConfig(normalize, pad)
     x = data.normalize(images, cfg)
     side = 28 + 2 * pad
     assert x.shape == (3, 1, side, side) and x.dtype == torch.float32
@@ -482,3 +483,62 @@ def test_mnist_path_end_to_end_through_preprocess(mirror, synthetic_sums, params
     assert split.classes[0] == "0 - zero" and len(split.classes) == 10  # torchvision's MNIST names
     assert metrics["count_test"] == N_TEST and metrics["count_train"] + metrics["count_val"] == N_TRAIN
     assert metrics["count_test_0_zero"] == (split.labels == 0).sum()
+
+
+# ------------------------------------------ malformed IDX files let in by a user hash table
+def _drop_last_label(raw: bytes) -> bytes:
+    return idx_bytes(np.frombuffer(raw, dtype=np.uint8, offset=8)[:-1])
+
+
+def _crop_rows(raw: bytes) -> bytes:
+    return idx_bytes(np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 28, 28)[:, :27, :])
+
+
+@pytest.mark.parametrize("name, malform, fields", [
+    pytest.param("train-images-idx3-ubyte.gz", lambda raw: raw[:2] + b"\x09" + raw[3:],
+                 ["magic number 0x0903, expected 0x0803"], id="bad-magic"),
+    pytest.param("train-images-idx3-ubyte.gz", _crop_rows,
+                 [f"dimensions ({N_TRAIN}, 27, 28)", "images are 27x28 pixels, expected 28x28"], id="27x28-images"),
+    pytest.param("t10k-images-idx3-ubyte.gz", lambda raw: raw[:-100],
+                 [f"header says ({N_TEST}, 28, 28) = {N_TEST * 784} bytes of data, file holds {N_TEST * 784 - 100}"],
+                 id="short-data"),
+    pytest.param("train-labels-idx1-ubyte.gz", _drop_last_label,
+                 [f"{N_TRAIN} images but {N_TRAIN - 1} labels", "disagree on the count"], id="label-count"),
+])
+def test_malformed_idx_passing_user_hash_table_fails_preprocess_clearly(
+        name, malform, fields, mirror, params, tmp_path, monkeypatch):
+    """A DATA_SHA256SUMS table listing a malformed file's hash lets it through download;
+    preprocess must then stop with one line naming the file and the bad field."""
+    dataset = params["data"]["dataset"]
+    source = tmp_path / "mirror"
+    shutil.copytree(mirror / dataset, source)
+    bad = malform(gzip.decompress((source / name).read_bytes()))
+    write_gz(source / name, bad)
+    entry = f"{TORCHVISION[dataset]}/raw/{name[:-3]}"
+    lines = (mirror / "SHA256SUMS").read_text().splitlines()
+    assert sum(line.endswith(f"  {entry}") for line in lines) == 1
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("\n".join(f"{hashlib.sha256(bad).hexdigest()}  {entry}" if line.endswith(f"  {entry}") else line
+                              for line in lines) + "\n")
+    monkeypatch.setenv(data.MIRROR_ENV, str(source))
+    monkeypatch.setenv(SUMS_ENV, str(sums))
+
+    root = tmp_path / "project"
+    raw = root / "data" / "raw" / dataset
+    assert sorted(download_stage.main(params, root)["fetched"]) == sorted(FILES)  # the user table lets it in
+    assert gzip.decompress((raw / name).read_bytes()) == bad
+
+    # The command line, in-process (the e2e tests run the real one): one line, no traceback.
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): params)
+    with pytest.raises(SystemExit) as e:
+        params_mod.run(preprocess.main)
+    message = e.value.code
+    assert isinstance(message, str) and len(message.splitlines()) == 1, message
+    assert message.startswith("preprocess failed: ")
+    assert name in message and str(Path("data") / "raw" / dataset) in message
+    for field in fields:
+        assert field in message
+    assert "official IDX file" in message and SUMS_ENV in message  # what to do
+    assert not (root / "data" / "processed").exists()
+    assert not (root / "reports").exists()

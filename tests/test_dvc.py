@@ -1,4 +1,7 @@
-"""End to end with the real `dvc` CLI on tiny synthetic data, in a temporary git repo."""
+"""End to end with the real `dvc` CLI on tiny synthetic data, in a temporary git repo.
+
+The full loop (repro, push, clone, pull, an experiment) is slow: `make test-all` and CI
+run it; the default suite keeps the quick failing-repro check."""
 from __future__ import annotations
 
 import gzip
@@ -52,6 +55,7 @@ def ran(output: str) -> set[str]:
     return {s for s in STAGES if f"Running stage '{s}'" in output}
 
 
+@pytest.mark.slow  # ~80 s: 11 stage processes and a dozen dvc commands
 def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_path, mirror):
     repo = tmp_path / "repo"
     env = make_repo(repo, mirror)

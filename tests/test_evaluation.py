@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_images
+from conftest import conv_cfg, synthetic_images
 from sklearn.linear_model import LogisticRegression
 
 from stages.core.data import normalize
 from stages.core.evaluation import (LogregConfig, ModelRepresentation, PCARepresentation, interpolate, latent_grid,
                                     logistic_regression, mse_summary, per_image_mse, project_2d, standardize,
                                     unit_pixels)
-from stages.core.models import VAE, AutoEncoder, ConvConfig
+from stages.core.models import VAE, AutoEncoder
 
 CPU = torch.device("cpu")
 
@@ -71,14 +71,14 @@ def test_pca_error_decreases_with_more_components(images):
 @pytest.mark.parametrize("normalize_, pad", [("unit", 0), ("symmetric", 2)])
 def test_model_representation_round_trip_shapes(normalize_, pad, images):
     torch.manual_seed(0)
-    model = AutoEncoder(ConvConfig(latent_dim=3, widths=(4, 8), hidden=16, normalize=normalize_, pad=pad))
+    model = AutoEncoder(conv_cfg(latent_dim=3, widths=(4, 8), hidden=16, normalize=normalize_, pad=pad), "mse")
     rep = ModelRepresentation("ae", model, CPU)
     assert rep.dim == 3 and not model.training
     test = images["test"][0][:10]
     z = rep.encode(test)
     assert z.shape == (10, 3) and z.dtype == np.float32
     with torch.no_grad():
-        np.testing.assert_allclose(z, model.encode(normalize(test, model.cfg.preprocess)).numpy(), atol=1e-6)
+        np.testing.assert_allclose(z, model.encode(normalize(test, model.cfg.input)).numpy(), atol=1e-6)
     x = rep.decode(z)
     assert x.shape == (10, 28, 28)  # padding removed
     assert x.min() >= 0 and x.max() <= 1  # back on the [0, 1] scale, even from tanh
@@ -87,13 +87,13 @@ def test_model_representation_round_trip_shapes(normalize_, pad, images):
 
 def test_vae_representation_is_the_deterministic_mean(images):
     torch.manual_seed(0)
-    model = VAE(ConvConfig(latent_dim=2, widths=(4, 8), hidden=16)).train()
+    model = VAE(conv_cfg(latent_dim=2, widths=(4, 8), hidden=16), "bce", 1.0).train()
     rep = ModelRepresentation("vae", model, CPU)
     test = images["test"][0][:8]
     z1, z2 = rep.encode(test), rep.encode(test)
     np.testing.assert_array_equal(z1, z2)
     with torch.no_grad():
-        mu, _ = model.encode_dist(normalize(test, model.cfg.preprocess))
+        mu, _ = model.encode_dist(normalize(test, model.cfg.input))
     np.testing.assert_allclose(z1, mu.numpy(), atol=1e-6)
 
 

@@ -1,106 +1,184 @@
-"""params.yaml validation: every bad value fails at the stage boundary, before any data
-is read, with a ParamError whose message names the qualified key."""
+"""params.yaml validation: params.yaml is the one place a default lives, and every bad
+value, missing or unknown key fails at the stage boundary, before any data is read,
+with a ParamError whose message names the key by its path in params.yaml."""
 from __future__ import annotations
 
 import copy
 import re
+import shutil
 from dataclasses import dataclass
 
 import pytest
+import yaml
+from conftest import REPO
 
-from stages import download, preprocess, train_ae, train_classifier, train_vae
-from stages.core.data import DataConfig, PreprocessConfig
+from stages import download, evaluate, preprocess, train_ae, train_classifier, train_vae
+from stages.core.data import DataConfig, InputConfig
 from stages.core.models import conv_config
-from stages.core.params import ParamError, from_section
-from stages.train_ae import AEConfig
+from stages.core.params import ParamError, PipelineError, from_section, load_params, read_params_by_stage
 from stages.core.training import ClassifierConfig
+from stages.train_ae import AEConfig
 
 
 def assert_names(error: ParamError, key: str) -> None:
     """The message names ``key`` exactly: not missing, not double-qualified (data.data.x)."""
     msg = str(error)
     assert re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", msg), f"{key!r} not named in: {msg}"
+    assert "params.yaml" in msg, msg
 
 
 def with_values(params: dict, **changes) -> dict:
-    """A copy of params with ``section__key=value`` (or top-level ``key=value``) changed."""
+    """A copy of params with ``section__key=value`` (or top-level ``key=value``) changed;
+    the value ``DROP`` removes the key."""
     p = copy.deepcopy(params)
     for dotted, value in changes.items():
         section, _, key = dotted.rpartition("__")
-        (p[section] if section else p)[key] = value
+        target = p[section] if section else p
+        if value is DROP:
+            del target[key]
+        else:
+            target[key] = value
     return p
 
 
+DROP = object()
+
+
 # ----------------------------------------------------------------------- from_section
-def test_unknown_key_names_it(params):
-    section = dict(params["train_ae"], lrate=0.01)
+def test_unknown_key_names_it_and_what_it_could_have_meant(params):
     with pytest.raises(ParamError) as e:
-        from_section(AEConfig, section, "train_ae")
+        from_section(AEConfig, with_values(params, train_ae__lrate=0.01), "train_ae", normalize="unit")
     assert_names(e.value, "train_ae.lrate")
-    assert re.search(r"known keys of 'train_ae': .*\blr\b", str(e.value))  # what it could have meant
+    assert re.search(r"known keys of 'train_ae': .*\blr\b", str(e.value))
+    assert "normalize" not in str(e.value).split("known keys")[1]  # it comes from the input section
 
 
-def test_unknown_key_does_not_list_keys_from_outside_the_section(params):
-    with pytest.raises(ParamError) as e:
-        from_section(AEConfig, {"lrate": 0.01}, "train_ae", normalize="unit")
-    known = str(e.value).split("known keys", 1)[1]
-    assert "lr" in known and "normalize" not in known  # normalize comes from preprocess
+@pytest.mark.parametrize("change, key", [
+    ({"model__latent_dim": 8}, "model.latent_dim"),  # top-level
+    ({"model__normalize": "unit"}, "model.normalize"),  # the input section's
+    ({"model__pad": 2}, "model.pad"),
+])
+def test_a_key_of_another_section_is_unknown_here(params, change, key):
+    """Accepting it would ignore it silently: the value used comes from elsewhere."""
+    with pytest.raises(ParamError, match="unknown key") as e:
+        conv_config(with_values(params, **change))
+    assert_names(e.value, key)
+
+
+def test_a_training_section_may_not_set_normalize(params):
+    with pytest.raises(ParamError, match="unknown key") as e:
+        train_ae.build(with_values(params, train_ae__normalize="unit"))
+    assert_names(e.value, "train_ae.normalize")
 
 
 @pytest.mark.parametrize("key, value", [
     ("epochs", "ten"), ("epochs", 2.5), ("epochs", True), ("lr", "fast"), ("lr", None),
     ("optimizer", 3), ("seed", "0"),
 ])
-def test_wrong_type_names_key(key, value):
+def test_wrong_type_names_key(params, key, value):
     with pytest.raises(ParamError, match="must be") as e:
-        from_section(AEConfig, {key: value}, "train_ae")
+        from_section(AEConfig, with_values(params, **{f"train_ae__{key}": value}), "train_ae", normalize="unit")
     assert_names(e.value, f"train_ae.{key}")
 
 
 @pytest.mark.parametrize("value, expected", [("1e-3", 1e-3), ("2.5E-4", 2.5e-4), (1, 1.0), (0.01, 0.01)])
-def test_floats_as_strings_accepted(value, expected):
-    cfg = from_section(AEConfig, {"lr": value}, "train_ae")
+def test_floats_as_strings_accepted(params, value, expected):
+    cfg = from_section(AEConfig, with_values(params, train_ae__lr=value), "train_ae", normalize="unit")
     assert type(cfg.lr) is float and cfg.lr == expected
 
 
-def test_lists_become_tuples():
-    cfg = from_section(ClassifierConfig, {"hidden": [32, 16]}, "train_classifier")
+def test_lists_become_tuples(params):
+    cfg = from_section(ClassifierConfig, with_values(params, train_classifier__hidden=[32, 16]), "train_classifier")
     assert cfg.hidden == (32, 16)
-    with pytest.raises(ParamError) as e:
-        from_section(ClassifierConfig, {"hidden": 32}, "train_classifier")
-    assert_names(e.value, "train_classifier.hidden")
-    with pytest.raises(ParamError) as e:
-        from_section(ClassifierConfig, {"hidden": [32, "wide"]}, "train_classifier")
-    assert_names(e.value, "train_classifier.hidden[1]")
+    for value, key in ((32, "train_classifier.hidden"), ([32, "wide"], "train_classifier.hidden[1]")):
+        with pytest.raises(ParamError) as e:
+            from_section(ClassifierConfig, with_values(params, train_classifier__hidden=value), "train_classifier")
+        assert_names(e.value, key)
 
 
-def test_missing_required_key_names_it():
+def test_missing_key_names_it():
     @dataclass(frozen=True)
     class Needs:
         size: int
 
-    with pytest.raises(ParamError) as e:
-        from_section(Needs, {}, "section")
+    with pytest.raises(ParamError, match="missing key") as e:
+        from_section(Needs, {"section": {}}, "section")
     assert_names(e.value, "section.size")
-    assert from_section(Needs, {"size": 3}, "section").size == 3
+    assert from_section(Needs, {"section": {"size": 3}}, "section").size == 3
+
+
+@pytest.mark.parametrize("section, key", [("train_ae", "epochs"), ("train_vae", "beta"), ("model", "widths"),
+                                          ("input", "pad"), ("data", "seed"), ("evaluate", "grid_size"),
+                                          ("logreg", "tol"), ("train_classifier", "dropout")])
+def test_no_key_has_a_default_in_code(params, section, key):
+    """Each section's dataclass lacks defaults: dropping a key from params.yaml is an
+    error naming it, never a silent fallback to a second default."""
+    stage = {"train_ae": train_ae, "train_vae": train_vae, "model": train_ae, "input": train_classifier,
+             "data": preprocess, "evaluate": evaluate, "logreg": train_classifier,
+             "train_classifier": train_classifier}[section]
+    with pytest.raises(ParamError, match="missing key") as e:
+        stage.main(with_values(params, **{f"{section}__{key}": DROP}), REPO / "nonexistent")
+    assert_names(e.value, f"{section}.{key}")
+
+
+def test_a_misspelled_section_is_missing_not_defaulted(params):
+    p = with_values(params)
+    p["train_aee"] = p.pop("train_ae")
+    with pytest.raises(ParamError, match="missing section") as e:
+        train_ae.main(p, REPO / "nonexistent")
+    assert_names(e.value, "train_ae")
 
 
 def test_real_params_are_valid(params):
     """The shrunk params.yaml builds every config (else the tests below prove nothing)."""
     conv = conv_config(params)
     assert (conv.latent_dim, conv.widths, conv.hidden) == (params["latent_dim"], (4, 8), 16)
-    from_section(DataConfig, params["data"], "data")
-    from_section(PreprocessConfig, params["preprocess"], "preprocess")
-    from_section(AEConfig, params["train_ae"], "train_ae", normalize=conv.normalize)
-    from_section(train_vae.VAEConfig, params["train_vae"], "train_vae", normalize=conv.normalize)
-    assert from_section(ClassifierConfig, params["train_classifier"], "train_classifier").hidden == (32, 16)
+    from_section(DataConfig, params, "data")
+    from_section(InputConfig, params, "input")
+    train_ae.build(params)
+    train_vae.build(params)
+    assert from_section(ClassifierConfig, params, "train_classifier").hidden == (32, 16)
+
+
+# --------------------------------------------------------------- params.yaml as a whole
+def test_every_top_level_key_is_read_by_a_stage_and_every_read_key_exists():
+    """dvc.yaml lists what each stage reads (tests/test_stages.py checks that against
+    what the stages really read); together they read all of params.yaml."""
+    listed = set().union(*read_params_by_stage(REPO / "dvc.yaml").values())
+    assert listed == set(load_params(REPO))
+
+
+def project(tmp_path, params: dict):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(REPO / "dvc.yaml", tmp_path)
+    return tmp_path
+
+
+def test_an_unknown_top_level_key_is_an_error_naming_it(params, tmp_path):
+    p = with_values(params)
+    p["train_aee"] = p.pop("train_ae")
+    with pytest.raises(ParamError, match="unknown top-level key") as e:
+        load_params(project(tmp_path, p))
+    assert_names(e.value, "train_aee")
+    assert "did you mean 'train_ae'" in str(e.value)
+
+
+def test_an_unknown_top_level_key_stops_the_stage_command(params, tmp_path, monkeypatch, capsys):
+    from stages.core.params import run
+
+    monkeypatch.chdir(project(tmp_path, with_values(params, latent_dmi=8)))
+    with pytest.raises(SystemExit) as e:
+        run(train_ae.main)
+    assert str(e.value.code).startswith("train_ae failed: latent_dmi: unknown top-level key")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]  # nothing written
 
 
 # ----------------------------------------------------- each stage, before reading data
 STAGES = {"download": download, "preprocess": preprocess, "train_ae": train_ae, "train_vae": train_vae,
-          "train_classifier": train_classifier}
+          "train_classifier": train_classifier, "evaluate": evaluate}
 BAD = [  # (change, key the message must name, stages that read it)
     ({"latent_dim": 0}, "latent_dim", ["train_ae", "train_vae"]),
+    ({"latent_dim": DROP}, "latent_dim", ["train_ae"]),
     ({"train_ae__lr": 0}, "train_ae.lr", ["train_ae"]),
     ({"train_ae__epochs": "ten"}, "train_ae.epochs", ["train_ae"]),
     ({"train_vae__epochs": 0}, "train_vae.epochs", ["train_vae"]),
@@ -108,8 +186,8 @@ BAD = [  # (change, key the message must name, stages that read it)
     ({"train_classifier__batch_size": 0}, "train_classifier.batch_size", ["train_classifier"]),
     ({"train_classifier__dropout": 1.0}, "train_classifier.dropout", ["train_classifier"]),
     ({"train_classifier__hidden": [32, 0]}, "train_classifier.hidden", ["train_classifier"]),
-    ({"train_ae__loss": "bce", "preprocess__normalize": "symmetric"}, "train_ae.loss", ["train_ae"]),
-    ({"preprocess__normalize": "symmetric"}, "train_vae.loss", ["train_vae"]),  # its default loss is bce
+    ({"train_ae__loss": "bce", "input__normalize": "symmetric"}, "train_ae.loss", ["train_ae"]),
+    ({"input__normalize": "symmetric"}, "train_vae.loss", ["train_vae"]),  # params.yaml's VAE loss is bce
     ({"train_ae__loss": "l1"}, "train_ae.loss", ["train_ae"]),
     ({"model__activation": "swish"}, "model.activation", ["train_ae", "train_vae"]),
     ({"model__decoder": "deconv"}, "model.decoder", ["train_ae", "train_vae"]),
@@ -117,11 +195,14 @@ BAD = [  # (change, key the message must name, stages that read it)
     ({"model__dropout": 0.1}, "model.dropout", ["train_ae", "train_vae"]),  # unknown key
     ({"data__dataset": "cifar"}, "data.dataset", ["download", "preprocess"]),
     ({"data__val_fraction": 0}, "data.val_fraction", ["download", "preprocess"]),
-    ({"preprocess__pad": 3}, "preprocess.pad", ["preprocess", "train_ae", "train_vae", "train_classifier"]),
-    ({"preprocess__normalize": "minmax"}, "preprocess.normalize", ["preprocess", "train_classifier"]),
-    ({"device": "tpu"}, "device", ["train_ae", "train_vae", "train_classifier"]),
+    ({"input__pad": 3}, "input.pad", ["train_ae", "train_vae", "train_classifier"]),
+    ({"input__normalize": "minmax"}, "input.normalize", ["train_classifier"]),
+    ({"device": "tpu"}, "device", ["train_ae", "train_vae", "train_classifier", "evaluate"]),
+    ({"device": DROP}, "device", ["evaluate"]),
+    ({"evaluate__projection": "umap"}, "evaluate.projection", ["evaluate"]),
+    ({"logreg__C": [0.1, -1]}, "logreg.C", ["train_classifier"]),
 ]
-CASES = [pytest.param(change, key, stage, id=f"{stage}-{'-'.join(change)}-{list(change.values())[-1]}")
+CASES = [pytest.param(change, key, stage, id=f"{stage}-{'-'.join(change)}")
          for change, key, stages in BAD for stage in stages]
 
 
@@ -134,28 +215,30 @@ def test_stage_rejects_bad_param_before_reading_data(change, key, stage, params,
     assert list(tmp_path.iterdir()) == []  # nothing read, nothing written
 
 
-@pytest.mark.parametrize("stage", ["preprocess", "train_ae", "train_vae", "train_classifier"])
+@pytest.mark.parametrize("stage", ["preprocess", "train_ae", "train_vae", "train_classifier", "evaluate"])
 def test_valid_params_reach_the_data(stage, params, tmp_path):
     """The counterpart: with good params the same call gets as far as the missing data."""
-    from stages.core.params import PipelineError
-
-    with pytest.raises(PipelineError, match="missing"):
+    with pytest.raises(PipelineError, match="missing") as e:
         STAGES[stage].main(params, tmp_path)
+    assert not isinstance(e.value, ParamError)
 
 
-def test_config_builders_qualify_keys(params):
+def test_error_keys_are_paths_built_once(params):
+    """A check inside a dataclass names its field; from_section places it in its section
+    once (no data.data.x), and a top-level key stays top-level."""
     with pytest.raises(ParamError) as e:
         conv_config(with_values(params, model__hidden=-1))
-    assert_names(e.value, "model.hidden")
+    assert e.value.key == "model.hidden"
     with pytest.raises(ParamError) as e:
-        from_section(AEConfig, {"loss": "bce"}, "train_ae", normalize="symmetric")
-    assert_names(e.value, "train_ae.loss")
-    assert "symmetric" in str(e.value)
+        conv_config(with_values(params, latent_dim=0))
+    assert e.value.key == "latent_dim"
     with pytest.raises(ParamError) as e:
-        from_section(DataConfig, {"dataset": "cifar"}, "data")
-    assert_names(e.value, "data.dataset")
-    assert "fashion_mnist" in str(e.value)  # the choices
-    assert e.value.key == "data.dataset"
+        from_section(AEConfig, with_values(params, train_ae__loss="bce"), "train_ae", normalize="symmetric")
+    assert e.value.key == "train_ae.loss" and "symmetric" in str(e.value)
+    with pytest.raises(ParamError) as e:
+        from_section(DataConfig, with_values(params, data__dataset="cifar"), "data")
+    assert e.value.key == "data.dataset" and "fashion_mnist" in str(e.value)  # the choices
+    assert str(e.value).startswith("data.dataset: unknown value 'cifar'")
 
 
 @pytest.mark.parametrize("value", ["8", 2.5, True])
@@ -163,23 +246,3 @@ def test_top_level_latent_dim_must_be_an_int(params, value):
     with pytest.raises(ParamError) as e:
         conv_config({**params, "latent_dim": value})
     assert_names(e.value, "latent_dim")
-
-
-def test_evaluate_without_models_names_the_missing_file(params, tmp_path):
-    from stages import evaluate
-    from stages.core.params import PipelineError
-
-    with pytest.raises(PipelineError, match=r"data/processed/train.npz is missing"):
-        evaluate.main(params, tmp_path)
-
-
-def test_logreg_section_has_no_code_defaults():
-    """params.yaml is the one place its defaults live: a missing key is an error naming it."""
-    from stages.core.evaluation import LogregConfig
-
-    with pytest.raises(ParamError) as e:
-        from_section(LogregConfig, {"C": [0.1], "max_iter": 10}, "logreg")
-    assert_names(e.value, "logreg.tol")
-    with pytest.raises(ParamError) as e:
-        from_section(LogregConfig, {"C": [0.1, -1], "max_iter": 10, "tol": 1e-3}, "logreg")
-    assert_names(e.value, "logreg.C")

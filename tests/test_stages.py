@@ -18,14 +18,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, load_params, shrink
+from conftest import REPO
 
-from stages import download, downstream, evaluate, preprocess, train_ae, train_classifier, train_vae
-from stages.core import data, params as params_mod, training as training_mod
-from stages.core.data import MIRROR_ENV, SPLITS, SUMS_ENV, PreprocessConfig, load_split, normalize, slug, to_unit
+from stages import downstream, evaluate, train_ae, train_classifier, train_vae
+from stages.core import params as params_mod, training as training_mod
+from stages.core.data import SPLITS, InputConfig, load_split, normalize, slug, to_unit
 from stages.core.evaluation import PCARepresentation
 from stages.core.io import load_arrays, load_checkpoint, read_json
 from stages.core.models import AutoEncoder, from_checkpoint
+from stages.core.params import read_params_by_stage
 from stages.core.training import TrainingError
 
 STAGES = {"train_classifier": train_classifier, "train_ae": train_ae, "train_vae": train_vae,
@@ -51,6 +52,7 @@ class Run:
     params: dict
     metrics: dict[str, dict]  # what each main returned
     written: dict[str, set[str]]  # the files each stage added
+    read: dict[str, set[str]]  # the top-level params.yaml keys each stage looked up
 
     def json(self, stage: str) -> dict:
         """The stage's headline metrics, flattened as `dvc metrics show` names them."""
@@ -63,15 +65,37 @@ class Run:
         return load_split(self.root / "data/processed", name)
 
 
-def run_stages(base: Path, root: Path, params: dict, names) -> Run:
-    """Copy the preprocessed project ``base`` to ``root`` and run ``names`` in order."""
-    shutil.copytree(base, root, dirs_exist_ok=True)
-    run = Run(root, params, {}, {})
+def run_stages(source: Path, root: Path, params: dict, names) -> Run:
+    """Copy the project ``source`` to ``root`` and run ``names`` in order."""
+    shutil.copytree(source, root, dirs_exist_ok=True)
+    run = Run(root, params, {}, {}, {})
     for name in names:
         before = files(root)
-        run.metrics[name] = STAGES[name].main(params, root)
+        reads = Reads(params)
+        run.metrics[name] = STAGES[name].main(reads, root)
         run.written[name] = files(root) - before
+        run.read[name] = reads.keys_read
     return run
+
+
+class Reads(dict):
+    """params that note which top-level keys a stage looks up."""
+
+    def __init__(self, params: dict):
+        super().__init__(params)
+        self.keys_read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.keys_read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.keys_read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.keys_read.add(key)
+        return super().__contains__(key)
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
@@ -97,30 +121,8 @@ def _restore_torch_globals():
 
 
 @pytest.fixture(scope="module")
-def tiny() -> dict:
-    return shrink(load_params(REPO))
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, mirror, tiny) -> Path:
-    """A project root where download and preprocess ran on the synthetic mirror."""
-    root = tmp_path_factory.mktemp("base")
-
-    def refuse(url, *args, **kwargs):
-        raise AssertionError(f"test tried the network: {url}")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(SUMS_ENV, str(mirror / "SHA256SUMS"))
-        mp.setenv(MIRROR_ENV, str(mirror / tiny["data"]["dataset"]))
-        mp.setattr(data, "download_url", refuse)
-        download.main(tiny, root)
-        preprocess.main(tiny, root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def latent2(base, tiny, tmp_path_factory) -> Run:
-    return run_stages(base, tmp_path_factory.mktemp("latent2"), tiny, STAGES)
+def latent2(processed, tiny, tmp_path_factory) -> Run:
+    return run_stages(processed, tmp_path_factory.mktemp("latent2"), tiny, STAGES)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +156,13 @@ def test_stage_writes_exactly_what_dvc_yaml_declares(stage, latent2):
     assert not undeclared, f"{stage} wrote files dvc.yaml does not track: {sorted(undeclared)}"
     leftovers = [f for f in latent2.written[stage] if Path(f).name.startswith(".") or f.endswith(".tmp")]
     assert not leftovers
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_reads_exactly_the_params_dvc_yaml_lists(stage, latent2):
+    """dvc.yaml's ``params`` decide what reruns a stage: a key read but not listed would
+    not rerun it when changed, a key listed but not read would rerun it for nothing."""
+    assert latent2.read[stage] == read_params_by_stage(REPO / "dvc.yaml")[stage]
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -267,10 +276,10 @@ def test_checkpoint_rebuilds_its_model(stage, path, kind, latent2):
 # --------------------------------------------------------------------------- determinism
 @pytest.mark.parametrize("stage, model", [("train_classifier", "classifier"), ("train_ae", "ae"),
                                           ("train_vae", "vae")])
-def test_same_params_same_model_bytes_and_metrics(stage, model, latent2, base, tmp_path):
+def test_same_params_same_model_bytes_and_metrics(stage, model, latent2, processed, tmp_path):
     """The issue's requirement: same params on the CPU -> identical metrics and model bytes,
     here in another root, after other stages ran in this process."""
-    again = run_stages(base, tmp_path, latent2.params, [stage])
+    again = run_stages(processed, tmp_path, latent2.params, [stage])
     for out in (f"models/{model}.pt", f"metrics/{stage}.json", f"reports/{stage}.json", f"plots/{stage}/history.csv"):
         assert (again.root / out).read_bytes() == (latent2.root / out).read_bytes(), out
 
@@ -280,8 +289,8 @@ def diverging(params: dict) -> dict:
     return with_changes(params, "train_classifier", optimizer="sgd", lr=1e8)
 
 
-def test_divergent_lr_raises_training_error_and_writes_nothing(base, tiny, tmp_path):
-    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+def test_divergent_lr_raises_training_error_and_writes_nothing(processed, tiny, tmp_path):
+    shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     before = files(tmp_path)
     with pytest.raises(TrainingError) as e:
         train_classifier.main(diverging(tiny), tmp_path)
@@ -291,9 +300,9 @@ def test_divergent_lr_raises_training_error_and_writes_nothing(base, tiny, tmp_p
     assert files(tmp_path) == before  # no metrics, plots or half-written files either
 
 
-def test_divergent_lr_from_the_command_line_exits_with_the_message(base, tiny, tmp_path, monkeypatch):
+def test_divergent_lr_from_the_command_line_exits_with_the_message(processed, tiny, tmp_path, monkeypatch):
     """`python -m stages.train_classifier`: stages.core.params.run turns it into SystemExit."""
-    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): diverging(tiny))
     with pytest.raises(SystemExit) as e:
@@ -313,16 +322,16 @@ def test_latent_dim_8_reaches_the_checkpoints(latent8):
     assert_finite(latent8.report("train_vae"))
 
 
-def test_pad_2_symmetric_mse_reports_test_mse_on_the_unit_scale(base, tiny, tmp_path):
-    params = with_changes(tiny, "preprocess", normalize="symmetric", pad=2)
+def test_pad_2_symmetric_mse_reports_test_mse_on_the_unit_scale(processed, tiny, tmp_path):
+    params = with_changes(tiny, "input", normalize="symmetric", pad=2)
     params["train_ae"]["loss"] = "mse"
-    run = run_stages(base, tmp_path, params, ["train_ae"])
+    run = run_stages(processed, tmp_path, params, ["train_ae"])
     checkpoint = load_checkpoint(tmp_path / "models/ae.pt")
     assert (checkpoint["config"]["normalize"], checkpoint["config"]["pad"]) == ("symmetric", 2)
     model = from_checkpoint(checkpoint).eval()
     assert isinstance(model, AutoEncoder)
 
-    pre = PreprocessConfig("symmetric", 2)
+    pre = InputConfig("symmetric", 2)
     test = run.split("test")
     with torch.no_grad():
         x_hat = model(normalize(test.images, pre))  # (N, 1, 32, 32) in [-1, 1]
@@ -349,7 +358,7 @@ def test_features_are_the_checkpoints_codes_and_pca_is_fitted_on_train(latent2):
     model = from_checkpoint(load_checkpoint(latent2.root / "models/ae.pt")).eval()
     test = latent2.split("test")
     with torch.no_grad():
-        z = model.encode(normalize(test.images, model.cfg.preprocess)).numpy()
+        z = model.encode(normalize(test.images, model.cfg.input)).numpy()
     np.testing.assert_allclose(load_arrays(latent2.root / "data/features/ae.npz")["x_test"], z, atol=1e-5)
     pca = PCARepresentation(latent2.split("train").images, 2, latent2.params["evaluate"]["seed"])
     np.testing.assert_allclose(load_arrays(latent2.root / "data/features/pca.npz")["x_test"], pca.encode(test.images),
@@ -442,8 +451,8 @@ def test_downstream_metrics_and_tables(any_run):
     assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(best["test_acc"])
 
 
-def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(base, tiny, tmp_path, monkeypatch, capsys):
-    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(processed, tiny, tmp_path, monkeypatch, capsys):
+    shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     before = files(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): tiny)

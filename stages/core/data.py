@@ -83,27 +83,28 @@ def slug(name: str) -> str:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The ``data`` section of params.yaml."""
+    """The ``data`` section of params.yaml: which dataset, and how val is split off."""
 
-    dataset: str = "fashion_mnist"
-    val_fraction: float = 0.1
-    seed: int = 0
+    dataset: str
+    val_fraction: float
+    seed: int
 
     def __post_init__(self) -> None:
-        check_choice(self.dataset, DATASETS, "data.dataset")
-        check(0 < self.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        check_choice(self.dataset, DATASETS, "dataset")
+        check(0 < self.val_fraction < 1, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
-    """The ``preprocess`` section: how images are normalized and padded at load time."""
+class InputConfig:
+    """The ``input`` section: how the training stages feed images to the models,
+    normalized and padded at load time (checkpoints keep it, for evaluate)."""
 
-    normalize: str = "unit"
-    pad: int = 0
+    normalize: str
+    pad: int
 
     def __post_init__(self) -> None:
-        check_choice(self.normalize, NORMALIZATIONS, "preprocess.normalize")
-        check(self.pad in (0, 2), "preprocess.pad", f"must be 0 or 2, got {self.pad}")
+        check_choice(self.normalize, NORMALIZATIONS, "normalize")
+        check(self.pad in (0, 2), "pad", f"must be 0 or 2, got {self.pad}")
 
 
 # --------------------------------------------------------------------------- download
@@ -216,33 +217,43 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot be decompressed ({e}); rerun the download stage") from e
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header")
     magic = int.from_bytes(data[:4], "big")
-    if magic != IDX_MAGIC[ndim]:
-        raise DataError(f"{path}: magic number {magic:#06x}, expected {IDX_MAGIC[ndim]:#06x} (ubyte, {ndim}-d)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     size = int(np.prod(shape))
-    if len(data) - header != size:
-        raise DataError(f"{path}: header says {shape} = {size} bytes of data, file holds {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    if len(data) < header:
+        problem = f"{len(data)} bytes is too short for an IDX header ({header} bytes)"
+    elif magic != IDX_MAGIC[ndim]:
+        problem = f"magic number {magic:#06x}, expected {IDX_MAGIC[ndim]:#06x} (ubyte, {ndim}-d)"
+    elif len(data) - header != size:
+        problem = f"header says {shape} = {size} bytes of data, file holds {len(data) - header}"
+    else:
+        return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    # It passed the download check, so the hash table that let it in is not the official one.
+    raise DataError(f"{path}: {problem}; not an official IDX file: replace it with the official one "
+                    f"(unset {SUMS_ENV} or fix its hash table, then rerun the download stage)")
 
 
 def read_raw(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) uint8 and labels (N,) int64 of ``train`` or ``t10k``."""
-    images = read_idx(Path(raw_dir) / f"{prefix}-images-idx3-ubyte.gz", 3)
-    labels = read_idx(Path(raw_dir) / f"{prefix}-labels-idx1-ubyte.gz", 1)
+    images_path = Path(raw_dir) / f"{prefix}-images-idx3-ubyte.gz"
+    labels_path = Path(raw_dir) / f"{prefix}-labels-idx1-ubyte.gz"
+    images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
     if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{raw_dir}/{prefix}: images are {images.shape[1:]}, expected 28x28")
-    if len(images) != len(labels):
-        raise DataError(f"{raw_dir}/{prefix}: {len(images)} images but {len(labels)} labels")
-    if labels.size and labels.max() >= N_CLASSES:
-        raise DataError(f"{raw_dir}/{prefix}: label {labels.max()} out of range 0-{N_CLASSES - 1}")
-    return images, labels.astype(np.int64)
+        problem = (f"{images_path}: dimensions {images.shape} in the header: images are "
+                   f"{images.shape[1]}x{images.shape[2]} pixels, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
+    elif len(images) != len(labels):
+        problem = (f"{raw_dir}/{prefix}: {len(images)} images but {len(labels)} labels "
+                   f"({images_path.name} and {labels_path.name} disagree on the count in their headers)")
+    elif labels.size and labels.max() >= N_CLASSES:
+        problem = f"{raw_dir}/{prefix}: label {labels.max()} out of range 0-{N_CLASSES - 1} in {labels_path.name}"
+    else:
+        return images, labels.astype(np.int64)
+    raise DataError(f"{problem}; not official IDX files: replace them with the official ones "
+                    f"(unset {SUMS_ENV} or fix its hash table, then rerun the download stage)")
 
 
 # ---------------------------------------------------------------------- normalization
-def normalize(images: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+def normalize(images: np.ndarray, cfg: InputConfig) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float (N, 1, 28 + 2 pad, 28 + 2 pad) in [0, 1] or [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)  # (N, 1, 28, 28)
     if cfg.pad:
@@ -250,7 +261,7 @@ def normalize(images: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
     return (x - 0.5) / 0.5 if cfg.normalize == "symmetric" else x
 
 
-def to_unit(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+def to_unit(x: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     """Undo :func:`normalize`: back to [0, 1] and the original 28x28 (N, 1, 28, 28)."""
     if cfg.normalize == "symmetric":
         x = x * 0.5 + 0.5
@@ -277,7 +288,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
     yield from order.to(device).split(batch_size)
 
 
-def load_tensors(processed_dir: Path, pre: PreprocessConfig, splits: tuple[str, ...] = SPLITS
+def load_tensors(processed_dir: Path, pre: InputConfig, splits: tuple[str, ...] = SPLITS
                  ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], list[str]]:
     """``{split: (x, y)}`` normalized for training, and the class names."""
     out, classes = {}, []

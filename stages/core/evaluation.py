@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from .data import IMAGE_SIDE, normalize, slug, to_unit
 from .models import AutoEncoder
 from .params import check
-from .training import batched
+from .device import batched
 
 
 def unit_pixels(images: np.ndarray) -> np.ndarray:
@@ -47,11 +47,11 @@ class ModelRepresentation(Representation):
         self.dim = model.cfg.latent_dim
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        return batched(self.model.encode, normalize(images, self.model.cfg.preprocess), self.device).numpy()
+        return batched(self.model.encode, normalize(images, self.model.cfg.input), self.device).numpy()
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         x = batched(self.model.decode, torch.from_numpy(np.asarray(z, dtype=np.float32)), self.device)
-        return to_unit(x, self.model.cfg.preprocess)[:, 0].numpy()  # (N, 28, 28)
+        return to_unit(x, self.model.cfg.input)[:, 0].numpy()  # (N, 28, 28)
 
 
 class PCARepresentation(Representation):

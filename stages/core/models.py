@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import IMAGE_SIDE, N_CLASSES, PreprocessConfig, to_unit
-from .params import check, check_choice, from_section
+from .data import IMAGE_SIDE, InputConfig, to_unit
+from .params import check, check_choice, from_section, top_level
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -35,14 +35,13 @@ LOSSES = ("mse", "bce")
 
 @dataclass(frozen=True)
 class MLPConfig:
-    in_features: int = IMAGE_SIDE * IMAGE_SIDE
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.2
-    n_classes: int = N_CLASSES
+    """The MLP's shape; ``hidden`` and ``dropout`` come from the ``train_classifier``
+    section, which checks them (training.ClassifierConfig)."""
 
-    def __post_init__(self) -> None:
-        check(all(h >= 1 for h in self.hidden), "hidden", f"sizes must be >= 1, got {list(self.hidden)}")
-        check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
+    in_features: int
+    hidden: tuple[int, ...]
+    dropout: float
+    n_classes: int
 
 
 class MLP(nn.Module):
@@ -73,15 +72,15 @@ class ConvConfig:
     """The shared AE/VAE backbone: the ``model`` section plus what the data and
     the top-level ``latent_dim`` fix (output activation, image size)."""
 
-    latent_dim: int = 2
-    widths: tuple[int, ...] = (16, 32, 64)  # conv channels, each conv with stride 2
-    hidden: int = 64  # dense layer between the convs and the latent; 0 for none
-    activation: str = "relu"
-    decoder: str = "convtranspose"  # or "upsample": nearest upsampling + 3x3 conv
-    batch_norm: bool = False
-    out_conv: bool = False  # end the decoder with a 3x3 conv to 1 channel
-    normalize: str = "unit"  # sigmoid output for [0, 1], tanh for [-1, 1]
-    pad: int = 0
+    latent_dim: int  # the top-level key
+    widths: tuple[int, ...]  # conv channels, each conv with stride 2
+    hidden: int  # dense layer between the convs and the latent; 0 for none
+    activation: str
+    decoder: str  # "convtranspose", or "upsample": nearest upsampling + 3x3 conv
+    batch_norm: bool
+    out_conv: bool  # end the decoder with a 3x3 conv to 1 channel
+    normalize: str  # from the input section (checked there): sigmoid output for [0, 1], tanh for [-1, 1]
+    pad: int  # from the input section
 
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
@@ -89,11 +88,10 @@ class ConvConfig:
         check(self.hidden >= 0, "hidden", f"must be >= 0 (0 for none), got {self.hidden}")
         check_choice(self.activation, ACTIVATIONS, "activation")
         check_choice(self.decoder, DECODERS, "decoder")
-        PreprocessConfig(self.normalize, self.pad)
 
     @property
-    def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig(self.normalize, self.pad)
+    def input(self) -> InputConfig:
+        return InputConfig(self.normalize, self.pad)
 
     def sizes(self) -> list[int]:
         """Spatial side after each stride-2 conv (k=3, p=1): 28 -> 14 -> 7 -> 4."""
@@ -176,19 +174,19 @@ class Decoder(nn.Module):
 
 
 def check_loss(loss: str, normalize: str) -> None:
+    """A reconstruction loss that suits the data's scale (the training sections' ``loss``)."""
     check_choice(loss, LOSSES, "loss")
     check(not (loss == "bce" and normalize == "symmetric"), "loss",
-          "bce needs targets in [0, 1] but preprocess.normalize is symmetric ([-1, 1]); "
-          "use loss: mse, or preprocess.normalize: unit")
+          "bce needs targets in [0, 1] but input.normalize is symmetric ([-1, 1]); "
+          "use loss: mse, or input.normalize: unit")
 
 
 def conv_config(params: dict) -> ConvConfig:
     """The shared backbone from params: the ``model`` section, the top-level ``latent_dim``
-    and the ``preprocess`` section (output activation and image size)."""
-    pre = from_section(PreprocessConfig, params.get("preprocess"), "preprocess")
-    check("latent_dim" in params, "latent_dim", "missing top-level key")
-    return from_section(ConvConfig, params.get("model"), "model", latent_dim=params["latent_dim"],
-                        normalize=pre.normalize, pad=pre.pad)
+    and the ``input`` section (output activation and image size)."""
+    inp = from_section(InputConfig, params, "input")
+    return from_section(ConvConfig, params, "model", latent_dim=top_level(params, "latent_dim"),
+                        normalize=inp.normalize, pad=inp.pad)
 
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, normalize: str) -> torch.Tensor:
@@ -204,15 +202,17 @@ def output_activation(logits: torch.Tensor, normalize: str) -> torch.Tensor:
     return torch.tanh(logits) if normalize == "symmetric" else torch.sigmoid(logits)
 
 
-def unit_mse(x_hat: torch.Tensor, x: torch.Tensor, pre: PreprocessConfig) -> torch.Tensor:
+def unit_mse(x_hat: torch.Tensor, x: torch.Tensor, pre: InputConfig) -> torch.Tensor:
     """Per-image MSE per pixel on the [0, 1] scale of the original 28x28, (B,)."""
     return (to_unit(x_hat, pre) - to_unit(x, pre)).pow(2).flatten(1).mean(1)
 
 
 class AutoEncoder(nn.Module):
-    def __init__(self, cfg: ConvConfig, loss: str = "mse"):
+    """Encoder, a linear map to z, decoder. ``loss`` ("mse" or "bce") comes checked
+    from the stage's section (training.ReconstructionConfig)."""
+
+    def __init__(self, cfg: ConvConfig, loss: str):
         super().__init__()
-        check_loss(loss, cfg.normalize)
         self.cfg, self.loss_kind = cfg, loss
         self.encoder = Encoder(cfg)
         self.to_latent = nn.Linear(self.encoder.features, cfg.latent_dim)
@@ -232,7 +232,7 @@ class AutoEncoder(nn.Module):
         # Mean over pixels: the scale of the course's Keras/PyTorch AE losses.
         loss = reconstruction_loss(logits, x, self.loss_kind, self.cfg.normalize).mean() / x[0].numel()
         x_hat = output_activation(logits.detach(), self.cfg.normalize)
-        return loss, {"loss": loss.detach(), "mse": unit_mse(x_hat, x, self.cfg.preprocess).mean()}
+        return loss, {"loss": loss.detach(), "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -251,9 +251,8 @@ class VAE(AutoEncoder):
     reconstructions are those of the mean.
     """
 
-    def __init__(self, cfg: ConvConfig, loss: str = "bce", beta: float = 1.0):
+    def __init__(self, cfg: ConvConfig, loss: str, beta: float):
         super().__init__(cfg, loss)
-        check(beta >= 0, "beta", f"must be >= 0, got {beta}")
         self.beta = beta
         self.to_logvar = nn.Linear(self.encoder.features, cfg.latent_dim)  # to_latent is the mu head
 
@@ -273,7 +272,7 @@ class VAE(AutoEncoder):
         loss = recon + self.beta * kl
         x_hat = output_activation(logits.detach(), self.cfg.normalize)
         stats = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(),
-                 "mse": unit_mse(x_hat, x, self.cfg.preprocess).mean()}
+                 "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
         return loss, stats
 
 

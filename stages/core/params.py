@@ -1,21 +1,27 @@
-"""params.yaml sections as dataclasses, validated at the stage boundary.
+"""params.yaml: its sections as validated dataclasses, and a stage's command line.
 
-Each stage turns its section into a frozen dataclass with :func:`from_section`, so an
-unknown or mistyped key fails loudly with a message naming it, and each dataclass
-checks its own values in ``__post_init__`` with :class:`ParamError`.
+params.yaml is the one place a default lives. Each stage turns the sections it reads
+into frozen dataclasses with :func:`from_section`: the dataclasses have no defaults, so
+a missing or misspelled section or key is an error naming it, as is a key the section
+does not have. Each dataclass checks its own values in ``__post_init__`` with
+:func:`check`, once; errors carry the key's path in params.yaml (``train_ae.lr``,
+``latent_dim``), from which the message is built. :func:`load_params` also refuses a
+top-level key that no stage of dvc.yaml reads.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
 PARAMS_FILE = "params.yaml"
+DVC_FILE = "dvc.yaml"
 T = TypeVar("T")
 
 
@@ -24,48 +30,95 @@ class PipelineError(Exception):
 
 
 class ParamError(PipelineError, ValueError):
-    """A params.yaml value that the pipeline cannot use; the message names the key."""
+    """A params.yaml value the pipeline cannot use: ``key`` is its path in params.yaml,
+    ``problem`` what is wrong with it; the message is built from both."""
 
-    def __init__(self, message: str, key: str = ""):
-        super().__init__(message)
-        self.key = key
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key}: {problem} (in {PARAMS_FILE})")
+        self.key, self.problem = key, problem
+
+
+def check(ok: bool, key: str, problem: str) -> None:
+    """Raise a ParamError for ``key``: a dataclass field, which :func:`from_section`
+    places in its section, or a top-level key."""
+    if not ok:
+        raise ParamError(key, problem)
+
+
+def check_choice(value: str, choices: Iterable[str], key: str) -> None:
+    choices = tuple(choices)
+    check(value in choices, key, f"unknown value {value!r}; choose one of {', '.join(choices)}")
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def load_params(root: Path = Path(".")) -> dict:
+    """params.yaml under ``root``; with dvc.yaml beside it, a top-level key that no
+    stage lists under ``params`` is an error (a misspelled section would be ignored)."""
     with open(Path(root) / PARAMS_FILE) as f:
-        return yaml.safe_load(f) or {}
+        params = yaml.safe_load(f) or {}
+    if not isinstance(params, dict):
+        raise ParamError("(top level)", "must be a mapping of keys to values")
+    dvc_file = Path(root) / DVC_FILE
+    if dvc_file.exists():
+        known = read_params_by_stage(dvc_file)
+        known_keys = set().union(*known.values())
+        for key in params:
+            if key not in known_keys:
+                raise ParamError(key, f"unknown top-level key, read by no stage of {DVC_FILE}; "
+                                      f"{_did_you_mean(key, known_keys)}known: {', '.join(sorted(known_keys))}")
+    return params
 
 
-def from_section(cls: type[T], section: dict | None, name: str, **extra: Any) -> T:
-    """Build ``cls`` from ``params[name]``; unknown and missing keys name the key.
+def read_params_by_stage(dvc_file: Path) -> dict[str, set[str]]:
+    """{stage: the top-level params.yaml keys it lists under ``params`` in dvc.yaml}."""
+    stages = (yaml.safe_load(Path(dvc_file).read_text()) or {}).get("stages", {})
+    return {name: {str(p).split(".")[0] for p in spec.get("params", [])} for name, spec in stages.items()}
 
-    ``extra`` holds values that come from outside the section (top-level keys such as
-    ``latent_dim``); they are not looked up in ``section``.
+
+def top_level(params: dict, key: str) -> Any:
+    """A top-level value (``device``, ``latent_dim``); missing is an error naming it."""
+    check(key in params, key, "missing top-level key")
+    return params[key]
+
+
+def from_section(cls: type[T], params: dict, name: str, **extra: Any) -> T:
+    """Build ``cls`` from the section ``params[name]``: every field of ``cls`` must be
+    there, and nothing else.
+
+    ``extra`` holds fields whose values come from outside the section (``latent_dim``,
+    the ``input`` section's ``normalize``): the section may not set them, and an error
+    about one is raised under its own key, unqualified.
     """
-    section = dict(section or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - set(fields))
-    if unknown:
-        raise ParamError(
-            f"unknown key {name}.{unknown[0]} in {PARAMS_FILE}; "
-            f"known keys of '{name}': {', '.join(sorted(set(fields) - set(extra)))}",
-            f"{name}.{unknown[0]}",
-        )
+    fields = [f.name for f in dataclasses.fields(cls)]
+    own = [f for f in fields if f not in extra]
+    section = params.get(name)
+    if section is None:
+        raise ParamError(name, f"missing section; it needs the keys {', '.join(own)}")
+    if not isinstance(section, dict):
+        raise ParamError(name, f"must be a section (a mapping) with the keys {', '.join(own)}, got {section!r}")
+    for key in section:
+        if key not in own:
+            raise ParamError(f"{name}.{key}", f"unknown key; {_did_you_mean(key, own)}known keys of {name!r}: "
+                                              f"{', '.join(sorted(own))}")
     hints = typing.get_type_hints(cls)
     values = {}
-    for key, field in fields.items():
-        if key in extra:  # named by its own key: top-level keys have no section
+    for key in fields:
+        if key in extra:
             values[key] = _coerce(extra[key], hints[key], key)
         elif key in section:
             values[key] = _coerce(section[key], hints[key], f"{name}.{key}")
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ParamError(f"missing key {name}.{key} in {PARAMS_FILE}", f"{name}.{key}")
+        else:
+            raise ParamError(f"{name}.{key}", "missing key")
     try:
         return cls(**values)
     except ParamError as e:
-        if not e.key or e.key in extra or e.key.startswith(f"{name}."):  # top-level or qualified
+        if e.key in extra or e.key not in fields:  # already a full path
             raise
-        raise ParamError(str(e).replace(e.key, f"{name}.{e.key}", 1), f"{name}.{e.key}") from None
+        raise ParamError(f"{name}.{e.key}", e.problem) from None
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -74,7 +127,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (list, tuple):
         (item,) = set(typing.get_args(hint)) - {Ellipsis}
         if not isinstance(value, (list, tuple)):
-            raise ParamError(f"{key} must be a list, got {value!r}", key)
+            raise ParamError(key, f"must be a list, got {value!r}")
         return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
@@ -86,19 +139,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     elif hint in (str, bool) and isinstance(value, hint):
         return value
-    raise ParamError(f"{key} must be a finite {hint.__name__}, got {value!r}" if hint is float
-                     else f"{key} must be {hint.__name__}, got {value!r}", key)
-
-
-def check(ok: bool, key: str, message: str) -> None:
-    """Raise a ParamError naming ``key`` (a field name; from_section adds the section)."""
-    if not ok:
-        raise ParamError(f"{key}: {message} (set it in {PARAMS_FILE})", key)
-
-
-def check_choice(value: str, choices: typing.Iterable[str], key: str) -> None:
-    choices = tuple(choices)
-    check(value in choices, key, f"unknown value {value!r}; choose one of {', '.join(choices)}")
+    raise ParamError(key, f"must be a finite float, got {value!r}" if hint is float
+                     else f"must be {hint.__name__}, got {value!r}")
 
 
 def run(main: Callable[[dict], dict]) -> None:

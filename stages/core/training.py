@@ -9,28 +9,21 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import random
 import time
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import batches, to_unit
-from .models import MLPConfig, check_loss
+from .data import batches
+from .device import EVAL_BATCH, on_device
+from .models import check_loss
 from .params import PipelineError, check, check_choice
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "constant")
-DEVICES = ("auto", "cpu", "cuda")
-# Evaluation needs no gradients: large batches cost little memory and save per-batch
-# overhead (kernel launches on a GPU, small-matrix calls on a CPU).
-EVAL_BATCH = 1024
 
 
 class TrainingError(PipelineError):
@@ -39,15 +32,16 @@ class TrainingError(PipelineError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Keys every training section shares; stages subclass it for their own keys."""
+    """Keys every training section shares; stages subclass it for their own keys.
+    No defaults: params.yaml holds them."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    lr_schedule: str = "onecycle"  # or "constant"
-    patience: int = 0  # stop after this many epochs without a better val loss; 0 = never
-    seed: int = 0
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str  # adam or sgd (momentum 0.9)
+    lr_schedule: str  # onecycle or constant
+    patience: int  # stop after this many epochs without a better val loss; 0 = never
+    seed: int  # initial weights and batch order
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -62,47 +56,25 @@ class TrainConfig:
 class ClassifierConfig(TrainConfig):
     """The MLP classifier's keys: its hidden sizes and dropout (pixels or latent features)."""
 
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.2
+    hidden: tuple[int, ...]
+    dropout: float
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        MLPConfig(hidden=self.hidden, dropout=self.dropout)
+        check(all(h >= 1 for h in self.hidden), "hidden", f"sizes must be >= 1, got {list(self.hidden)}")
+        check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
 class ReconstructionConfig(TrainConfig):
     """The AE and VAE stages' keys: a reconstruction loss that must suit the data's scale."""
 
-    loss: str = "mse"  # or "bce" (needs preprocess.normalize: unit)
-    normalize: str = "unit"  # passed from the preprocess section, to check the loss against
+    loss: str  # mse or bce (needs input.normalize: unit)
+    normalize: str  # from the input section, to check the loss against
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_loss(self.loss, self.normalize)
-
-
-def seed_everything(seed: int) -> None:
-    """Same seed, same params, same CPU: same metrics and same model bytes.
-
-    On CUDA, deterministic algorithms are requested too; a few kernels have none and
-    then raise rather than silently differ (see README, "Determinism").
-    """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=False)
-    torch.backends.cudnn.benchmark = False
-
-
-def resolve_device(name: str) -> torch.device:
-    check_choice(name, DEVICES, "device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device: cuda was asked for but no CUDA device is available; use device: auto")
-    return torch.device(name)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -177,31 +149,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         _, stats = model.loss(x[idx], y[idx])
         _accumulate(total, stats, len(idx))
     return _mean_stats(total, len(x))
-
-
-@torch.no_grad()
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
-            batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """``fn`` over ``x`` batch by batch on ``device``; results concatenated on the CPU.
-    The caller sets the model's mode (``model.eval()``)."""
-    return torch.cat([fn(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-
-
-def reconstructions(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Originals and reconstructions on the [0, 1] scale, for display."""
-    model.eval()
-    device = next(model.parameters()).device
-    pre = model.cfg.preprocess
-    return {"original": to_unit(x, pre), "reconstruction": to_unit(batched(model, x, device), pre)}
-
-
-def on_device(model: nn.Module, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``tensors`` on the model's device; images (4-D) and the model's conv weights in
-    channels-last layout, which oneDNN and cuDNN run faster for these small convs
-    (1.6x for the AE training step on 2 CPU cores; benchmarks/bench.py)."""
-    device = next(model.parameters()).device
-    model.to(memory_format=torch.channels_last)
-    return tuple(t.to(device, memory_format=torch.channels_last) if t.dim() == 4 else t.to(device) for t in tensors)
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
