@@ -67,7 +67,6 @@ def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, 
 class Probed:
     """One representation's two probes: the val-selected logreg and the MLP."""
 
-    name: str
     dim: int
     logreg: LogregResult
     mlp: dict  # train_and_test's metrics
@@ -92,7 +91,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
         x = standardize(x)
         logreg = logistic_regression(x, labels, logreg_cfg, seed)
         mlp, mlp_pred = mlp_probe(x, labels, params, len(classes), name, device)
-        probes[name] = Probed(name, x["train"].shape[1], logreg, mlp, mlp_pred)
+        probes[name] = Probed(x["train"].shape[1], logreg, mlp, mlp_pred)
         print(f"downstream: {name} (d={x['train'].shape[1]}): logreg {logreg.test_acc:.4f} "
               f"(C={logreg.C:g}, iterations {logreg.n_iter}), mlp {mlp['test_acc']:.4f} "
               f"({time.perf_counter() - start:.1f} s)")

@@ -1,15 +1,19 @@
 """train_vae: the convolutional VAE on the same backbone as the AE.
 
 Reads data/processed/. Writes models/vae.pt, metrics/train_vae.json (the headline:
-test MSE decoding mu, KL, best epoch), reports/train_vae.json (every val and test
-number) and plots/train_vae/: history.csv (reconstruction, KL and total for train and
-val, lr),
-curves.png, reconstructions.png, samples.png (decoded z ~ N(0, I)) and
-latent_histograms.png (test-set means against the N(0, 1) prior).
+test MSE decoding mu, KL, negative ELBO and IWAE bound in nats, best epoch),
+reports/train_vae.json (every val and test number) and plots/train_vae/: history.csv
+(reconstruction, KL and total for train and val, lr), curves.png, reconstructions.png,
+samples.png (decoded z ~ N(0, I)) and latent_histograms.png (test-set means against
+the N(0, 1) prior).
 
 Loss per image: reconstruction summed over pixels + beta * KL. The course weights the
 mean-over-pixels BCE by 500 and adds the KL; relative to the summed BCE over D pixels
-that is beta = D / 500 (1.57 for 28x28). See README, "VAE loss and beta".
+that is beta = D / 500 (1.57 for 28x28). See README, "VAE loss and beta". On val and
+test the loss is the negative ELBO (beta = 1, z sampled), the best epoch is chosen on
+it, and with the Bernoulli decoder (``loss: bce``) it and the IWAE bound on -log p(x)
+(``iwae_k`` samples per image, on the first ``iwae_images`` images of val and test) are
+in nats per image: see README, "The VAE as a density model".
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from stages.core import plots
 from stages.core.data import load_tensors, to_unit
 from stages.core.device import batched, reconstructions, resolve_device, seed_everything
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
+from stages.core.likelihood import DECODE_CHUNK, iwae_nll, negative_elbo, vae_log_weights
 from stages.core.models import VAE, checkpoint_config, conv_config
 from stages.core.params import check, from_section, run, top_level
 from stages.core.training import ReconstructionConfig, train_and_test
@@ -41,11 +46,31 @@ class VAEConfig(ReconstructionConfig):
 
     beta: float  # weight of the KL term; 1 is the ELBO
     n_samples: int  # images decoded from the prior for samples.png
+    iwae_k: int  # importance samples per image for the IWAE bound
+    iwae_images: int  # the IWAE bound on the first this many val and test images
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
         check(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
+        check(self.iwae_k >= 1, "iwae_k", f"must be >= 1, got {self.iwae_k}")
+        check(self.iwae_images >= 1, "iwae_images", f"must be >= 1, got {self.iwae_images}")
+
+
+def iwae_bound(model: VAE, x: torch.Tensor, cfg: VAEConfig, device: torch.device) -> dict:
+    """The IWAE bound on -log p(x) over the first ``iwae_images`` images of x, in nats per
+    image, and how much tighter it is than the ELBO of the same images and draws (>= 0
+    for every image, by Jensen's inequality)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def bounds(xb: torch.Tensor) -> torch.Tensor:
+        logw = vae_log_weights(model, xb, cfg.iwae_k, generator)  # (k, B)
+        return torch.stack([iwae_nll(logw), negative_elbo(logw)], 1)  # (B, 2)
+
+    x = x[: cfg.iwae_images]
+    iwae, nelbo = batched(bounds, x, device, max(1, DECODE_CHUNK // cfg.iwae_k)).double().mean(0).tolist()
+    return {"iwae_nll": iwae, "iwae_gain": nelbo - iwae, "iwae_images": len(x)}
 
 
 def build(params: dict) -> tuple[VAE, VAEConfig]:
@@ -67,6 +92,15 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     history, report = train_and_test(model, data, cfg, "train_vae")
     metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"],
                        "best_epoch": report["best_epoch"]}}
+    if cfg.loss == "bce":  # a Bernoulli likelihood: the bounds are in nats
+        iwae_start = time.perf_counter()
+        for split in ("val", "test"):
+            report[f"{split}_nelbo"] = report[f"{split}_loss"]
+            report.update({f"{split}_{k}": v for k, v in iwae_bound(model, data[split][0], cfg, device).items()})
+        report["iwae_k"] = cfg.iwae_k
+        metrics["vae"].update(test_nelbo=report["test_nelbo"], test_iwae_nll=report["test_iwae_nll"])
+        print(f"train_vae: IWAE bound, k={cfg.iwae_k}: val {report['val_iwae_nll']:.2f}, "
+              f"test {report['test_iwae_nll']:.2f} nats ({time.perf_counter() - iwae_start:.1f} s)")
 
     model.eval()
     z = torch.randn(cfg.n_samples, conv.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))

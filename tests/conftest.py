@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.core.data import DATASETS, SUMS_ENV, TORCHVISION
+from stages.core.data import DATASETS, MIRROR_ENV, SUMS_ENV, TORCHVISION
 from stages.core.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,40 +80,64 @@ def shrink(params: dict) -> dict:
     for stage in ("train_classifier", "train_ae", "train_vae"):
         p[stage].update(epochs=2, batch_size=64)
     p["train_classifier"]["hidden"] = [32, 16]
+    p["train_vae"].update(iwae_k=8, iwae_images=40)
     return p
+
+
+TINY = shrink(load_params(REPO))
 
 
 @pytest.fixture(scope="session")
 def tiny() -> dict:
     """The shrunk params, shared by session- and module-scoped fixtures: never mutate it."""
-    return shrink(load_params(REPO))
+    return TINY
 
 
 @pytest.fixture
-def params(tiny) -> dict:
+def params() -> dict:
     """The shrunk params, a copy each test may change."""
-    return copy.deepcopy(tiny)
+    return copy.deepcopy(TINY)
+
+
+class Reads(dict):
+    """params that note which top-level keys a stage looks up."""
+
+    def __init__(self, params: dict):
+        super().__init__(params)
+        self.keys_read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.keys_read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.keys_read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.keys_read.add(key)
+        return super().__contains__(key)
 
 
 # The configs have no defaults: tests start from the shrunk params.yaml and name only
 # what they vary.
-def conv_cfg(**changes) -> "ConvConfig":
+def conv_cfg(**changes):
     from stages.core.models import conv_config
 
-    return dataclasses.replace(conv_config(shrink(load_params(REPO))), **changes)
+    return dataclasses.replace(conv_config(TINY), **changes)
 
 
-def train_cfg(**changes) -> "TrainConfig":
+def train_cfg(**changes):
     from stages.core.training import TrainConfig
 
-    section = shrink(load_params(REPO))["train_ae"]
+    section = TINY["train_ae"]
     return TrainConfig(**{**{f.name: section[f.name] for f in dataclasses.fields(TrainConfig)}, **changes})
 
 
-def mlp_cfg(**changes) -> "MLPConfig":
+def mlp_cfg(**changes):
     from stages.core.models import MLPConfig
 
-    section = shrink(load_params(REPO))["train_classifier"]
+    section = TINY["train_classifier"]
     base = dict(in_features=28 * 28, hidden=tuple(section["hidden"]), dropout=section["dropout"], n_classes=10)
     return MLPConfig(**{**base, **changes})
 
@@ -131,7 +155,7 @@ def processed(tmp_path_factory, mirror, tiny) -> Path:
     root = tmp_path_factory.mktemp("processed")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(SUMS_ENV, str(mirror / "SHA256SUMS"))
-        mp.setenv("DATA_MIRROR", str(mirror / tiny["data"]["dataset"]))
+        mp.setenv(MIRROR_ENV, str(mirror / tiny["data"]["dataset"]))
         mp.setattr(data, "download_url", refuse)
         download.main(tiny, root)
         preprocess.main(tiny, root)

@@ -182,24 +182,40 @@ def test_kl_is_zero_at_the_prior():
 
 
 # ------------------------------------------------------------------------------- VAE
-def test_vae_samples_z_in_train_mode_and_uses_mu_in_eval():
+def test_vae_loss_is_the_beta_objective_in_training_and_the_negative_elbo_in_eval():
     torch.manual_seed(0)
     cfg = conv_cfg(widths=(4, 8), hidden=16)
     vae = VAE(cfg, "bce", beta=0.5)
     x = images(4)
-    vae.train()
-    assert vae.loss(x)[0].item() != vae.loss(x)[0].item()
-    vae.eval()
-    loss, stats = vae.loss(x)
-    stats = {k: float(v) for k, v in stats.items()}  # detached 0-d tensors
-    assert loss.item() == vae.loss(x)[0].item()
-    assert set(stats) == {"loss", "recon", "kl", "mse"}
-    assert stats["loss"] == pytest.approx(stats["recon"] + 0.5 * stats["kl"], rel=1e-6)
-    # z = mu: the same numbers as decoding the mean by hand
+    for mode, weight in ((vae.train, 0.5), (vae.eval, 1.0)):
+        mode()
+        loss, stats = vae.loss(x)
+        stats = {k: float(v) for k, v in stats.items()}  # detached 0-d tensors
+        assert set(stats) == {"loss", "recon", "kl", "mse"}
+        assert stats["loss"] == pytest.approx(stats["recon"] + weight * stats["kl"], rel=1e-6)
+        assert vae.loss(x)[0].item() != loss.item()  # z is sampled in both modes
+    # In eval mode, with the same draw by hand: recon of the sample, mse of the mean.
+    torch.manual_seed(1)
+    _, stats = vae.loss(x)
+    torch.manual_seed(1)
     mu, logvar = vae.encode_dist(x)
-    recon = nn.functional.binary_cross_entropy_with_logits(vae.decoder(mu), x, reduction="sum") / len(x)
-    assert stats["recon"] == pytest.approx(recon.item(), rel=1e-5)
-    assert stats["kl"] == pytest.approx(kl_to_standard_normal(mu, logvar).mean().item(), rel=1e-5)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    recon = nn.functional.binary_cross_entropy_with_logits(vae.decoder(z), x, reduction="sum") / len(x)
+    assert float(stats["recon"]) == pytest.approx(recon.item(), rel=1e-5)
+    assert float(stats["kl"]) == pytest.approx(kl_to_standard_normal(mu, logvar).mean().item(), rel=1e-5)
+    assert float(stats["mse"]) == pytest.approx((vae.decode(mu) - x).pow(2).mean().item(), rel=1e-5)
+
+
+def test_evaluate_seeds_the_vae_draws_and_leaves_training_randomness_alone():
+    torch.manual_seed(0)
+    vae = VAE(conv_cfg(widths=(4, 8), hidden=16), "bce", 1.0)
+    x, y = images(20), torch.zeros(20, dtype=torch.long)
+    state = torch.get_rng_state()
+    first = training.evaluate(vae, x, y, batch_size=8)
+    assert torch.equal(torch.get_rng_state(), state)  # training's stream is untouched
+    torch.randn(3)  # whatever the global stream did in between
+    assert training.evaluate(vae, x, y, batch_size=8) == first
+    assert training.evaluate(vae, x, y, batch_size=8, seed=1) != first
 
 
 # ------------------------------------------------------------------------- unit MSE
@@ -273,7 +289,8 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(kind, tmp_path):
         assert torch.equal(rebuilt(x), model(x))
         if kind != "mlp":
             assert rebuilt.loss_kind == model.loss_kind
-            assert rebuilt.loss(x)[1] == model.loss(x)[1]
+            y = torch.zeros(len(x), dtype=torch.long)
+            assert training.evaluate(rebuilt, x, y) == training.evaluate(model, x, y)  # same seeded draws
         if kind == "vae":
             assert rebuilt.beta == 2.5
             assert all(torch.equal(a, b) for a, b in zip(rebuilt.encode_dist(x), model.encode_dist(x)))

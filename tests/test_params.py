@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, Reads
 
 from stages import download, evaluate, preprocess, train_ae, train_classifier, train_vae
-from stages.core.data import DataConfig, InputConfig
+from stages.core.data import MIRROR_ENV, DataConfig, InputConfig
 from stages.core.models import conv_config
 from stages.core.params import ParamError, PipelineError, from_section, load_params, read_params_by_stage
 from stages.core.training import ClassifierConfig
@@ -148,6 +148,17 @@ def test_every_top_level_key_is_read_by_a_stage_and_every_read_key_exists():
     assert listed == set(load_params(REPO))
 
 
+def test_download_and_preprocess_read_exactly_the_params_dvc_yaml_lists(params, mirror, synthetic_sums, tmp_path,
+                                                                         monkeypatch):
+    """As tests/test_stages.py checks for the later stages."""
+    monkeypatch.setenv(MIRROR_ENV, str(mirror / params["data"]["dataset"]))
+    listed = read_params_by_stage(REPO / "dvc.yaml")
+    for stage in (download, preprocess):
+        reads = Reads(params)
+        stage.main(reads, tmp_path)
+        assert reads.keys_read == listed[stage.__name__.rsplit(".", 1)[-1]]
+
+
 def project(tmp_path, params: dict):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copy(REPO / "dvc.yaml", tmp_path)
@@ -208,7 +219,7 @@ CASES = [pytest.param(change, key, stage, id=f"{stage}-{'-'.join(change)}")
 
 @pytest.mark.parametrize("change, key, stage", CASES)
 def test_stage_rejects_bad_param_before_reading_data(change, key, stage, params, tmp_path, monkeypatch):
-    monkeypatch.setenv("DATA_MIRROR", str(tmp_path / "no-mirror"))  # never the network
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "no-mirror"))  # never the network
     with pytest.raises(ParamError) as e:  # not a DataError: tmp_path holds no data
         STAGES[stage].main(with_values(params, **change), tmp_path)
     assert_names(e.value, key)

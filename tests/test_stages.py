@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, Reads
 
 from stages import downstream, evaluate, train_ae, train_classifier, train_vae
 from stages.core import params as params_mod, training as training_mod
@@ -76,26 +76,6 @@ def run_stages(source: Path, root: Path, params: dict, names) -> Run:
         run.written[name] = files(root) - before
         run.read[name] = reads.keys_read
     return run
-
-
-class Reads(dict):
-    """params that note which top-level keys a stage looks up."""
-
-    def __init__(self, params: dict):
-        super().__init__(params)
-        self.keys_read: set[str] = set()
-
-    def __getitem__(self, key):
-        self.keys_read.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        self.keys_read.add(key)
-        return super().get(key, default)
-
-    def __contains__(self, key):
-        self.keys_read.add(key)
-        return super().__contains__(key)
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
@@ -243,14 +223,19 @@ def test_ae_metrics_and_history(latent2):
 
 def test_vae_metrics_and_history(latent2):
     r = latent2.report("train_vae")
-    assert set(r) == {f"{s}_{k}" for s in ("test", "val") for k in ("loss", "recon", "kl", "mse")} | {
-        "best_epoch", "epochs_run"}
+    assert set(r) == {f"{s}_{k}" for s in ("test", "val") for k in (
+        "loss", "recon", "kl", "mse", "nelbo", "iwae_nll", "iwae_gain", "iwae_images")} | {
+        "best_epoch", "epochs_run", "iwae_k"}
     assert_finite(r)
     assert latent2.json("train_vae") == {"vae.test_mse": r["test_mse"], "vae.test_kl": r["test_kl"],
-                                         "vae.best_epoch": r["best_epoch"]}
+                                         "vae.best_epoch": r["best_epoch"], "vae.test_nelbo": r["test_nelbo"],
+                                         "vae.test_iwae_nll": r["test_iwae_nll"]}
     assert 0 < r["test_mse"] < 1 and r["test_kl"] >= 0
-    beta = latent2.params["train_vae"]["beta"]
-    assert r["test_loss"] == pytest.approx(r["test_recon"] + beta * r["test_kl"], rel=1e-4)
+    # On val and test the loss is the negative ELBO (beta = 1, z sampled), in nats.
+    assert r["test_loss"] == r["test_nelbo"] == pytest.approx(r["test_recon"] + r["test_kl"], rel=1e-4)
+    # The IWAE bound: positive nats, tighter than the ELBO of the same images and draws.
+    assert r["iwae_k"] == 8 and (r["val_iwae_images"], r["test_iwae_images"]) == (30, 40)  # val has 30 in all
+    assert r["test_iwae_nll"] > 0 and r["test_iwae_gain"] > 0 and r["val_iwae_gain"] > 0
     history = pd.read_csv(latent2.root / "plots/train_vae/history.csv")
     assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "val")
                                                 for k in ("loss", "recon", "kl", "mse")), "lr"]

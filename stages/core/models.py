@@ -1,7 +1,7 @@
 """Models, each owning its loss: ``model.loss(x, y) -> (loss, stats)``.
 
-- :class:`MLP`: the course's pixel classifier (784 -> 128 -> 64 -> 10, dropout 0.2),
-  reused on latent features downstream.
+- :class:`MLP`: the course's pixel classifier (params.yaml: 784 -> 128 -> 64 -> 10,
+  dropout 0.2), reused on latent features downstream.
 - :class:`AutoEncoder` and :class:`VAE` share one conv backbone (:class:`Encoder`,
   :class:`Decoder`), configured by the ``model`` section of params.yaml; the VAE adds
   only the mu/logvar heads, the reparameterization and the KL term.
@@ -247,8 +247,12 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 class VAE(AutoEncoder):
     """The AE backbone with mu/logvar heads; loss = recon summed over pixels + beta * KL.
 
-    In eval mode z = mu, so validation and test numbers are deterministic and the
-    reconstructions are those of the mean.
+    z is sampled in both modes. In training the loss is the beta-weighted objective; in
+    eval mode it is the negative ELBO (beta = 1), in nats per image with the Bernoulli
+    decoder (``loss: bce``), which is what fit selects the best epoch on. ``mse`` is of
+    the sample's reconstruction in training, and of the mean's (decoding mu) in eval
+    mode: the reconstructions evaluate shows. Eval numbers are reproducible because the
+    training loop's ``evaluate`` seeds the draws.
     """
 
     def __init__(self, cfg: ConvConfig, loss: str, beta: float):
@@ -265,12 +269,12 @@ class VAE(AutoEncoder):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         mu, logvar = self.encode_dist(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, latent)
         logits = self.decoder(z)
         recon = reconstruction_loss(logits, x, self.loss_kind, self.cfg.normalize).mean()
         kl = kl_to_standard_normal(mu, logvar).mean()
-        loss = recon + self.beta * kl
-        x_hat = output_activation(logits.detach(), self.cfg.normalize)
+        loss = recon + (self.beta if self.training else 1.0) * kl
+        x_hat = output_activation(logits.detach(), self.cfg.normalize) if self.training else self.decode(mu)
         stats = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(),
                  "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
         return loss, stats

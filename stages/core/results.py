@@ -22,6 +22,12 @@ def _report(root: Path, stage: str) -> dict:
     return read_json(require(root / "reports" / f"{stage}.json"))
 
 
+def _iwae(vae: dict) -> str:
+    if "test_iwae_nll" not in vae:  # loss: mse, no likelihood
+        return ""
+    return f", IWAE bound {vae['test_iwae_nll']:.1f} nats (k={vae['iwae_k']}, {vae['test_iwae_images']} images)"
+
+
 def results_markdown(root: Path = Path(".")) -> str:
     """The results block for the run whose files are in ``root``."""
     data = _report(root, "data")
@@ -38,8 +44,8 @@ def results_markdown(root: Path = Path(".")) -> str:
         "|---|---|---|",
         f"| pixel MLP | accuracy {classifier['test_acc']:.4f} | {classifier['best_epoch']} / {classifier['epochs_run']} |",
         f"| AE | MSE {ae['test_mse']:.5f} | {ae['best_epoch']} / {ae['epochs_run']} |",
-        f"| VAE (decoding mu) | MSE {vae['test_mse']:.5f}, KL {vae['test_kl']:.3g} nats, "
-        f"loss {vae['test_loss']:.1f} per image | {vae['best_epoch']} / {vae['epochs_run']} |",
+        f"| VAE | MSE {vae['test_mse']:.5f} (decoding mu), KL {vae['test_kl']:.3g} nats, negative ELBO "
+        f"{vae['test_loss']:.1f} nats{_iwae(vae)} per image | {vae['best_epoch']} / {vae['epochs_run']} |",
         "",
         "Per-image MSE on the test set ([0, 1] scale; `reports/evaluate.json`):",
         "",

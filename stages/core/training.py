@@ -141,13 +141,21 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> dict:
-    """Stats averaged over all of ``x`` in eval mode (no dropout, batch-norm running stats)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH,
+             seed: int = 0) -> dict:
+    """Stats averaged over all of ``x`` in eval mode (no dropout, batch-norm running stats).
+
+    A model that samples in eval mode (the VAE's z) draws from the global generator
+    seeded here with ``seed``, inside ``fork_rng``: the same weights give the same
+    numbers (the same noise every epoch; on a GPU, CUDA's own draws), and training's
+    random stream is left as it was."""
     model.eval()
     total: dict = {}
-    for idx in batches(len(x), batch_size, device=x.device):
-        _, stats = model.loss(x[idx], y[idx])
-        _accumulate(total, stats, len(idx))
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for idx in batches(len(x), batch_size, device=x.device):
+            _, stats = model.loss(x[idx], y[idx])
+            _accumulate(total, stats, len(idx))
     return _mean_stats(total, len(x))
 
 
