@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>`: put the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-all bench readme clean
+.PHONY: setup repro test test-all bench readme sweep sweep-report clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,18 @@ bench: setup
 # Rewrite README.md's results block from the committed metrics/ and reports/.
 readme: setup
 	python -m stages.core.results
+
+# The latent-size sweep through DVC's own queue (README, "Latent-size sweep"): queue one
+# experiment per size, start JOBS workers; `make sweep-report` waits for the queue and
+# writes reports/sweep.md and plots/sweep/. Commit first: the queue runs HEAD.
+SWEEP ?= 2,4,8,16,32
+JOBS ?= 1
+sweep: setup
+	dvc exp run --queue -S 'latent_dim=$(SWEEP)'
+	dvc queue start -j $(JOBS)
+
+sweep-report: setup
+	python -m stages.core.sweep
 
 clean:
 	rm -rf $(VENV)

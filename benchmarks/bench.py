@@ -45,7 +45,7 @@ from stages.core.device import on_device, resolve_device  # noqa: E402
 from stages.core.params import PipelineError, from_section, load_params, top_level  # noqa: E402
 from stages.core.training import make_optimizer, train_one_epoch  # noqa: E402
 
-STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream"]
+STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream", "ood"]
 NOTEBOOK_BATCH = 100
 WARMUP_BATCHES = 5
 
@@ -53,15 +53,14 @@ WARMUP_BATCHES = 5
 # ------------------------------------------------------------------------ stage seconds
 def stage_seconds(root: Path, params: dict) -> dict[str, float]:
     """Run every stage in ``root``, a fresh copy of the project; seconds per stage."""
-    dataset = from_section(DataConfig, params, "data").dataset
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    raw = REPO / "data/raw" / dataset
-    if raw.is_dir():  # verified again by the download stage, not fetched
-        shutil.copytree(raw, root / "data/raw" / dataset)
+    raw = REPO / "data/raw"
+    if all((raw / d).is_dir() for d in core_data.DATASETS):  # verified again by the download stage, not fetched
+        shutil.copytree(raw, root / "data/raw")
     elif not os.environ.get(core_data.MIRROR_ENV):
-        sys.exit(f"bench: {raw} is missing and DATA_MIRROR is not set; run `dvc repro download` "
-                 "or set DATA_MIRROR to a folder with the four IDX .gz files")
+        sys.exit(f"bench: {raw} lacks a dataset and DATA_MIRROR is not set; run `dvc repro download` "
+                 "or set DATA_MIRROR to a folder in torchvision's layout, such as ../shared/data")
     seconds = {}
     for stage in STAGES:
         start = time.perf_counter()

@@ -1,7 +1,9 @@
-"""download: the four official IDX .gz files of ``data.dataset`` into data/raw/<dataset>/.
+"""download: the four official IDX .gz files of both datasets into data/raw/<dataset>/.
 
-Sources, in order: files already there and valid; else ``$DATA_MIRROR`` (a local folder
-or URL with the official file names) if set; else torchvision's official mirrors.
+Both: the pipeline trains on ``data.dataset`` and the ood stage scores the other one's
+test images. Sources, in order: files already there and valid; else ``$DATA_MIRROR`` if
+set, a local folder or URL in torchvision's layout (``<mirror>/FashionMNIST/raw/``,
+``<mirror>/MNIST/raw/``, as ../shared/data); else torchvision's official mirrors.
 Every file is checked by the sha256 of its decompressed content (core/data.py).
 """
 from __future__ import annotations
@@ -9,16 +11,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stages.core.data import MIRROR_ENV, DataConfig, download
-from stages.core.params import from_section, run
+from stages.core.data import DATASETS, MIRROR_ENV, download, mirror_folder
+from stages.core.params import run
 
 RAW_DIR = Path("data/raw")
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    cfg = from_section(DataConfig, params, "data")
-    fetched = download(cfg.dataset, root / RAW_DIR / cfg.dataset, os.environ.get(MIRROR_ENV) or None)
-    print(f"download: {cfg.dataset}: {len(fetched)} file(s) fetched, all 4 verified in {RAW_DIR / cfg.dataset}")
+    mirror = os.environ.get(MIRROR_ENV) or None
+    fetched = {}
+    for dataset in DATASETS:
+        fetched[dataset] = download(dataset, root / RAW_DIR / dataset, mirror and mirror_folder(mirror, dataset))
+        print(f"download: {dataset}: {len(fetched[dataset])} file(s) fetched, all 4 verified in {RAW_DIR / dataset}")
     return {"fetched": fetched}
 
 

@@ -10,6 +10,7 @@ per-pixel MSE on the [0, 1] scale.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,18 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from stages.core import plots
-from stages.core.data import SPLITS, Split, load_split
-from stages.core.device import resolve_device
-from stages.core.evaluation import (ModelRepresentation, PCARepresentation, Representation, interpolate,
-                                    latent_grid, mse_summary, per_image_mse, project_2d)
+from stages.core.data import SPLITS, Split, load_split, normalize, slug
+from stages.core.device import batched, resolve_device
+from stages.core.evaluation import (ModelRepresentation, PCARepresentation, Representation, attribute_vector,
+                                    interpolate, latent_grid, mse_summary, per_image_mse, project_2d, walk)
 from stages.core.io import fmt_metrics, load_checkpoint, save_arrays, save_figure, write_csv, write_json
 from stages.core.models import from_checkpoint
-from stages.core.params import check, check_choice, from_section, run, top_level
+from stages.core.params import ParamError, check, check_choice, from_section, run, top_level
 
 PROCESSED_DIR = Path("data/processed")
 MODELS = {"ae": Path("models/ae.pt"), "vae": Path("models/vae.pt")}
+CLASSIFIER = Path("models/classifier.pt")
 MSE_CSV = Path("data/eval/per_image_mse.csv")
 FEATURES_DIR = Path("data/features")
 METRICS = Path("metrics/evaluate.json")
@@ -43,11 +46,19 @@ class EvaluateConfig:
     grid_size: int  # decoded latent-plane grid, n x n, when latent_dim == 2
     interpolation_steps: int
     seed: int  # PCA's randomized solver, the 2-D projection
+    arithmetic_pairs: tuple[str, ...]  # "a->b" class slugs; pairs of the other dataset are skipped
+    arithmetic_alphas: tuple[float, ...]  # the columns of arithmetic_<model>.png: z + alpha * v
+    arithmetic_images: int  # test images of class a per pair in the figure
 
     def __post_init__(self) -> None:
         check_choice(self.projection, ("pca", "tsne"), "projection")
         for key in ("n_extremes", "grid_size", "interpolation_steps"):
             check(getattr(self, key) >= 2, key, f"must be >= 2, got {getattr(self, key)}")
+        for pair in self.arithmetic_pairs:
+            check(re.fullmatch(r"\w+->\w+", pair) is not None, "arithmetic_pairs",
+                  f"{pair!r} is not 'a->b' with two class names such as 'sneaker->ankle_boot'")
+        check(len(self.arithmetic_alphas) >= 1, "arithmetic_alphas", "need at least one alpha")
+        check(self.arithmetic_images >= 1, "arithmetic_images", f"must be >= 1, got {self.arithmetic_images}")
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -61,18 +72,28 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     reps.append(PCARepresentation(splits["train"].images, reps[0].dim, cfg.seed))
 
     results = [evaluate_one(rep, splits, root) for rep in reps]
-    report = {r.name: r.summary for r in results}
+    report = {"mse": {r.name: r.summary for r in results}}
+    pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before the figures take time
+    classifier = from_checkpoint(load_checkpoint(root / CLASSIFIER)).to(device).eval()
     table = pd.DataFrame({"index": np.arange(len(test.labels)), "label": test.labels,
                           "class_name": [classes[i] for i in test.labels], **{r.name: r.mse for r in results}})
     write_csv(root / MSE_CSV, table)
-    metrics = {"pca": {"test_mse": report["pca"]["mse_mean"]}}
+    # The share of class-a test images that the pixel classifier calls b once their
+    # codes are moved by v(a -> b): alpha 0 (the reconstruction) and alpha 1.
+    shares = {r.name: {f"{classes[a]} -> {classes[b]}": target_share(r, splits, a, b, classifier, device)
+                       for a, b in pairs} for r in results if r.name in MODELS}
+    report["arithmetic"] = shares
+    metrics = {"pca": {"test_mse": report["mse"]["pca"]["mse_mean"]},
+               "arithmetic": {name: {"target_share": float(np.mean([s["alpha_1"] for s in by_pair.values()]))}
+                              for name, by_pair in shares.items()}}
     write_json(root / METRICS, metrics)
     write_json(root / REPORT, report)
     # The folder is this stage's output as a whole: no figure of an earlier run (the
     # manifold of a 2-D latent) may survive a run that does not draw it.
     shutil.rmtree(root / PLOTS_DIR, ignore_errors=True)
-    write_figures(root / PLOTS_DIR, cfg, results, test)
-    print(f"evaluate: test MSE {fmt_metrics({name: r['mse_mean'] for name, r in report.items()})} "
+    write_figures(root / PLOTS_DIR, cfg, results, splits, pairs)
+    print(f"evaluate: test MSE {fmt_metrics({r.name: r.summary['mse_mean'] for r in results})}, "
+          f"arithmetic target share {fmt_metrics({k: v['target_share'] for k, v in metrics['arithmetic'].items()})} "
           f"({time.perf_counter() - start:.1f} s on {device})")
     return metrics
 
@@ -82,7 +103,7 @@ class Evaluated:
     """One representation on the test set: its codes, reconstructions and errors."""
 
     rep: Representation
-    codes: np.ndarray  # (N, d)
+    features: dict[str, np.ndarray]  # {split: (N, d)}
     recons: np.ndarray  # (N, 28, 28) on [0, 1]
     mse: np.ndarray  # (N,) per-pixel MSE on [0, 1]
     summary: dict  # mse_summary of ``mse``
@@ -100,10 +121,37 @@ def evaluate_one(rep: Representation, splits: dict[str, Split], root: Path) -> E
     test = splits["test"]
     recons = rep.decode(features["test"])
     mse = per_image_mse(test.images, recons)
-    return Evaluated(rep, features["test"], recons, mse, mse_summary(mse, test.labels, test.classes))
+    return Evaluated(rep, features, recons, mse, mse_summary(mse, test.labels, test.classes))
 
 
-def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test: Split) -> None:
+def class_pairs(entries: tuple[str, ...], classes: list[str]) -> list[tuple[int, int]]:
+    """(a, b) class indices of the ``a->b`` entries that name two classes of this dataset."""
+    slugs = [slug(c) for c in classes]
+    pairs = [(slugs.index(a), slugs.index(b)) for a, b in (e.split("->") for e in entries)
+             if a in slugs and b in slugs]
+    if not pairs:
+        raise ParamError("evaluate.arithmetic_pairs", f"none of {list(entries)} names two classes of this "
+                                                      f"dataset; its classes: {', '.join(slugs)}")
+    return pairs
+
+
+def target_share(r: Evaluated, splits: dict[str, Split], a: int, b: int, classifier: torch.nn.Module,
+                 device: torch.device) -> dict:
+    """How often the pixel classifier says ``b`` for the class-``a`` test images decoded
+    from z + alpha * v(a -> b), at alpha 0 (the plain reconstruction) and 1."""
+    v = attribute_vector(r.features["train"], splits["train"].labels, a, b)
+    test = splits["test"]
+    decoded = walk(r.rep, test.images[test.labels == a], v, np.array([0.0, 1.0]))  # (N, 2, 28, 28)
+    images = np.round(decoded.reshape(-1, *decoded.shape[2:]) * 255).astype(np.uint8)
+    x = normalize(images, r.rep.model.cfg.input)  # as train_classifier fed it
+    pred = batched(lambda xb: classifier(xb).argmax(1), x, device).numpy().reshape(-1, 2)
+    return {"alpha_0": float((pred[:, 0] == b).mean()), "alpha_1": float((pred[:, 1] == b).mean()),
+            "images": len(pred)}
+
+
+def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], splits: dict[str, Split],
+                  pairs: list[tuple[int, int]]) -> None:
+    test = splits["test"]
     classes, originals = test.classes, test.images / 255.0
     mse = {r.name: r.mse for r in results}
     save_figure(out / "mse_histogram.png",
@@ -118,7 +166,7 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test
             {"best": originals[best], f"{r.name} (best)": r.recons[best],
              "worst": originals[worst], f"{r.name} (worst)": r.recons[worst]},
             f"{r.name}: lowest and highest per-image MSE (worst: {r.mse[worst[0]]:.4f})"))
-        points, axis_labels = project_2d(r.codes, cfg.projection, cfg.seed)
+        points, axis_labels = project_2d(r.features["test"], cfg.projection, cfg.seed)
         save_figure(out / f"latent_{r.name}.png",
                     plots.scatter(points, test.labels, classes, f"{r.name} latent, test set", axis_labels))
     # Two test images of different classes: the first image, and the first of another class.
@@ -129,9 +177,20 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test
         strips, f"Interpolation: {classes[test.labels[a]]} -> {classes[test.labels[b]]}"))
     for r in results:
         if r.rep.dim == 2 and r.name != "pca":
-            z, z1, z2 = latent_grid(r.codes, cfg.grid_size)
+            z, z1, z2 = latent_grid(r.features["test"], cfg.grid_size)
             save_figure(out / f"manifold_{r.name}.png",
                         plots.manifold(r.rep.decode(z), z1, z2, f"{r.name}: images decoded over the latent plane"))
+    alphas = np.array(cfg.arithmetic_alphas, dtype=np.float32)
+    for r in results:
+        if r.name not in MODELS:
+            continue
+        rows = {}
+        for a, b in pairs:
+            v = attribute_vector(r.features["train"], splits["train"].labels, a, b)
+            strips = walk(r.rep, test.images[test.labels == a][: cfg.arithmetic_images], v, alphas)
+            rows.update({f"{classes[a]} -> {classes[b]} #{i + 1}": strip for i, strip in enumerate(strips)})
+        save_figure(out / f"arithmetic_{r.name}.png", plots.rows_of_images(
+            rows, f"{r.name}: z + alpha * (mean z of b - mean z of a), alpha = {', '.join(f'{x:g}' for x in alphas)}"))
 
 
 if __name__ == "__main__":

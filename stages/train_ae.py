@@ -43,7 +43,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     model = model.to(device)
     data, _ = load_tensors(root / PROCESSED_DIR, model.cfg.input)
     history, report = train_and_test(model, data, cfg, "train_ae")
-    metrics = {"ae": {"test_mse": report["test_mse"], "best_epoch": report["best_epoch"]}}
+    metrics = {"ae": {"test_mse": report["test_mse"]}}
 
     save_checkpoint(root / MODEL, model, checkpoint_config(model))
     write_json(root / METRICS, metrics)

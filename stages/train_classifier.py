@@ -63,7 +63,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     print(f"train_classifier: logreg on pixels: C={logreg.C:g}, iterations {logreg.n_iter} "
           f"({time.perf_counter() - logreg_start:.1f} s)")
 
-    metrics = {"classifier": {"test_acc": mlp["test_acc"], "best_epoch": mlp["best_epoch"],
+    metrics = {"classifier": {"test_acc": mlp["test_acc"],
                               "logreg_test_acc": logreg.test_acc}}
     report = {"pixels": {"dim": pixels["train"].shape[1], "mlp": mlp, "logreg": logreg.record()}}
     save_checkpoint(root / MODEL, model, checkpoint_config(model))

@@ -90,8 +90,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     conv = model.cfg
     data, _ = load_tensors(root / PROCESSED_DIR, conv.input)
     history, report = train_and_test(model, data, cfg, "train_vae")
-    metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"],
-                       "best_epoch": report["best_epoch"]}}
+    metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"]}}
     if cfg.loss == "bce":  # a Bernoulli likelihood: the bounds are in nats
         iwae_start = time.perf_counter()
         for split in ("val", "test"):

@@ -51,14 +51,19 @@ def write_dataset(folder: Path, seed: int = 0) -> dict[str, str]:
     return sums
 
 
+def dataset_dir(mirror: Path, dataset: str) -> Path:
+    """Where a mirror in torchvision's layout keeps ``dataset``'s four files."""
+    return mirror / TORCHVISION[dataset] / "raw"
+
+
 @pytest.fixture(scope="session")
 def mirror(tmp_path_factory) -> Path:
-    """A local mirror: <mirror>/<dataset>/ holds synthetic files for each dataset, and
-    <mirror>/SHA256SUMS lists their hashes in the layout of shared/data/SHA256SUMS."""
+    """A local mirror in shared/data's layout: <mirror>/<TorchvisionName>/raw/ holds
+    synthetic files for each dataset, and <mirror>/SHA256SUMS lists their hashes."""
     root = tmp_path_factory.mktemp("mirror")
     lines = []
     for seed, dataset in enumerate(DATASETS):
-        sums = write_dataset(root / dataset, seed)
+        sums = write_dataset(dataset_dir(root, dataset), seed)
         folder = TORCHVISION[dataset]
         lines += [f"{digest}  {folder}/raw/{name}" for name, digest in sums.items()]
     (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
@@ -81,6 +86,7 @@ def shrink(params: dict) -> dict:
         p[stage].update(epochs=2, batch_size=64)
     p["train_classifier"]["hidden"] = [32, 16]
     p["train_vae"].update(iwae_k=8, iwae_images=40)
+    p["ood"]["images"] = 60
     return p
 
 
@@ -155,7 +161,7 @@ def processed(tmp_path_factory, mirror, tiny) -> Path:
     root = tmp_path_factory.mktemp("processed")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(SUMS_ENV, str(mirror / "SHA256SUMS"))
-        mp.setenv(MIRROR_ENV, str(mirror / tiny["data"]["dataset"]))
+        mp.setenv(MIRROR_ENV, str(mirror))
         mp.setattr(data, "download_url", refuse)
         download.main(tiny, root)
         preprocess.main(tiny, root)

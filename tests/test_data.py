@@ -17,7 +17,7 @@ from stages import download as download_stage
 from stages import preprocess
 from stages.core import data, io, params as params_mod
 from stages.core.data import SHA256, SUMS_ENV, TORCHVISION, DataError, InputConfig
-from conftest import N_TEST, N_TRAIN, REPO, idx_bytes, synthetic_images
+from conftest import N_TEST, N_TRAIN, REPO, dataset_dir, idx_bytes, synthetic_images
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -46,11 +46,12 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def bad_mirror(tmp_path: Path, mirror: Path, dataset: str, name: str, content: bytes) -> Path:
-    """A copy of the synthetic mirror of ``dataset`` with ``name`` replaced by ``content``."""
-    folder = tmp_path / "bad_mirror"
-    shutil.copytree(mirror / dataset, folder)
-    (folder / name).write_bytes(content)
-    return folder
+    """A copy of the synthetic mirror (both datasets) with ``dataset``'s ``name`` replaced
+    by ``content``; returns the copy's root."""
+    root = tmp_path / "bad_mirror"
+    shutil.copytree(mirror, root)
+    (dataset_dir(root, dataset) / name).write_bytes(content)
+    return root
 
 
 def gz_with_flipped_data_byte(path: Path) -> tuple[bytes, str]:
@@ -63,14 +64,14 @@ def gz_with_flipped_data_byte(path: Path) -> tuple[bytes, str]:
 # -------------------------------------------------------------------------- download
 @pytest.mark.parametrize("dataset", data.DATASETS)
 def test_download_from_mirror_env(dataset, mirror, synthetic_sums, params, tmp_path, monkeypatch):
-    params["data"]["dataset"] = dataset
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror / dataset))
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))  # a mirror in torchvision's layout, both datasets
     out = download_stage.main(params, tmp_path)
 
     raw = tmp_path / "data" / "raw" / dataset
-    assert sorted(out["fetched"]) == sorted(FILES)
+    assert sorted(out["fetched"]) == sorted(data.DATASETS)  # both, whatever data.dataset is
+    assert sorted(out["fetched"][dataset]) == sorted(FILES)
     assert sorted(data.raw_files(dataset)) == sorted(FILES)
-    assert snapshot(raw) == snapshot(mirror / dataset)
+    assert snapshot(raw) == snapshot(dataset_dir(mirror, dataset))
     for name in FILES:
         assert data.verify(raw / name, data.expected_sha256(dataset)[name[:-3]]) is None
     assert leftovers(raw.parent) == []
@@ -79,7 +80,7 @@ def test_download_from_mirror_env(dataset, mirror, synthetic_sums, params, tmp_p
 @pytest.mark.parametrize("dataset", data.DATASETS)
 def test_download_skips_valid_files(dataset, mirror, synthetic_sums, tmp_path, monkeypatch):
     raw = tmp_path / "raw" / dataset
-    assert sorted(data.download(dataset, raw, mirror=str(mirror / dataset))) == sorted(FILES)
+    assert sorted(data.download(dataset, raw, mirror=str(dataset_dir(mirror, dataset)))) == sorted(FILES)
     before = snapshot(raw)
     # The mirror is gone, empty, or unset (official mirrors: the network is refused).
     empty = tmp_path / "empty"
@@ -91,14 +92,14 @@ def test_download_skips_valid_files(dataset, mirror, synthetic_sums, tmp_path, m
 
 def test_download_replaces_only_invalid_file(mirror, synthetic_sums, tmp_path):
     raw = tmp_path / "raw" / "mnist"
-    data.download("mnist", raw, mirror=str(mirror / "mnist"))
+    data.download("mnist", raw, mirror=str(dataset_dir(mirror, "mnist")))
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")
-    assert data.download("mnist", raw, mirror=str(mirror / "mnist")) == ["t10k-labels-idx1-ubyte.gz"]
-    assert snapshot(raw) == snapshot(mirror / "mnist")
+    assert data.download("mnist", raw, mirror=str(dataset_dir(mirror, "mnist"))) == ["t10k-labels-idx1-ubyte.gz"]
+    assert snapshot(raw) == snapshot(dataset_dir(mirror, "mnist"))
 
 
 def _corruptions(mirror: Path, dataset: str) -> dict[str, tuple[str, bytes]]:
-    gz = (mirror / dataset / "train-images-idx3-ubyte.gz").read_bytes()
+    gz = (dataset_dir(mirror, dataset) / "train-images-idx3-ubyte.gz").read_bytes()
     bad_block = bytearray(gz)
     bad_block[10] |= 0b110  # first deflate block header: BTYPE=11, reserved
     bad_crc = bytearray(gz)
@@ -125,14 +126,14 @@ def test_download_rejects_undecompressible(kind, start, mirror, synthetic_sums, 
     if start == "partial":  # two valid files already there, and one invalid one
         for valid in FILES[:2]:
             if valid != name:
-                shutil.copy(mirror / dataset / valid, raw / valid)
+                shutil.copy(dataset_dir(mirror, dataset) / valid, raw / valid)
         (raw / FILES[3]).write_bytes(b"stale")
     before = snapshot(raw)
 
     with pytest.raises(DataError) as e:
-        data.download(dataset, raw, mirror=str(source))
+        data.download(dataset, raw, mirror=str(dataset_dir(source, dataset)))
     msg = str(e.value)
-    assert f"{name} from {source}" in msg
+    assert f"{name} from {dataset_dir(source, dataset)}" in msg
     assert "cannot be decompressed" in msg
     assert "What to do" in msg and data.MIRROR_ENV in msg
     assert "1 file(s) failed" in msg  # only the bad one is reported
@@ -144,14 +145,14 @@ def test_download_rejects_undecompressible(kind, start, mirror, synthetic_sums, 
 def test_download_reports_sha256_mismatch(start, mirror, synthetic_sums, params, tmp_path, monkeypatch):
     dataset = "mnist"
     name = "train-images-idx3-ubyte.gz"
-    content, actual = gz_with_flipped_data_byte(mirror / dataset / name)
+    content, actual = gz_with_flipped_data_byte(dataset_dir(mirror, dataset) / name)
     expected = data.expected_sha256(dataset)[name[:-3]]
     source = bad_mirror(tmp_path, mirror, dataset, name, content)
     raw = tmp_path / "data" / "raw" / dataset
     raw.mkdir(parents=True)
     if start == "partial":
         for valid in FILES[2:]:
-            shutil.copy(mirror / dataset / valid, raw / valid)
+            shutil.copy(dataset_dir(mirror, dataset) / valid, raw / valid)
     before = snapshot(raw)
 
     monkeypatch.setenv(data.MIRROR_ENV, str(source))
@@ -176,7 +177,7 @@ def test_download_nonexistent_raw_dir_gets_no_files(mirror, synthetic_sums, tmp_
 
 def test_download_missing_file_in_mirror(mirror, synthetic_sums, tmp_path):
     source = tmp_path / "partial_mirror"
-    shutil.copytree(mirror / "mnist", source)
+    shutil.copytree(dataset_dir(mirror, "mnist"), source)
     (source / FILES[1]).unlink()
     raw = tmp_path / "raw"
     with pytest.raises(DataError, match=f"{FILES[1]}: could not be fetched"):
@@ -188,7 +189,7 @@ def test_download_without_override_rejects_synthetic_files(mirror, tmp_path, mon
     """Without DATA_SHA256SUMS the real table applies: synthetic files must not pass."""
     monkeypatch.delenv(SUMS_ENV, raising=False)
     with pytest.raises(DataError) as e:
-        data.download("mnist", tmp_path / "raw", mirror=str(mirror / "mnist"))
+        data.download("mnist", tmp_path / "raw", mirror=str(dataset_dir(mirror, "mnist")))
     assert "4 file(s) failed" in str(e.value)
     assert SHA256["mnist"]["train-images-idx3-ubyte"] in str(e.value)
 
@@ -202,7 +203,7 @@ def test_sums_override_missing_entries(mirror, tmp_path, monkeypatch):
         with pytest.raises(DataError, match=SUMS_ENV):
             data.expected_sha256(dataset)
         with pytest.raises(DataError, match=TORCHVISION[dataset]):
-            data.download(dataset, tmp_path / "raw" / dataset, mirror=str(mirror / dataset))
+            data.download(dataset, tmp_path / "raw" / dataset, mirror=str(dataset_dir(mirror, dataset)))
         assert snapshot(tmp_path / "raw" / dataset) == {}
 
 
@@ -211,7 +212,7 @@ def test_sums_override_selects_dataset_folder(mirror, synthetic_sums):
     mnist, fashion = data.expected_sha256("mnist"), data.expected_sha256("fashion_mnist")
     assert sorted(mnist) == sorted(SHA256["mnist"])
     assert set(mnist.values()).isdisjoint(fashion.values())
-    raw = gzip.decompress((mirror / "fashion_mnist" / FILES[0]).read_bytes())
+    raw = gzip.decompress((dataset_dir(mirror, "fashion_mnist") / FILES[0]).read_bytes())
     assert fashion[FILES[0][:-3]] == hashlib.sha256(raw).hexdigest()
 
 
@@ -308,7 +309,7 @@ def test_read_raw_inconsistent(images, labels, match, tmp_path):
 
 def test_preprocess_bad_file_exits_with_message(mirror, params, tmp_path, monkeypatch):
     raw = tmp_path / "data" / "raw" / params["data"]["dataset"]
-    shutil.copytree(mirror / params["data"]["dataset"], raw)
+    shutil.copytree(dataset_dir(mirror, params["data"]["dataset"]), raw)
     images, labels = synthetic_images(N_TEST, seed=0)
     labels[7] = 10
     write_raw(raw, images, labels, prefix="t10k")
@@ -475,7 +476,7 @@ def test_mnist_path_end_to_end_through_preprocess(mirror, synthetic_sums, params
     from conftest import N_TEST, N_TRAIN
 
     params["data"]["dataset"] = "mnist"
-    monkeypatch.setenv(data.MIRROR_ENV, str(mirror / "mnist"))
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror))
     download_stage.main(params, tmp_path)
     metrics = preprocess.main(params, tmp_path)
 
@@ -511,9 +512,9 @@ def test_malformed_idx_passing_user_hash_table_fails_preprocess_clearly(
     preprocess must then stop with one line naming the file and the bad field."""
     dataset = params["data"]["dataset"]
     source = tmp_path / "mirror"
-    shutil.copytree(mirror / dataset, source)
-    bad = malform(gzip.decompress((source / name).read_bytes()))
-    write_gz(source / name, bad)
+    shutil.copytree(mirror, source)
+    bad = malform(gzip.decompress((dataset_dir(source, dataset) / name).read_bytes()))
+    write_gz(dataset_dir(source, dataset) / name, bad)
     entry = f"{TORCHVISION[dataset]}/raw/{name[:-3]}"
     lines = (mirror / "SHA256SUMS").read_text().splitlines()
     assert sum(line.endswith(f"  {entry}") for line in lines) == 1
@@ -525,7 +526,7 @@ def test_malformed_idx_passing_user_hash_table_fails_preprocess_clearly(
 
     root = tmp_path / "project"
     raw = root / "data" / "raw" / dataset
-    assert sorted(download_stage.main(params, root)["fetched"]) == sorted(FILES)  # the user table lets it in
+    assert sorted(download_stage.main(params, root)["fetched"][dataset]) == sorted(FILES)  # the user table lets it in
     assert gzip.decompress((raw / name).read_bytes()) == bad
 
     # The command line, in-process (the e2e tests run the real one): one line, no traceback.

@@ -11,15 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, shrink
+from conftest import REPO, dataset_dir, shrink
 
 from stages.core.data import MIRROR_ENV, SUMS_ENV
 from stages.core.params import load_params
 
-STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream"]
-LATENT_STAGES = {"train_ae", "train_vae", "evaluate", "downstream"}
+STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream", "ood"]
+LATENT_STAGES = {"train_ae", "train_vae", "evaluate", "downstream", "ood"}
 
 
 def make_repo(path: Path, mirror: Path) -> dict:
@@ -29,7 +30,7 @@ def make_repo(path: Path, mirror: Path) -> dict:
     shutil.copy(REPO / "dvc.yaml", path)
     (path / "params.yaml").write_text(yaml.safe_dump(shrink(load_params(REPO)), sort_keys=False))
     (path / ".gitignore").write_text("__pycache__/\n")
-    env = {**os.environ, MIRROR_ENV: str(mirror / "fashion_mnist"), SUMS_ENV: str(mirror / "SHA256SUMS"),
+    env = {**os.environ, MIRROR_ENV: str(mirror), SUMS_ENV: str(mirror / "SHA256SUMS"),
            # `python` in the stage commands must be this interpreter (the venv's).
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -88,12 +89,20 @@ def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_
     assert rows and all(line.count("|") == 6 and " - " not in line for line in rows), diff  # old, new, change
     assert not (repo / "plots/evaluate/manifold_ae.png").exists()  # only drawn for a 2-D latent
 
+    # The sweep's report reads the baseline's run and its experiment through `dvc exp show`.
+    report = sh([sys.executable, "-m", "stages.core.sweep", "--poll", "1"], repo, env)
+    mse = pd.read_csv(repo / "plots/sweep/mse.csv")
+    assert mse["latent_dim"].tolist() == [2, 8], report.stdout
+    assert mse["experiment"].nunique() == 2  # the baseline's run and the experiment, each named
+    assert "| 8 |" in (repo / "reports/sweep.md").read_text() and (repo / "plots/sweep/sweep.png").is_file()
+
 
 def test_corrupted_mirror_file_fails_repro_with_a_clear_message(tmp_path, mirror):
     bad = tmp_path / "bad_mirror"
-    shutil.copytree(mirror / "fashion_mnist", bad)
+    shutil.copytree(mirror, bad)
     name = "train-labels-idx1-ubyte.gz"
-    (bad / name).write_bytes(gzip.compress(gzip.decompress((bad / name).read_bytes())[:-1] + b"\x09"))
+    path = dataset_dir(bad, "fashion_mnist") / name
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-1] + b"\x09"))
     repo = tmp_path / "repo"
     env = {**make_repo(repo, mirror), MIRROR_ENV: str(bad)}
 

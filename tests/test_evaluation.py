@@ -9,10 +9,11 @@ from conftest import conv_cfg, synthetic_images
 from sklearn.linear_model import LogisticRegression
 
 from stages.core.data import normalize
-from stages.core.evaluation import (LogregConfig, ModelRepresentation, PCARepresentation, interpolate, latent_grid,
-                                    logistic_regression, mse_summary, per_image_mse, project_2d, standardize,
-                                    unit_pixels)
+from stages.core.evaluation import (LogregConfig, ModelRepresentation, PCARepresentation, Representation,
+                                    attribute_vector, interpolate, latent_grid, logistic_regression, mse_summary,
+                                    per_image_mse, project_2d, standardize, unit_pixels, walk)
 from stages.core.models import VAE, AutoEncoder
+from stages.core.ood import auroc, png_bits, roc
 
 CPU = torch.device("cpu")
 
@@ -230,3 +231,53 @@ def test_logistic_regression_reports_a_fit_that_hits_max_iter_and_warns():
         result = logistic_regression(x, y, LogregConfig(C=(100.0,), max_iter=2, tol=1e-8))
     assert not result.converged and result.n_iter == {100.0: 2}
     assert result.record()["n_iter"] == {"C=100": 2} and result.record()["converged"] is False
+
+
+# -------------------------------------------------------------------- latent arithmetic
+class Pixels(Representation):
+    """The identity representation: codes are the pixels themselves."""
+
+    name, dim = "pixels", 28 * 28
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return unit_pixels(images)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(z, dtype=np.float32).reshape(len(z), 28, 28)
+
+
+def test_attribute_vector_is_the_difference_of_class_means():
+    codes = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 4.0], [12.0, 8.0]])
+    labels = np.array([0, 0, 1, 1])
+    np.testing.assert_allclose(attribute_vector(codes, labels, 0, 1), [10.0, 6.0])
+    np.testing.assert_allclose(attribute_vector(codes, labels, 1, 0), [-10.0, -6.0])
+
+
+def test_walk_decodes_z_plus_alpha_v_per_image_and_alpha(images):
+    x = images["test"][0][:3]
+    v = np.full(28 * 28, 0.1, dtype=np.float32)
+    out = walk(Pixels(), x, v, np.array([0.0, 1.0, 2.5]))
+    assert out.shape == (3, 3, 28, 28)
+    for i in range(3):
+        for j, alpha in enumerate((0.0, 1.0, 2.5)):
+            np.testing.assert_allclose(out[i, j], x[i] / 255.0 + alpha * 0.1, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------- ood
+def test_auroc_and_roc_put_the_other_set_as_positive():
+    inside, outside = np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.6])
+    assert auroc(inside, outside) == 1.0 and auroc(outside, inside) == 0.0
+    assert auroc(inside, inside) == 0.5
+    curve = roc(inside, outside)
+    assert curve.iloc[0].tolist() == [0, 0] and curve.iloc[-1].tolist() == [1, 1]
+
+
+def test_png_bits_grow_with_the_image_complexity():
+    rng = np.random.default_rng(0)
+    flat = np.zeros((1, 28, 28), np.uint8)
+    bar = flat.copy()
+    bar[0, 10:14, 4:24] = 255
+    noise = rng.integers(0, 256, size=(1, 28, 28), dtype=np.uint8)
+    bits = png_bits(np.concatenate([flat, bar, noise]))
+    assert bits[0] < bits[1] < bits[2]
+    assert bits[2] > 28 * 28 * 8 * 0.9  # noise does not compress

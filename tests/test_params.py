@@ -151,7 +151,7 @@ def test_every_top_level_key_is_read_by_a_stage_and_every_read_key_exists():
 def test_download_and_preprocess_read_exactly_the_params_dvc_yaml_lists(params, mirror, synthetic_sums, tmp_path,
                                                                          monkeypatch):
     """As tests/test_stages.py checks for the later stages."""
-    monkeypatch.setenv(MIRROR_ENV, str(mirror / params["data"]["dataset"]))
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
     listed = read_params_by_stage(REPO / "dvc.yaml")
     for stage in (download, preprocess):
         reads = Reads(params)
@@ -204,8 +204,8 @@ BAD = [  # (change, key the message must name, stages that read it)
     ({"model__decoder": "deconv"}, "model.decoder", ["train_ae", "train_vae"]),
     ({"model__widths": []}, "model.widths", ["train_ae", "train_vae"]),
     ({"model__dropout": 0.1}, "model.dropout", ["train_ae", "train_vae"]),  # unknown key
-    ({"data__dataset": "cifar"}, "data.dataset", ["download", "preprocess"]),
-    ({"data__val_fraction": 0}, "data.val_fraction", ["download", "preprocess"]),
+    ({"data__dataset": "cifar"}, "data.dataset", ["preprocess"]),
+    ({"data__val_fraction": 0}, "data.val_fraction", ["preprocess"]),
     ({"input__pad": 3}, "input.pad", ["train_ae", "train_vae", "train_classifier"]),
     ({"input__normalize": "minmax"}, "input.normalize", ["train_classifier"]),
     ({"device": "tpu"}, "device", ["train_ae", "train_vae", "train_classifier", "evaluate"]),

@@ -166,11 +166,17 @@ def _fetch(name: str, dest_dir: Path, sources: list[str]) -> list[str]:
     return errors
 
 
+def mirror_folder(mirror: str, dataset: str) -> str:
+    """Where a mirror in torchvision's layout (a local folder or a URL) keeps ``dataset``'s
+    files: ``<mirror>/<TorchvisionName>/raw``, as in ../shared/data."""
+    return f"{mirror.rstrip('/')}/{TORCHVISION[dataset]}/raw"
+
+
 def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str]:
     """Make ``raw_dir`` hold the four verified ``.gz`` files of ``dataset``.
 
     Files already present and valid are kept without touching the network. The others
-    come from ``mirror`` (a local folder or a URL) if given, else from torchvision's
+    come from ``mirror`` (a local folder or a URL holding the four files) if given, else from torchvision's
     official mirrors in turn. Everything is fetched into a temporary folder and checked
     first: only when all files pass are they moved into ``raw_dir``, so a failure leaves
     ``raw_dir`` as it was. Returns the names of the files fetched.
@@ -194,8 +200,8 @@ def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str
                 f"{dataset}: {len(problems)} file(s) failed; {raw_dir} was left unchanged.\n"
                 + "\n".join(problems)
                 + f"\nWhat to do: replace the file(s) in the mirror with the official ones, or point "
-                f"{MIRROR_ENV} at a folder or URL that holds the official {dataset} files, "
-                f"e.g. {MIRROR_ENV}=../shared/data/{TORCHVISION[dataset]}/raw."
+                f"{MIRROR_ENV} at a folder or URL in torchvision's layout that holds the official files "
+                f"({TORCHVISION[dataset]}/raw/<file> for {dataset}), e.g. {MIRROR_ENV}=../shared/data."
             )
         raw_dir.mkdir(exist_ok=True)
         for name in missing:

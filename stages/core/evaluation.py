@@ -117,6 +117,21 @@ def interpolate(rep: Representation, a: np.ndarray, b: np.ndarray, steps: int) -
     return rep.decode((1 - t) * za + t * zb)
 
 
+# ---------------------------------------------------------------- latent arithmetic
+def attribute_vector(codes: np.ndarray, labels: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Mean code of class ``b`` minus mean code of class ``a``, (d,): the course's
+    "smile" direction (mean latent with the attribute minus mean latent without)."""
+    return codes[labels == b].mean(0) - codes[labels == a].mean(0)
+
+
+def walk(rep: Representation, images: np.ndarray, v: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Decode z + alpha * v for each image's code z and each alpha: (N, len(alphas), 28, 28)."""
+    z = rep.encode(images)  # (N, d)
+    zz = z[:, None, :] + np.asarray(alphas, dtype=np.float32)[:, None] * v  # (N, A, d)
+    out = rep.decode(zz.reshape(-1, z.shape[1]).astype(np.float32))  # (N * A, 28, 28)
+    return out.reshape(len(images), len(alphas), *out.shape[1:])
+
+
 # -------------------------------------------------------------------------- downstream
 def standardize(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Scale every split with the train split's mean and std only."""

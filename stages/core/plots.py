@@ -92,6 +92,24 @@ def histograms(values: dict[str, np.ndarray], xlabel: str, title: str = "", bins
     return fig
 
 
+def score_histograms(scores: dict[str, dict[str, np.ndarray]], title: str = "") -> Figure:
+    """One panel per score, each with the overlaid histograms of its sets (in vs out)."""
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores), 3.2), squeeze=False)
+    for ax, (name, sets) in zip(axes[0], scores.items()):
+        lo = min(float(np.min(v)) for v in sets.values())
+        hi = max(float(np.max(v)) for v in sets.values())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, 41)
+        for label, v in sets.items():
+            ax.hist(v, bins=edges, alpha=0.5, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks([])
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def bars(counts: pd.DataFrame, title: str = "") -> Figure:
     """Grouped bars: one group per index entry, one bar per column."""
     fig, ax = plt.subplots(figsize=(9, 4))

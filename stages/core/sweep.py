@@ -1,0 +1,151 @@
+"""The latent-size sweep's report: `make sweep-report`, after `make sweep`.
+
+`make sweep` queues one experiment per latent size in DVC's own queue
+(``dvc exp run --queue -S latent_dim=...``) and starts its workers (``dvc queue start``);
+several machines sharing the DVC remote can each run a queue the same way. This module
+waits until the queue has nothing queued or running, reads the finished experiments of
+the baseline commit with ``dvc exp show --json`` (the baseline's own run counts as a
+point), keeps the newest per latent size, and writes:
+
+- ``reports/sweep.md``: one row per latent size, naming the experiment that gave it;
+- ``plots/sweep/mse.csv`` (test MSE of AE, VAE, PCA) and ``plots/sweep/accuracy.csv``
+  (test accuracy of both probes on each representation, and the pixel baselines), for
+  ``dvc plots show`` (dvc.yaml's ``sweep_*`` plots, x = latent_dim);
+- ``plots/sweep/sweep.png``: both against d, the pixel baselines as lines.
+
+It runs outside ``dvc repro``: it reads experiments, it is not one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from .io import atomic_path, save_figure, write_csv
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REPORT = Path("reports/sweep.md")
+PLOTS_DIR = Path("plots/sweep")
+MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
+       "pca": ("metrics/evaluate.json", "pca", "test_mse")}
+PIXELS = {"pixels_logreg": "logreg_test_acc", "pixels_mlp": "test_acc"}
+PENDING = {"Queued", "Running"}
+
+
+def dvc_exp_show(rev: str) -> list[dict]:
+    out = subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def runs(show: list[dict]) -> list[dict]:
+    """The baseline commit's run and its experiments, as {name, status, timestamp, params,
+    metrics}, from ``dvc exp show --json`` (the workspace entry left out)."""
+    out = []
+
+    def entry(node: dict, name: str) -> dict:
+        data = node.get("data") or {}
+        files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}
+        return {"name": name, "status": data.get("status", "Success"), "timestamp": data.get("timestamp") or "",
+                "params": files("params").get("params.yaml", {}), "metrics": files("metrics")}
+
+    for baseline in show:
+        if baseline.get("rev") == "workspace":
+            continue
+        out.append(entry(baseline, baseline.get("name") or baseline["rev"][:7]))
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7]))
+    return out
+
+
+def table(entries: list[dict]) -> pd.DataFrame:
+    """One row per latent size, the newest finished run of each."""
+    rows = []
+    for e in entries:
+        m, d = e["metrics"], e["params"].get("latent_dim")
+        if e["status"] != "Success" or d is None or "metrics/downstream.json" not in m:
+            continue
+        down = m["metrics/downstream.json"]["downstream"]
+        classifier = m["metrics/train_classifier.json"]["classifier"]
+        row = {"latent_dim": d, "experiment": e["name"], "timestamp": e["timestamp"]}
+        row.update({f"{r}_mse": m[f][k][key] for r, (f, k, key) in MSE.items()})
+        row.update({f"{r}_{c}": down[r][f"{c}_test_acc"] for r in MSE for c in ("logreg", "mlp")})
+        row.update({name: classifier[key] for name, key in PIXELS.items()})
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows).sort_values(["latent_dim", "timestamp"])
+    return df.groupby("latent_dim").tail(1).reset_index(drop=True)
+
+
+def figure(df: pd.DataFrame):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in MSE:
+        left.plot(df["latent_dim"], df[f"{r}_mse"], marker="o", label=r.upper())
+    left.set(xscale="log", xlabel="latent_dim", ylabel="test MSE per pixel, [0, 1] scale", title="Reconstruction")
+    left.set_xticks(df["latent_dim"], [str(d) for d in df["latent_dim"]])
+    for r in MSE:
+        for c, style in (("mlp", "-"), ("logreg", "--")):
+            right.plot(df["latent_dim"], df[f"{r}_{c}"], style, marker="o", label=f"{r.upper()} {c}")
+    for name, style in (("pixels_mlp", "-"), ("pixels_logreg", "--")):
+        right.axhline(df[name].iloc[-1], color="black", linestyle=style, linewidth=1,
+                      label=f"pixels {name.split('_')[1]}")
+    right.set(xscale="log", xlabel="latent_dim", ylabel="test accuracy", title="Probes on the latents")
+    right.set_xticks(df["latent_dim"], [str(d) for d in df["latent_dim"]])
+    right.legend(fontsize=7, ncol=2)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown(df: pd.DataFrame) -> str:
+    lines = ["| latent_dim | experiment | AE MSE | VAE MSE | PCA MSE | AE logreg / MLP | VAE logreg / MLP | "
+             "PCA logreg / MLP |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['latent_dim']} | {r['experiment']} | {r['ae_mse']:.5f} | {r['vae_mse']:.5f} | "
+                     f"{r['pca_mse']:.5f} | " + " | ".join(f"{r[f'{x}_logreg']:.4f} / {r[f'{x}_mlp']:.4f}"
+                                                           for x in MSE) + " |")
+    last = df.iloc[-1]
+    lines.append(f"\nPixels (not rerun): logreg {last['pixels_logreg']:.4f}, MLP {last['pixels_mlp']:.4f}.")
+    return "\n".join(lines) + "\n"
+
+
+def wait(rev: str, poll: float) -> list[dict]:
+    while True:
+        entries = runs(dvc_exp_show(rev))
+        pending = [e["name"] for e in entries if e["status"] in PENDING]
+        if not pending:
+            return entries
+        print(f"sweep: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
+        time.sleep(poll)
+
+
+def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", default="HEAD", help="the baseline commit whose experiments to read")
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    args = parser.parse_args(argv)
+    df = table(wait(args.rev, args.poll))
+    if df.empty:
+        sys.exit(f"sweep: no finished experiment of {args.rev} has metrics; run `make sweep` first")
+    with atomic_path(root / REPORT) as tmp:
+        tmp.write_text(markdown(df))
+    write_csv(root / PLOTS_DIR / "mse.csv", df[["latent_dim", "experiment", *(f"{r}_mse" for r in MSE)]])
+    write_csv(root / PLOTS_DIR / "accuracy.csv", df[["latent_dim", "experiment",
+                                                      *(f"{r}_{c}" for r in MSE for c in ("logreg", "mlp")),
+                                                      *PIXELS]])
+    save_figure(root / PLOTS_DIR / "sweep.png", figure(df))
+    print(markdown(df))
+    return df
+
+
+if __name__ == "__main__":
+    main()
