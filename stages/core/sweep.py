@@ -67,12 +67,16 @@ def runs(show: list[dict]) -> list[dict]:
 
 
 def table(entries: list[dict]) -> pd.DataFrame:
-    """One row per latent size, the newest finished run of each."""
+    """One row per latent size, the newest finished run of each, among the runs whose
+    params differ from the baseline's (the first entry) in ``latent_dim`` alone."""
     rows = []
+    fixed = {k: v for k, v in entries[0]["params"].items() if k != "latent_dim"} if entries else {}
     for e in entries:
         m, d = e["metrics"], e["params"].get("latent_dim")
         if e["status"] != "Success" or d is None or "metrics/downstream.json" not in m:
             continue
+        if {k: v for k, v in e["params"].items() if k != "latent_dim"} != fixed:
+            continue  # another experiment (another dataset, another model): not this sweep
         down = m["metrics/downstream.json"]["downstream"]
         classifier = m["metrics/train_classifier.json"]["classifier"]
         row = {"latent_dim": d, "experiment": e["name"], "timestamp": e["timestamp"]}
