@@ -133,26 +133,43 @@ def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
     """`dvc exp show --json`'s layout: the baseline, then its experiments' revs."""
     from stages.core.sweep import runs, table
 
-    def data(d, ts, status="Success", dataset="fashion_mnist", mse=0.01):
+    def data(d, ts, dataset="fashion_mnist", mse=0.01):
         metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}}, "metrics/train_vae.json": {"vae": {"test_mse": mse}},
                    "metrics/evaluate.json": {"pca": {"test_mse": 2 * mse}},
                    "metrics/train_classifier.json": {"classifier": {"test_acc": 0.89, "logreg_test_acc": 0.85}},
                    "metrics/downstream.json": {"downstream": {r: {"logreg_test_acc": 0.5, "mlp_test_acc": 0.6}
                                                               for r in ("ae", "vae", "pca")}}}
-        return {"status": status, "timestamp": ts,
+        return {"timestamp": ts,
                 "params": {"params.yaml": {"data": {"latent_dim": d, "data": {"dataset": dataset}}}},
                 "metrics": {f: {"data": v} for f, v in metrics.items()}}
 
-    def rev(name, *args, **kwargs):
-        return {"rev": name * 8, "name": name, "data": data(*args, **kwargs)}
+    def exp(name, *args, state="success", **kwargs):
+        return {"name": name, "executor": {"state": state},
+                "revs": [{"rev": name * 8, "name": name, "data": data(*args, **kwargs)}]}
 
     show = [{"rev": "workspace", "data": data(2, "")},
             {"rev": "a" * 40, "name": "main", "data": data(2, "2026-01-01T00:00:00", mse=0.03),
-             "experiments": [{"name": "e8", "revs": [rev("old8", 8, "2026-01-02", mse=0.02)]},
-                             {"name": "e8b", "revs": [rev("new8", 8, "2026-01-03", mse=0.015)]},
-                             {"name": "e16", "revs": [rev("q16", 16, "2026-01-04", status="Queued")]},
-                             {"name": "mnist", "revs": [rev("mnist", 2, "2026-01-05", dataset="mnist")]}]}]
+             "experiments": [exp("old8", 8, "2026-01-02", mse=0.02),
+                             {**exp("new8", 8, "2026-01-03", mse=0.015), "executor": None},  # run outside the queue
+                             exp("q16", 16, "2026-01-04", state="running"),
+                             exp("mnist", 2, "2026-01-05", dataset="mnist")]}]
     df = table(runs(show))
     assert df["latent_dim"].tolist() == [2, 8]
     assert df["experiment"].tolist() == ["main", "new8"] and df["ae_mse"].tolist() == [0.03, 0.015]
     assert df["pixels_mlp"].tolist() == [0.89, 0.89]
+
+
+def test_sweep_report_waits_while_the_queue_runs(monkeypatch):
+    from stages.core import sweep
+
+    states = iter(["queued", "running", "success"])
+    calls = []
+
+    def show(rev):
+        calls.append(rev)
+        return [{"rev": "b" * 40, "name": "main", "data": {},
+                 "experiments": [{"name": "e", "executor": {"state": next(states)}, "revs": [{"rev": "c" * 40, "data": {}}]}]}]
+
+    monkeypatch.setattr(sweep, "dvc_exp_show", show)
+    entries = sweep.wait("HEAD", poll=0)
+    assert len(calls) == 3 and entries[1]["state"] == "success"

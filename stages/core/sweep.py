@@ -37,7 +37,7 @@ PLOTS_DIR = Path("plots/sweep")
 MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
        "pca": ("metrics/evaluate.json", "pca", "test_mse")}
 PIXELS = {"pixels_logreg": "logreg_test_acc", "pixels_mlp": "test_acc"}
-PENDING = {"Queued", "Running"}
+PENDING = {"queued", "running"}
 
 
 def dvc_exp_show(rev: str) -> list[dict]:
@@ -46,23 +46,26 @@ def dvc_exp_show(rev: str) -> list[dict]:
 
 
 def runs(show: list[dict]) -> list[dict]:
-    """The baseline commit's run and its experiments, as {name, status, timestamp, params,
-    metrics}, from ``dvc exp show --json`` (the workspace entry left out)."""
+    """The baseline commit's run and its experiments, as {name, state, timestamp, params,
+    metrics}, from ``dvc exp show --json`` (the workspace entry left out). ``state`` is
+    the queue's (queued, running, success, failed); a run outside the queue has none
+    and counts as a success."""
     out = []
 
-    def entry(node: dict, name: str) -> dict:
+    def entry(node: dict, name: str, state: str) -> dict:
         data = node.get("data") or {}
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}
-        return {"name": name, "status": data.get("status", "Success"), "timestamp": data.get("timestamp") or "",
+        return {"name": name, "state": state, "timestamp": data.get("timestamp") or "",
                 "params": files("params").get("params.yaml", {}), "metrics": files("metrics")}
 
     for baseline in show:
         if baseline.get("rev") == "workspace":
             continue
-        out.append(entry(baseline, baseline.get("name") or baseline["rev"][:7]))
+        out.append(entry(baseline, baseline.get("name") or baseline["rev"][:7], "success"))
         for exp in baseline.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state", "success")
             for rev in exp.get("revs") or []:
-                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7]))
+                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], state))
     return out
 
 
@@ -73,7 +76,7 @@ def table(entries: list[dict]) -> pd.DataFrame:
     fixed = {k: v for k, v in entries[0]["params"].items() if k != "latent_dim"} if entries else {}
     for e in entries:
         m, d = e["metrics"], e["params"].get("latent_dim")
-        if e["status"] != "Success" or d is None or "metrics/downstream.json" not in m:
+        if e["state"] != "success" or d is None or "metrics/downstream.json" not in m:
             continue
         if {k: v for k, v in e["params"].items() if k != "latent_dim"} != fixed:
             continue  # another experiment (another dataset, another model): not this sweep
@@ -92,20 +95,23 @@ def table(entries: list[dict]) -> pd.DataFrame:
 
 def figure(df: pd.DataFrame):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = {r: f"C{i}" for i, r in enumerate(MSE)}
     for r in MSE:
-        left.plot(df["latent_dim"], df[f"{r}_mse"], marker="o", label=r.upper())
-    left.set(xscale="log", xlabel="latent_dim", ylabel="test MSE per pixel, [0, 1] scale", title="Reconstruction")
-    left.set_xticks(df["latent_dim"], [str(d) for d in df["latent_dim"]])
-    for r in MSE:
+        left.plot(df["latent_dim"], df[f"{r}_mse"], marker="o", color=colors[r], label=r.upper())
         for c, style in (("mlp", "-"), ("logreg", "--")):
-            right.plot(df["latent_dim"], df[f"{r}_{c}"], style, marker="o", label=f"{r.upper()} {c}")
+            right.plot(df["latent_dim"], df[f"{r}_{c}"], style, marker="o", color=colors[r], label=f"{r.upper()} {c}")
     for name, style in (("pixels_mlp", "-"), ("pixels_logreg", "--")):
         right.axhline(df[name].iloc[-1], color="black", linestyle=style, linewidth=1,
                       label=f"pixels {name.split('_')[1]}")
-    right.set(xscale="log", xlabel="latent_dim", ylabel="test accuracy", title="Probes on the latents")
-    right.set_xticks(df["latent_dim"], [str(d) for d in df["latent_dim"]])
-    right.legend(fontsize=7, ncol=2)
+    left.set(ylabel="test MSE per pixel, [0, 1] scale", title="Reconstruction")
+    right.set(ylabel="test accuracy", title="Probes on the latents (pixels: black)")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(df["latent_dim"], [str(d) for d in df["latent_dim"]])
+        ax.set_xlabel("latent_dim")
     left.legend(fontsize=8)
+    right.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -125,7 +131,7 @@ def markdown(df: pd.DataFrame) -> str:
 def wait(rev: str, poll: float) -> list[dict]:
     while True:
         entries = runs(dvc_exp_show(rev))
-        pending = [e["name"] for e in entries if e["status"] in PENDING]
+        pending = [e["name"] for e in entries if e["state"] in PENDING]
         if not pending:
             return entries
         print(f"sweep: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
