@@ -1,12 +1,15 @@
-"""evaluate: what each representation keeps, on the test set (AE z, VAE mu, PCA).
+"""evaluate: what each representation keeps, on the test set (AE z, VAE mu, PCA), and
+latent arithmetic with the AE and the VAE.
 
-Reads models/ae.pt, models/vae.pt and data/processed/. Writes
-data/eval/per_image_mse.csv (one row per test image, one MSE column per representation),
-data/features/<repr>.npz (train/val/test features and labels, for downstream),
-metrics/evaluate.json (the headline: PCA's test MSE, the baseline beside the AE's and
-the VAE's in their own stages), reports/evaluate.json (MSE mean/median/min/max/p95 and
-per-class means of all three) and the figures in plots/evaluate/. Every error is
-per-pixel MSE on the [0, 1] scale.
+Reads models/ae.pt, models/vae.pt, models/classifier.pt (the pixel MLP, which judges
+the arithmetic) and data/processed/. Writes data/eval/per_image_mse.csv (one row per
+test image, one MSE column per representation), data/features/<repr>.npz
+(train/val/test features and labels, for downstream), metrics/evaluate.json (the
+headline: PCA's test MSE, the baseline beside the AE's and the VAE's in their own
+stages, and each model's arithmetic target share), reports/evaluate.json (``mse``:
+mean/median/min/max/p95 and per-class means of all three; ``arithmetic``: each pair's
+share at alpha 0 and 1) and the figures in plots/evaluate/, arithmetic_{ae,vae}.png
+among them. Every error is per-pixel MSE on the [0, 1] scale.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import pandas as pd
 import torch
 
 from stages.core import plots
-from stages.core.data import SPLITS, Split, load_split, normalize, slug
+from stages.core.data import SPLITS, InputConfig, Split, load_split, normalize, slug
 from stages.core.device import batched, resolve_device
 from stages.core.evaluation import (ModelRepresentation, PCARepresentation, Representation, attribute_vector,
                                     interpolate, latent_grid, mse_summary, per_image_mse, project_2d, walk)
@@ -63,6 +66,7 @@ class EvaluateConfig:
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     cfg = from_section(EvaluateConfig, params, "evaluate")
+    classifier_input = from_section(InputConfig, params, "input")  # what train_classifier fed its MLP
     device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
     splits = {s: load_split(root / PROCESSED_DIR, s) for s in SPLITS}
@@ -71,16 +75,19 @@ def main(params: dict, root: Path = Path(".")) -> dict:
             for name, path in MODELS.items()]
     reps.append(PCARepresentation(splits["train"].images, reps[0].dim, cfg.seed))
 
+    pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before any work
+    classifier = from_checkpoint(load_checkpoint(root / CLASSIFIER)).to(device).eval()
     results = [evaluate_one(rep, splits, root) for rep in reps]
     report = {"mse": {r.name: r.summary for r in results}}
-    pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before the figures take time
-    classifier = from_checkpoint(load_checkpoint(root / CLASSIFIER)).to(device).eval()
     table = pd.DataFrame({"index": np.arange(len(test.labels)), "label": test.labels,
                           "class_name": [classes[i] for i in test.labels], **{r.name: r.mse for r in results}})
     write_csv(root / MSE_CSV, table)
     # The share of class-a test images that the pixel classifier calls b once their
     # codes are moved by v(a -> b): alpha 0 (the reconstruction) and alpha 1.
-    shares = {r.name: {f"{classes[a]} -> {classes[b]}": target_share(r, splits, a, b, classifier, device)
+    vectors = {(r.name, a, b): attribute_vector(r.features["train"], splits["train"].labels, a, b)
+               for r in results if r.name in MODELS for a, b in pairs}
+    shares = {r.name: {f"{classes[a]} -> {classes[b]}": target_share(r, test, a, b, vectors[r.name, a, b],
+                                                                        classifier, classifier_input, device)
                        for a, b in pairs} for r in results if r.name in MODELS}
     report["arithmetic"] = shares
     metrics = {"pca": {"test_mse": report["mse"]["pca"]["mse_mean"]},
@@ -91,7 +98,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     # The folder is this stage's output as a whole: no figure of an earlier run (the
     # manifold of a 2-D latent) may survive a run that does not draw it.
     shutil.rmtree(root / PLOTS_DIR, ignore_errors=True)
-    write_figures(root / PLOTS_DIR, cfg, results, splits, pairs)
+    write_figures(root / PLOTS_DIR, cfg, results, test, vectors)
     print(f"evaluate: test MSE {fmt_metrics({r.name: r.summary['mse_mean'] for r in results})}, "
           f"arithmetic target share {fmt_metrics({k: v['target_share'] for k, v in metrics['arithmetic'].items()})} "
           f"({time.perf_counter() - start:.1f} s on {device})")
@@ -100,7 +107,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 @dataclass
 class Evaluated:
-    """One representation on the test set: its codes, reconstructions and errors."""
+    """One representation: its codes of every split, and its test reconstructions and errors."""
 
     rep: Representation
     features: dict[str, np.ndarray]  # {split: (N, d)}
@@ -135,23 +142,20 @@ def class_pairs(entries: tuple[str, ...], classes: list[str]) -> list[tuple[int,
     return pairs
 
 
-def target_share(r: Evaluated, splits: dict[str, Split], a: int, b: int, classifier: torch.nn.Module,
-                 device: torch.device) -> dict:
+def target_share(r: Evaluated, test: Split, a: int, b: int, v: np.ndarray, classifier: torch.nn.Module,
+                 classifier_input: InputConfig, device: torch.device) -> dict:
     """How often the pixel classifier says ``b`` for the class-``a`` test images decoded
     from z + alpha * v(a -> b), at alpha 0 (the plain reconstruction) and 1."""
-    v = attribute_vector(r.features["train"], splits["train"].labels, a, b)
-    test = splits["test"]
     decoded = walk(r.rep, test.images[test.labels == a], v, np.array([0.0, 1.0]))  # (N, 2, 28, 28)
     images = np.round(decoded.reshape(-1, *decoded.shape[2:]) * 255).astype(np.uint8)
-    x = normalize(images, r.rep.model.cfg.input)  # as train_classifier fed it
+    x = normalize(images, classifier_input)  # as train_classifier fed it
     pred = batched(lambda xb: classifier(xb).argmax(1), x, device).numpy().reshape(-1, 2)
     return {"alpha_0": float((pred[:, 0] == b).mean()), "alpha_1": float((pred[:, 1] == b).mean()),
             "images": len(pred)}
 
 
-def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], splits: dict[str, Split],
-                  pairs: list[tuple[int, int]]) -> None:
-    test = splits["test"]
+def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test: Split,
+                  vectors: dict[tuple[str, int, int], np.ndarray]) -> None:
     classes, originals = test.classes, test.images / 255.0
     mse = {r.name: r.mse for r in results}
     save_figure(out / "mse_histogram.png",
@@ -185,8 +189,9 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], spli
         if r.name not in MODELS:
             continue
         rows = {}
-        for a, b in pairs:
-            v = attribute_vector(r.features["train"], splits["train"].labels, a, b)
+        for (name, a, b), v in vectors.items():
+            if name != r.name:
+                continue
             strips = walk(r.rep, test.images[test.labels == a][: cfg.arithmetic_images], v, alphas)
             rows.update({f"{classes[a]} -> {classes[b]} #{i + 1}": strip for i, strip in enumerate(strips)})
         save_figure(out / f"arithmetic_{r.name}.png", plots.rows_of_images(

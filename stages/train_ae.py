@@ -1,7 +1,7 @@
 """train_ae: the convolutional autoencoder on the shared backbone (``model`` section).
 
 Reads data/processed/. Writes models/ae.pt, metrics/train_ae.json (the headline:
-test MSE, best epoch), reports/train_ae.json (every val and test number) and
+test MSE), reports/train_ae.json (every val and test number) and
 plots/train_ae/: history.csv (train loss averaged during the epoch, val after it, lr),
 curves.png and reconstructions.png. Errors are per-pixel MSE on the [0, 1] scale.
 """

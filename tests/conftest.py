@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.core.data import DATASETS, MIRROR_ENV, SUMS_ENV, TORCHVISION
+from stages.core.data import DATASETS, MIRROR_ENV, SUMS_ENV, TORCHVISION, mirror_folder
 from stages.core.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def write_dataset(folder: Path, seed: int = 0) -> dict[str, str]:
 
 def dataset_dir(mirror: Path, dataset: str) -> Path:
     """Where a mirror in torchvision's layout keeps ``dataset``'s four files."""
-    return mirror / TORCHVISION[dataset] / "raw"
+    return Path(mirror_folder(str(mirror), dataset))
 
 
 @pytest.fixture(scope="session")

@@ -173,3 +173,7 @@ def test_sweep_report_waits_while_the_queue_runs(monkeypatch):
     monkeypatch.setattr(sweep, "dvc_exp_show", show)
     entries = sweep.wait("HEAD", poll=0)
     assert len(calls) == 3 and entries[1]["state"] == "success"
+
+    states = iter(["queued"] * 5)  # no worker: stop with a message, not forever
+    with pytest.raises(SystemExit, match="dvc queue start"):
+        sweep.wait("HEAD", poll=0)

@@ -430,7 +430,7 @@ def test_arithmetic_pairs_of_neither_dataset_are_an_error(latent2, tmp_path):
 # ------------------------------------------------------------------------------------ ood
 def test_ood_metrics_report_and_roc(any_run):
     m, r = any_run.json("ood"), any_run.report("ood")
-    scores = ["ae_mse", "vae_mse", "pca_mse", "vae_nll", "vae_nll_minus_png"]
+    scores = ["ae_mse", "vae_mse", "pca_mse", "vae_nll", "vae_nll_minus_png", "minus_png"]
     assert sorted(m) == sorted(f"ood.auroc.{s}" for s in scores)
     assert all(0 <= v <= 1 for v in m.values())
     assert (r["in_distribution"], r["out_of_distribution"]) == ("fashion_mnist", "mnist")
@@ -452,7 +452,7 @@ def rerun_ood_with_other_test_images(run: Run, root: Path, images: np.ndarray) -
 def test_ood_of_the_same_images_is_chance_for_every_score(latent2, tmp_path):
     """The other set made of this set's own test images: every score ties, AUROC 0.5."""
     aurocs = rerun_ood_with_other_test_images(latent2, tmp_path / "run", latent2.split("test").images)
-    assert aurocs == pytest.approx({score: 0.5 for score in aurocs}, abs=1e-12) and len(aurocs) == 5
+    assert aurocs == pytest.approx({score: 0.5 for score in aurocs}, abs=1e-12) and len(aurocs) == 6
 
 
 def test_ood_scores_rank_plainly_different_images_as_out(latent2, tmp_path):
@@ -463,6 +463,8 @@ def test_ood_scores_rank_plainly_different_images_as_out(latent2, tmp_path):
     noise = np.random.default_rng(0).integers(150, 256, size=(100, 28, 28), dtype=np.uint8)
     aurocs = rerun_ood_with_other_test_images(latent2, tmp_path / "run", noise)
     assert aurocs["pca_mse"] > 0.95 and aurocs["vae_nll"] > 0.95, aurocs
+    # Noise does not compress: minus its PNG length ranks it as the *most typical*.
+    assert aurocs["minus_png"] < 0.05, aurocs
 
 
 # ---------------------------------------------------------------------------- downstream

@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .device import batched
 from .models import VAE
 
 LOG_2PI = math.log(2 * math.pi)
@@ -101,3 +102,18 @@ def iwae_nll(logw: torch.Tensor) -> torch.Tensor:
     """-(logsumexp_j log w_j - log k), (B,), from log weights (k, B): the IWAE bound on
     -log p(x) in nats, never below the true value in expectation."""
     return -(torch.logsumexp(logw, 0) - math.log(logw.shape[0]))
+
+
+def bounds_per_image(model: VAE, x: torch.Tensor, k: int, seed: int, device: torch.device) -> torch.Tensor:
+    """The IWAE bound and the negative ELBO of each image of ``x`` (on the [0, 1] scale,
+    any device), from the same ``k`` draws per image: (N, 2) in nats, on the CPU, in
+    float64. The draws come from a CPU generator seeded with ``seed``; images go through
+    in batches of about ``DECODE_CHUNK`` decoded samples."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+
+    def bounds(xb: torch.Tensor) -> torch.Tensor:
+        logw = vae_log_weights(model, xb, k, generator)  # (k, B)
+        return torch.stack([iwae_nll(logw), negative_elbo(logw)], 1)  # (B, 2)
+
+    return batched(bounds, x, device, max(1, DECODE_CHUNK // k)).double()

@@ -129,11 +129,18 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def wait(rev: str, poll: float) -> list[dict]:
+    """The runs of ``rev`` once none is queued or running. Queued runs with none running
+    on two looks in a row mean no worker: stop and say so rather than wait forever."""
+    idle = 0
     while True:
         entries = runs(dvc_exp_show(rev))
         pending = [e["name"] for e in entries if e["state"] in PENDING]
         if not pending:
             return entries
+        idle = idle + 1 if all(e["state"] == "queued" for e in entries if e["state"] in PENDING) else 0
+        if idle >= 2:
+            sys.exit(f"sweep: {len(pending)} experiment(s) queued but none running; start the workers with "
+                     "`dvc queue start` (or `make sweep`), then run this again")
         print(f"sweep: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
         time.sleep(poll)
 
