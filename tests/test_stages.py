@@ -420,6 +420,25 @@ def test_latent_arithmetic_shares_and_figures(any_run):
     assert not (any_run.root / "plots/evaluate/arithmetic_pca.png").exists()
 
 
+def test_target_share_feeds_the_pixel_mlp_as_train_classifier_did(latent2):
+    """With the identity representation and v = 0, the share at alpha 0 and 1 is the
+    share of class-a test images that train_classifier itself predicted as b (its
+    confusion.csv): the decoded images reach the MLP normalized as its own inputs were."""
+    from test_evaluation import Pixels
+
+    test = latent2.split("test")
+    classifier = from_checkpoint(load_checkpoint(latent2.root / "models/classifier.pt")).eval()
+    confusion = pd.read_csv(latent2.root / "plots/train_classifier/confusion.csv")
+    identity = evaluate.Evaluated(Pixels(), {}, np.empty(0), np.empty(0), {})
+    input_cfg = InputConfig(**latent2.params["input"])
+    for a, b in ((7, 9), (0, 6), (3, 3)):
+        share = evaluate.target_share(identity, test, a, b, np.zeros(28 * 28, np.float32), classifier, input_cfg,
+                                      torch.device("cpu"))
+        of_a = confusion["actual"] == test.classes[a]
+        expected = (confusion.loc[of_a, "predicted"] == test.classes[b]).mean()
+        assert share["alpha_0"] == share["alpha_1"] == pytest.approx(expected), (a, b)
+
+
 def test_arithmetic_pairs_of_neither_dataset_are_an_error(latent2, tmp_path):
     params = with_changes(latent2.params, "evaluate", arithmetic_pairs=["1_one->7_seven"])  # MNIST's only
     with pytest.raises(ParamError, match="none of") as e:
