@@ -71,11 +71,11 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     start = time.perf_counter()
     splits = {s: load_split(root / PROCESSED_DIR, s) for s in SPLITS}
     test, classes = splits["test"], splits["test"].classes
+    pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before any model is loaded
     reps = [ModelRepresentation(name, from_checkpoint(load_checkpoint(root / path)), device)
             for name, path in MODELS.items()]
     reps.append(PCARepresentation(splits["train"].images, reps[0].dim, cfg.seed))
 
-    pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before any work
     classifier = from_checkpoint(load_checkpoint(root / CLASSIFIER)).to(device).eval()
     results = [evaluate_one(rep, splits, root) for rep in reps]
     report = {"mse": {r.name: r.summary for r in results}}

@@ -213,6 +213,11 @@ def download(dataset: str, raw_dir: Path, mirror: str | None = None) -> list[str
 IDX_MAGIC = {1: 0x0801, 3: 0x0803}  # unsigned bytes; 1 dim for labels, 3 for images
 
 
+def _not_official(problem: str, what: str = "an official IDX file: replace it with the official one") -> DataError:
+    # It passed the download check, so the hash table that let it in is not the official one.
+    return DataError(f"{problem}; not {what} (unset {SUMS_ENV} or fix its hash table, then rerun the download stage)")
+
+
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse a gzipped IDX file of unsigned bytes with ``ndim`` dimensions."""
     if not Path(path).exists():
@@ -234,9 +239,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         problem = f"header says {shape} = {size} bytes of data, file holds {len(data) - header}"
     else:
         return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-    # It passed the download check, so the hash table that let it in is not the official one.
-    raise DataError(f"{path}: {problem}; not an official IDX file: replace it with the official one "
-                    f"(unset {SUMS_ENV} or fix its hash table, then rerun the download stage)")
+    raise _not_official(f"{path}: {problem}")
 
 
 def read_raw(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -254,8 +257,7 @@ def read_raw(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
         problem = f"{raw_dir}/{prefix}: label {labels.max()} out of range 0-{N_CLASSES - 1} in {labels_path.name}"
     else:
         return images, labels.astype(np.int64)
-    raise DataError(f"{problem}; not official IDX files: replace them with the official ones "
-                    f"(unset {SUMS_ENV} or fix its hash table, then rerun the download stage)")
+    raise _not_official(problem, "official IDX files: replace them with the official ones")
 
 
 # ---------------------------------------------------------------------- normalization

@@ -16,9 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from .data import IMAGE_SIDE, normalize, slug, to_unit
+from .device import batched
 from .models import AutoEncoder
 from .params import check
-from .device import batched
 
 
 def unit_pixels(images: np.ndarray) -> np.ndarray:

@@ -74,14 +74,19 @@ def manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, title: str) -> 
     return fig
 
 
-def histograms(values: dict[str, np.ndarray], xlabel: str, title: str = "", bins: int = 60, log: bool = False) -> Figure:
-    """Overlaid histograms on shared bins (pixel intensities, per-image MSE)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def _overlaid(ax, values: dict[str, np.ndarray], bins: int, log: bool = False) -> None:
+    """One histogram per entry of ``values`` on ``ax``, all on the same bins."""
     lo = min(float(np.min(v)) for v in values.values())
     hi = max(float(np.max(v)) for v in values.values())
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     for label, v in values.items():
         ax.hist(v, bins=edges, alpha=0.5, label=label, log=log)
+
+
+def histograms(values: dict[str, np.ndarray], xlabel: str, title: str = "", bins: int = 60, log: bool = False) -> Figure:
+    """Overlaid histograms on shared bins (pixel intensities, per-image MSE)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _overlaid(ax, values, bins, log)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     if len(values) > 1:
@@ -96,11 +101,7 @@ def score_histograms(scores: dict[str, dict[str, np.ndarray]], title: str = "") 
     """One panel per score, each with the overlaid histograms of its sets (in vs out)."""
     fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores), 3.2), squeeze=False)
     for ax, (name, sets) in zip(axes[0], scores.items()):
-        lo = min(float(np.min(v)) for v in sets.values())
-        hi = max(float(np.max(v)) for v in sets.values())
-        edges = np.linspace(lo, hi if hi > lo else lo + 1, 41)
-        for label, v in sets.items():
-            ax.hist(v, bins=edges, alpha=0.5, label=label)
+        _overlaid(ax, sets, bins=40)
         ax.set_title(name, fontsize=9)
         ax.set_yticks([])
     axes[0, 0].legend(fontsize=8)
