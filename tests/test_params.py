@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO, Reads
 
-from stages import download, evaluate, preprocess, train_ae, train_classifier, train_vae
+from stages import download, evaluate, ood, preprocess, train_ae, train_classifier, train_vae
 from stages.core.data import MIRROR_ENV, DataConfig, InputConfig
 from stages.core.models import conv_config
 from stages.core.params import ParamError, PipelineError, from_section, load_params, read_params_by_stage
@@ -186,7 +186,7 @@ def test_an_unknown_top_level_key_stops_the_stage_command(params, tmp_path, monk
 
 # ----------------------------------------------------- each stage, before reading data
 STAGES = {"download": download, "preprocess": preprocess, "train_ae": train_ae, "train_vae": train_vae,
-          "train_classifier": train_classifier, "evaluate": evaluate}
+          "train_classifier": train_classifier, "evaluate": evaluate, "ood": ood}
 BAD = [  # (change, key the message must name, stages that read it)
     ({"latent_dim": 0}, "latent_dim", ["train_ae", "train_vae"]),
     ({"latent_dim": DROP}, "latent_dim", ["train_ae"]),
@@ -212,6 +212,10 @@ BAD = [  # (change, key the message must name, stages that read it)
     ({"device": DROP}, "device", ["evaluate"]),
     ({"evaluate__projection": "umap"}, "evaluate.projection", ["evaluate"]),
     ({"logreg__C": [0.1, -1]}, "logreg.C", ["train_classifier"]),
+    ({"evaluate__arithmetic_pairs": ["sneaker to boot"]}, "evaluate.arithmetic_pairs", ["evaluate"]),
+    ({"evaluate__arithmetic_alphas": []}, "evaluate.arithmetic_alphas", ["evaluate"]),
+    ({"train_vae__iwae_k": 0}, "train_vae.iwae_k", ["train_vae", "ood"]),
+    ({"ood__images": 1}, "ood.images", ["ood"]),
 ]
 CASES = [pytest.param(change, key, stage, id=f"{stage}-{'-'.join(change)}")
          for change, key, stages in BAD for stage in stages]

@@ -177,3 +177,12 @@ def test_sweep_report_waits_while_the_queue_runs(monkeypatch):
     states = iter(["queued"] * 5)  # no worker: stop with a message, not forever
     with pytest.raises(SystemExit, match="dvc queue start"):
         sweep.wait("HEAD", poll=0)
+
+
+def test_sweep_report_without_finished_runs_says_what_to_run(monkeypatch, tmp_path):
+    from stages.core import sweep
+
+    monkeypatch.setattr(sweep, "dvc_exp_show", lambda rev: [{"rev": "b" * 40, "name": "main", "data": {}}])
+    with pytest.raises(SystemExit, match="run `make sweep` first"):
+        sweep.main(["--poll", "0"], root=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written
