@@ -24,7 +24,7 @@ from stages import train_classifier
 from stages.core import plots
 from stages.core.data import SPLITS, DataError, load_split
 from stages.core.device import batched, resolve_device
-from stages.core.evaluation import LogregConfig, LogregResult, logistic_regression, standardize
+from stages.core.evaluation import LogregConfig, LogregResult, confusion_counts, logistic_regression, standardize
 from stages.core.io import fmt_metrics, load_arrays, read_json, require, save_figure, write_csv, write_json
 from stages.core.params import from_section, run, top_level
 from stages.core.training import ClassifierConfig, train_and_test
@@ -116,8 +116,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     write_json(root / METRICS, metrics)
     write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "accuracy.csv", table[["model", "representation", "classifier", "val_acc", "test_acc"]])
-    write_csv(root / PLOTS_DIR / "confusion.csv", pd.DataFrame(
-        {"actual": [classes[i] for i in labels["test"]], "predicted": [classes[i] for i in pred]}))
+    write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(labels["test"], pred, classes))
     save_figure(root / PLOTS_DIR / "accuracy.png", plots.bars(
         table.pivot(index="representation", columns="classifier", values="test_acc").loc[["pixels", *LATENTS]],
         "Test accuracy per representation"))

@@ -4,7 +4,7 @@ dropout 0.2) and a logistic regression, on the raw pixels.
 Reads data/processed/. Writes models/classifier.pt, metrics/train_classifier.json (the
 headline numbers), reports/train_classifier.json (the details: val numbers, epochs, the
 logistic regression's C and iterations) and plots/train_classifier/: history.csv,
-confusion.csv (for `dvc plots`), curves.png, confusion.png, predictions.png.
+confusion.csv (counts, for `dvc plots`), curves.png, confusion.png, predictions.png.
 
 These are also the pixel row of the downstream comparison: the latent probes in the
 downstream stage get the same two classifiers with the same params (the
@@ -17,12 +17,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from stages.core import plots
 from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS, InputConfig, load_tensors, to_unit
 from stages.core.device import batched, resolve_device, seed_everything
-from stages.core.evaluation import LogregConfig, logistic_regression, standardize
+from stages.core.evaluation import LogregConfig, confusion_counts, logistic_regression, standardize
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import MLP, MLPConfig, checkpoint_config
 from stages.core.params import from_section, run, top_level
@@ -70,8 +68,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     write_json(root / METRICS, metrics)
     write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
-    write_csv(root / PLOTS_DIR / "confusion.csv",
-              pd.DataFrame({"actual": [classes[i] for i in actual], "predicted": [classes[i] for i in predicted]}))
+    write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(actual, predicted, classes))
     save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_classifier"))
     save_figure(root / PLOTS_DIR / "confusion.png", plots.confusion(actual, predicted, classes, "Pixel MLP, test set"))
     titles = [f"{classes[p]} / {classes[t]}" for p, t in zip(predicted[:24], actual[:24])]

@@ -37,7 +37,9 @@ def make_repo(path: Path, mirror: Path) -> dict:
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         sh(cmd, path, env)
-    shutil.copy(REPO / ".dvc/config", path / ".dvc/config")  # the project's own config: its default remote
+    # The project's own config (its default remote, the plot page) and plot templates.
+    shutil.copy(REPO / ".dvc/config", path / ".dvc/config")
+    shutil.copytree(REPO / ".dvc/plots", path / ".dvc/plots")
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "code"]):
         sh(cmd, path, env)
     return env

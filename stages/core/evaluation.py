@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -74,6 +75,15 @@ def per_image_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray
     """Per-pixel MSE of each image on the [0, 1] scale: uint8 (N, 28, 28) vs [0, 1] (N, 28, 28) -> (N,)."""
     diff = unit_pixels(images) - reconstructions.reshape(len(reconstructions), -1)
     return (diff.astype(np.float64) ** 2).mean(axis=1)
+
+
+def confusion_counts(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per (actual, predicted) pair of classes with its count, zeros included:
+    100 rows for `dvc plots` (its confusion_counts template sums them) instead of one
+    row per test image."""
+    n = len(classes)
+    counts = np.bincount(np.asarray(actual) * n + np.asarray(predicted), minlength=n * n)
+    return pd.DataFrame({"actual": np.repeat(classes, n), "predicted": np.tile(classes, n), "count": counts})
 
 
 def mse_summary(mse: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
