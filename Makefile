@@ -1,19 +1,46 @@
 # The two commands for a fresh machine: `make repro` (set up, run the pipeline) and
 # `make test` (set up, run the tests). Both create .venv when it is missing.
-PYTHON ?= python3
+#
+# Python 3.11, 3.12 or 3.13: the first of python3, python3.13, python3.12, python3.11 that
+# is one of them, or the one you name: `make PYTHON=python3.12 test`. PYTHON only makes the
+# venv; to switch an existing one, `make clean` first (or keep both: VENV=.venv-3.12).
+SUPPORTED := 3.11 3.12 3.13
+SUPPORTED_TEXT := 3.11, 3.12 or 3.13
+IS_SUPPORTED := import sys; sys.exit("%d.%d" % sys.version_info[:2] not in "$(SUPPORTED)".split())
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c '$(IS_SUPPORTED)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+PYTHON_FROM := found
+else
+PYTHON_FROM := named
+endif
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>`: put the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-all bench readme sweep sweep-report clean
+.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report exps check-page clean
 
-setup: $(VENV)/.installed
+setup: check-python $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+# One line naming what is wrong: no supported Python to make the venv with, a named one
+# that is not supported, or a venv of another version than the PYTHON named.
+VERSION_OF = $$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+check-python:
+	@if [ -x $(BIN)/python ]; then \
+	  if [ "$(PYTHON_FROM)" = named ] && [ "$(call VERSION_OF,$(BIN)/python)" != "$(call VERSION_OF,$(PYTHON))" ]; then \
+	    echo "make: $(VENV) is Python $(call VERSION_OF,$(BIN)/python), not PYTHON=$(PYTHON)'s; make clean first, or keep both: make PYTHON=$(PYTHON) VENV=$(VENV)-$(call VERSION_OF,$(PYTHON)) $(MAKECMDGOALS)" >&2; exit 1; fi; \
+	elif [ -z "$(PYTHON)" ]; then \
+	  echo "make: no Python $(SUPPORTED_TEXT) found (tried python3, python3.13, python3.12, python3.11); install one, or name it: make PYTHON=/path/to/python3.12 $(MAKECMDGOALS)" >&2; exit 1; \
+	elif ! command -v $(PYTHON) >/dev/null || ! $(PYTHON) --version >/dev/null 2>&1; then \
+	  echo "make: PYTHON=$(PYTHON) is not a Python that runs here; name one of $(SUPPORTED_TEXT): make PYTHON=python3.12 $(MAKECMDGOALS)" >&2; exit 1; \
+	elif ! $(PYTHON) -c '$(IS_SUPPORTED)' 2>/dev/null; then \
+	  echo "make: PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>&1 | head -n 1); this project supports Python $(SUPPORTED_TEXT): make PYTHON=python3.12 $(MAKECMDGOALS)" >&2; exit 1; fi
 
 repro: setup
 	dvc repro
@@ -23,6 +50,19 @@ test: setup
 
 test-all: setup
 	python -m pytest -m ''
+
+# On each of PYTHONS (default python3.11 python3.12 python3.13): a fresh clone of HEAD under
+# build/pythons/, `make repro` then `make test` there, timed, and its metrics against HEAD's.
+test-pythons:
+	bash tools/test_pythons.sh
+
+# The experiments in one screen: changed params and headline metrics, under 120 columns.
+exps: setup
+	python tools/exps.py $(ARGS)
+
+# The `dvc plots show` page in headless Chromium, offline: every plot of dvc.yaml drew.
+check-page: setup
+	python tools/check_page.py --screenshot build/plots_page.png
 
 # Each stage's seconds, training images/s against the course's loop, share of fp32 peak.
 bench: setup

@@ -1,0 +1,98 @@
+"""`make exps`: the experiments of `dvc exp show` in one screen, under 120 columns.
+
+`dvc exp show` prints every param, metric and dependency hash: over 100 columns, cut at
+1,024 characters, so what an experiment varied is off the screen. This prints, per row,
+the params that differ from the baseline's (as key=value) and the headline numbers, with
+short headers. Arguments go to `dvc exp show` (e.g. `-A`, `--rev main`, `-n 3`).
+
+    python tools/exps.py [dvc exp show args]
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# (column, metrics file, dotted key): the numbers a latent experiment moves.
+HEADLINE = [
+    ("AE mse", "metrics/train_ae.json", "ae.test_mse"),
+    ("VAE mse", "metrics/train_vae.json", "vae.test_mse"),
+    ("PCA mse", "metrics/evaluate.json", "pca.test_mse"),
+    ("VAE nelbo", "metrics/train_vae.json", "vae.test_nelbo"),
+    ("best latent", "metrics/downstream.json", "downstream.best_latent_test_acc"),
+    ("- pixels", "metrics/downstream.json", "downstream.best_latent_minus_pixels"),
+    ("pixel MLP", "metrics/train_classifier.json", "classifier.test_acc"),
+]
+WIDTH = 120
+NAME = 24  # longer experiment or branch names are cut
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in (tree or {}).items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def rows(show: list[dict]) -> list[dict]:
+    """One row per baseline commit and experiment: name, params (flat), metrics by column."""
+    out = []
+
+    def row(name: str, data: dict, baseline: str) -> dict:
+        params = flat((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
+        metrics = {col: flat((data.get("metrics") or {}).get(path, {}).get("data", {})).get(key)
+                   for col, path, key in HEADLINE}
+        return {"name": name, "params": params, "metrics": metrics, "baseline": baseline}
+
+    for commit in show:
+        name = commit.get("name") or commit["rev"][:7]
+        if commit["rev"] == "workspace":
+            out.append(row("workspace", commit.get("data") or {}, "workspace"))
+            continue
+        out.append(row(name, commit.get("data") or {}, name))
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                out.append(row(f"  {rev.get('name') or rev['rev'][:7]}", rev.get("data") or {}, name))
+    return out
+
+
+def number(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.5f}" if abs(value) < 0.1 else f"{value:.4g}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def table(entries: list[dict]) -> str:
+    """The rows as text: each row's params that differ from its baseline commit's."""
+    bases = {e["name"]: e["params"] for e in entries if not e["name"].startswith(" ")}
+    lines = []
+    for e in entries:
+        base = bases.get(e["baseline"], {})
+        changed = " ".join(f"{k}={v}" for k, v in e["params"].items() if base.get(k) != v) if e["name"].startswith(" ") else ""
+        lines.append([cut(e["name"], NAME), changed, *(number(e["metrics"][col]) for col, _, _ in HEADLINE)])
+    head = ["Experiment", "changed params", *(col for col, _, _ in HEADLINE)]
+    widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
+    spare = WIDTH - sum(widths) - 2 * (len(head) - 1)
+    if spare < 0:  # the params column gives way: it is the only free-length one
+        widths[1] = max(len(head[1]), widths[1] + spare)
+        lines = [[r[0], cut(r[1], widths[1]), *r[2:]] for r in lines]
+    fmt = lambda r: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([fmt(head), *map(fmt, lines)])
+
+
+def main(argv: list[str]) -> None:
+    result = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"exps: dvc exp show failed: {result.stderr.strip()}")
+    print(table(rows(json.loads(result.stdout or "[]"))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
