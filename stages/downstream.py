@@ -24,7 +24,8 @@ from stages import train_classifier
 from stages.core import plots
 from stages.core.data import SPLITS, DataError, load_split
 from stages.core.device import batched, resolve_device
-from stages.core.evaluation import LogregConfig, LogregResult, confusion_counts, logistic_regression, standardize
+from stages.core.evaluation import (LogregConfig, LogregResult, confusion_counts, knn_accuracy, logistic_regression,
+                                    standardize)
 from stages.core.io import fmt_metrics, load_arrays, read_json, require, save_figure, write_csv, write_json
 from stages.core.params import from_section, run, top_level
 from stages.core.training import ClassifierConfig, train_and_test
@@ -33,6 +34,7 @@ PROCESSED_DIR = Path("data/processed")
 FEATURES_DIR = Path("data/features")
 PIXELS_REPORT = Path("reports/train_classifier.json")
 LATENTS = ("ae", "vae", "pca")
+KNN = (1, 5)  # fixed, as Sainburg et al. (2021) report 1-NN and 5-NN on these models' codes
 METRICS = Path("metrics/downstream.json")
 REPORT = Path("reports/downstream.json")
 PLOTS_DIR = Path("plots/downstream")
@@ -71,9 +73,10 @@ class Probed:
     logreg: LogregResult
     mlp: dict  # train_and_test's metrics
     mlp_pred: np.ndarray  # (N_test,)
+    knn: dict  # {"k=1": {val_acc, test_acc}, ...}, on the codes as they are
 
     def record(self) -> dict:
-        return {"dim": self.dim, "mlp": self.mlp, "logreg": self.logreg.record()}
+        return {"dim": self.dim, "mlp": self.mlp, "logreg": self.logreg.record(), "knn": self.knn}
 
     def test_pred(self, classifier: str) -> np.ndarray:
         return self.mlp_pred if classifier == "mlp" else self.logreg.test_pred
@@ -86,14 +89,16 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     pixels = read_json(require(root / PIXELS_REPORT))["pixels"]
     features, labels, classes = load_latents(root)
     probes = {}
-    for name, x in features.items():
+    for name, codes in features.items():
         start = time.perf_counter()
-        x = standardize(x)
+        knn = knn_accuracy(codes, labels, KNN)
+        x = standardize(codes)
         logreg = logistic_regression(x, labels, logreg_cfg, seed)
         mlp, mlp_pred = mlp_probe(x, labels, params, len(classes), name, device)
-        probes[name] = Probed(x["train"].shape[1], logreg, mlp, mlp_pred)
+        probes[name] = Probed(x["train"].shape[1], logreg, mlp, mlp_pred, knn)
+        neighbours = ", ".join(f"{key.removeprefix('k=')}-NN {r['test_acc']:.4f}" for key, r in knn.items())
         print(f"downstream: {name} (d={x['train'].shape[1]}): logreg {logreg.test_acc:.4f} "
-              f"(C={logreg.C:g}, iterations {logreg.n_iter}), mlp {mlp['test_acc']:.4f} "
+              f"(C={logreg.C:g}, iterations {logreg.n_iter}), mlp {mlp['test_acc']:.4f}, {neighbours} "
               f"({time.perf_counter() - start:.1f} s)")
     report = {"pixels": pixels, **{name: probe.record() for name, probe in probes.items()}}
 

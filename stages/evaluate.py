@@ -48,7 +48,7 @@ class EvaluateConfig:
     n_extremes: int  # best and worst reconstructions shown per representation
     grid_size: int  # decoded latent-plane grid, n x n, when latent_dim == 2
     interpolation_steps: int
-    seed: int  # PCA's randomized solver, the 2-D projection
+    seed: int  # the 2-D projection (t-SNE's)
     arithmetic_pairs: tuple[str, ...]  # "a->b" class slugs; pairs of the other dataset are skipped
     arithmetic_alphas: tuple[float, ...]  # the columns of arithmetic_<model>.png: z + alpha * v
     arithmetic_images: int  # test images of class a per pair in the figure
@@ -74,7 +74,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before any model is loaded
     reps = [ModelRepresentation(name, from_checkpoint(load_checkpoint(root / path)), device)
             for name, path in MODELS.items()]
-    reps.append(PCARepresentation(splits["train"].images, reps[0].dim, cfg.seed))
+    reps.append(PCARepresentation(splits["train"].images, reps[0].dim))
 
     classifier = from_checkpoint(load_checkpoint(root / CLASSIFIER)).to(device).eval()
     results = [evaluate_one(rep, splits, root) for rep in reps]

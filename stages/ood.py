@@ -48,7 +48,6 @@ class OODConfig:
     """The ``ood`` section."""
 
     images: int  # the first this many test images of each dataset are scored
-    seed: int  # PCA's randomized solver
 
     def __post_init__(self) -> None:
         check(self.images >= 2, "images", f"must be >= 2, got {self.images}")
@@ -67,7 +66,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
     reps = [ModelRepresentation(name, from_checkpoint(load_checkpoint(root / path)), device)
             for name, path in MODELS.items()]
-    reps.append(PCARepresentation(load_split(root / PROCESSED_DIR, "train").images, reps[0].dim, cfg.seed))
+    reps.append(PCARepresentation(load_split(root / PROCESSED_DIR, "train").images, reps[0].dim))
     scores = {f"{rep.name}_mse": {name: per_image_mse(images, rep.decode(rep.encode(images)))
                                   for name, images in sets.items()} for rep in reps}
     vae = reps[1].model

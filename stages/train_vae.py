@@ -1,7 +1,7 @@
 """train_vae: the convolutional VAE on the same backbone as the AE.
 
 Reads data/processed/. Writes models/vae.pt, metrics/train_vae.json (the headline:
-test MSE decoding mu, KL, negative ELBO and IWAE bound in nats),
+test MSE decoding mu, KL, negative ELBO and IWAE bound in nats, active latent units),
 reports/train_vae.json (every val and test number, the best epoch) and plots/train_vae/: history.csv
 (reconstruction, KL and total for train and val, lr; with beta != 1 the train total is the
 beta objective and the val total the negative ELBO, and train mse is of the sampled z's
@@ -39,6 +39,9 @@ MODEL = Path("models/vae.pt")
 METRICS = Path("metrics/train_vae.json")
 REPORT = Path("reports/train_vae.json")
 PLOTS_DIR = Path("plots/train_vae")
+# A latent dimension is active when its posterior mean varies across images:
+# Cov_x(E[z|x]) > 0.01 (Burda et al., 2016, section 5.2), over the test images.
+ACTIVE_VARIANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,10 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     z = torch.randn(cfg.n_samples, conv.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
     samples = to_unit(batched(model.decode, z, device), conv.input)
     mu = batched(model.encode, data["test"][0], device).numpy()
+    variance = mu.astype("float64").var(axis=0)
+    report.update(active_units=int((variance > ACTIVE_VARIANCE).sum()),
+                  mu_variance={f"z{j}": float(v) for j, v in enumerate(variance)})
+    metrics["vae"]["active_units"] = report["active_units"]
 
     save_checkpoint(root / MODEL, model, checkpoint_config(model))
     write_json(root / METRICS, metrics)
@@ -110,7 +117,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
                 plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "VAE (decoding mu), test set"))
     save_figure(root / PLOTS_DIR / "samples.png", plots.image_grid(samples, suptitle="VAE samples, z ~ N(0, I)"))
     save_figure(root / PLOTS_DIR / "latent_histograms.png", plots.latent_histograms(mu))
-    print(f"train_vae: {fmt_metrics(report)} ({time.perf_counter() - start:.1f} s on {device})")
+    summary = {k: v for k, v in report.items() if k != "mu_variance"}
+    print(f"train_vae: {fmt_metrics(summary)} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics
 
 

@@ -131,10 +131,11 @@ def test_each_stage_lists_exactly_the_code_it_imports(stage):
                                f"listed but not imported {sorted(map(str, listed - imported))}"
 
 
-def test_make_readme_rewrites_only_the_block_and_refuses_a_readme_without_markers(tmp_path):
+@GIT_CHECKOUT
+def test_make_readme_rewrites_only_the_block_and_refuses_a_readme_without_markers(head, tmp_path):
     from stages.core.results import BEGIN, END, main
 
-    shutil.copytree(REPO / "reports", tmp_path / "reports")
+    shutil.copytree(head / "reports", tmp_path / "reports")  # the committed ones: a repro may be under way here
     (tmp_path / README).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n")
     main(tmp_path)
     text = (tmp_path / README).read_text()

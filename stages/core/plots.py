@@ -121,6 +121,22 @@ def bars(counts: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+def error_bars(panels: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """One panel per quantity: a point per row at ``mean``, a bar of +- ``half_width``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * max(map(len, panels.values())) + 1.6),
+                             squeeze=False)
+    for ax, (xlabel, frame) in zip(axes[0], panels.items()):
+        y = np.arange(len(frame))[::-1]
+        ax.errorbar(frame["mean"], y, xerr=frame["half_width"], fmt="o", capsize=4)
+        ax.set_yticks(y, frame.index)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def latent_histograms(mu: np.ndarray, max_dims: int = 16) -> Figure:
     """Each latent mean's histogram against the N(0, 1) density the prior asks for."""
     d = min(mu.shape[1], max_dims)
