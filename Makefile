@@ -19,7 +19,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>`: put the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report exps check-page clean
+.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report compare verify exps check-page clean
 
 setup: check-python $(VENV)/.installed
 
@@ -73,16 +73,49 @@ readme: setup
 	python -m stages.core.results
 
 # The latent-size sweep through DVC's own queue (README, "Latent-size sweep"): queue one
-# experiment per size, start JOBS workers; `make sweep-report` waits for the queue and
-# writes reports/sweep.md and plots/sweep/. Commit first: the queue runs HEAD.
+# experiment per size (SEEDS_PER_SIZE > 1: that many training seeds per size, 0, 1, ...),
+# start JOBS workers; `make sweep-report` waits for the queue and writes reports/sweep.md
+# and plots/sweep/. Commit first: the queue runs HEAD.
 SWEEP ?= 2,4,8,16,32
+SEEDS_PER_SIZE ?= 1
 JOBS ?= 1
+SEED_KEYS := train_classifier.seed train_ae.seed train_vae.seed
+seed_args = $(foreach k,$(SEED_KEYS),-S $(k)=$(1))
 sweep: setup
-	dvc exp run --queue -S 'latent_dim=$(SWEEP)'
+	for s in $$(seq 0 $$(($(SEEDS_PER_SIZE) - 1))); do \
+	  dvc exp run --queue -S 'latent_dim=$(SWEEP)' $(call seed_args,$$s) || exit 1; done
 	dvc queue start -j $(JOBS)
 
 sweep-report: setup
 	python -m stages.core.sweep
+
+# The noise floor (README, "Noise floor"): HEAD's params with the training seeds set to
+# each of SEEDS (HEAD's committed run is seed 0), through DVC's queue, named
+# [TAG]seed<s>-<MACHINE>; SET adds params (SET="-S data.dataset=mnist" TAG=mnist- SEEDS="0 1 2").
+# `make seeds-report` waits for the queue and writes reports/seeds.{json,md}, plots/seeds/
+# (REPORT_ARGS="--set data.dataset=mnist --out seeds_mnist" for such a SET).
+SEEDS ?= 1 2 3 4
+SET ?=
+MACHINE ?= $(shell hostname)
+seeds: setup
+	for s in $(SEEDS); do \
+	  dvc exp run --queue --name $(TAG)seed$$s-$(MACHINE) $(SET) $(call seed_args,$$s) || exit 1; done
+	dvc queue start -j $(JOBS)
+
+seeds-report: setup
+	python tools/seeds.py $(REPORT_ARGS)
+
+# Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
+A ?= main
+B ?= workspace
+compare: setup
+	python tools/compare.py $(A) $(B)
+
+# Rerun every stage here and compare with HEAD's committed results: identical, within
+# the noise floor, or beyond it (exit 1).
+verify: setup
+	dvc repro --force
+	python tools/compare.py HEAD workspace --strict
 
 clean:
 	rm -rf $(VENV)

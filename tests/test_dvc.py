@@ -125,3 +125,47 @@ def test_forced_rerun_gives_the_same_lock_file(tmp_path, mirror):
     before = (repo / "dvc.lock").read_text()
     sh(["dvc", "repro", "-f"], repo, env)
     assert (repo / "dvc.lock").read_text() == before
+
+
+@pytest.mark.slow  # ~2.5 min: a tiny repro and two experiments, each on its own clone
+def test_seed_runs_from_two_machines_meet_in_one_report(tmp_path, mirror):
+    """Two clones stand for two machines: each runs its seed and `dvc exp push`es it to a
+    shared bare git repo (the outputs to the shared DVC remote); a third clone
+    `dvc exp pull`s both and the seed report names the machine behind each row."""
+    import json
+
+    origin = tmp_path / "origin.git"
+    repo = tmp_path / "repo"
+    env = make_repo(repo, mirror)
+    sh(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    sh(["dvc", "repro"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "baseline"], repo, env)
+    sh(["git", "remote", "add", "origin", str(origin)], repo, env)
+    sh(["git", "push", "-q", "origin", "HEAD:main"], repo, env)
+    sh(["dvc", "push", "-q"], repo, env)
+
+    seeds = ["train_classifier.seed", "train_ae.seed", "train_vae.seed"]
+    for seed, machine in ((1, "alpha"), (2, "beta")):
+        clone = tmp_path / machine
+        sh(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path, env)
+        sh(["dvc", "pull", "-q"], clone, env)
+        sh(["dvc", "exp", "run", "--name", f"seed{seed}-{machine}", *(a for k in seeds for a in ("-S", f"{k}={seed}"))],
+           clone, env)
+        sh(["dvc", "exp", "push", "origin", f"seed{seed}-{machine}"], clone, env)
+
+    reporter = tmp_path / "reporter"
+    sh(["git", "clone", "-q", "-b", "main", str(origin), str(reporter)], tmp_path, env)
+    for name in ("seed1-alpha", "seed2-beta"):
+        sh(["dvc", "exp", "pull", "origin", name], reporter, env)
+    out = sh([sys.executable, str(REPO / "tools/seeds.py"), "--poll", "0"], reporter, env)
+    report = json.loads((reporter / "reports/seeds.json").read_text())
+    assert [(r["seed"], r["machine"]) for r in report["runs"]] == [
+        (0, "(commit's own run)"), (1, "alpha"), (2, "beta")], out.stdout
+    assert report["metrics"]["ae.test_mse"]["n"] == 3 and report["metrics"]["ae.test_mse"]["sd"] > 0
+    assert "seed2-beta (seed 2, beta)" in (reporter / "reports/seeds.md").read_text()
+    assert (reporter / "plots/seeds/errors.png").is_file()
+    # the artifacts came through the DVC remote too: the reporter can check one out
+    sh(["dvc", "exp", "apply", "seed1-alpha"], reporter, env)
+    sh(["dvc", "checkout", "models/ae.pt"], reporter, env)
+    assert (reporter / "models/ae.pt").is_file()

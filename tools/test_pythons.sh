@@ -15,10 +15,10 @@ case $mirror in /* | *://*) ;; *) mirror=$(cd "$mirror" && pwd) ;; esac  # the c
 out=$root/build/pythons
 failed=0
 mkdir -p "$out"
-printf '%-8s %-40s %-10s %-10s %s\n' version python repro test "metrics vs HEAD" > "$out/summary.txt"
+row() { printf '%-8s %-40s %-10s %-10s %s\n' "$@"; }
 for py in ${PYTHONS:-python3.11 python3.12 python3.13}; do
   version=$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) || {
-    echo "$py: does not run here, skipped" | tee -a "$out/summary.txt"; failed=1; continue; }
+    echo "$py: does not run here, skipped"; failed=1; continue; }
   dir=$out/${version%.*}
   rm -rf "$dir" && git clone -q "$root" "$dir" || exit 1
   cd "$dir" || exit 1
@@ -33,9 +33,9 @@ for py in ${PYTHONS:-python3.11 python3.12 python3.13}; do
   .venv/bin/dvc metrics diff HEAD --md --precision 6 > metrics-diff.md 2>&1
   changed=$(grep -c '^| metrics/' metrics-diff.md)
   [ "$changed" = 0 ] && verdict="identical" || verdict="$changed metrics differ (metrics-diff.md)"
-  printf '%-8s %-40s %-10s %-10s %s\n' "${version%.*}" "$py" "${repro// /:}" "${tests// /:}" "$verdict" | tee -a "$out/summary.txt"
+  row "${version%.*}" "$py" "${repro// /:}" "${tests// /:}" "$verdict" | tee result.txt
   case "$repro$tests" in *FAIL*) failed=1; tail -n 5 repro.log test.log ;; esac
   cd "$root" || exit 1
 done
-echo; cat "$out/summary.txt"
+echo; row version python repro test "metrics vs HEAD"; cat "$out"/*/result.txt  # the latest run of each version
 exit $failed

@@ -27,6 +27,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
+from . import noise
 from .io import atomic_path, save_figure, write_csv
 
 matplotlib.use("Agg")
@@ -69,37 +70,66 @@ def runs(show: list[dict]) -> list[dict]:
     return out
 
 
+SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in (tree or {}).items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def _free(params: dict) -> dict:
+    """The params a sweep point may not change: all but latent_dim and the training seeds."""
+    return {k: v for k, v in _flat(params).items() if k != "latent_dim" and k not in SEED_KEYS}
+
+
 def table(entries: list[dict]) -> pd.DataFrame:
-    """One row per latent size, the newest finished run of each, among the runs whose
-    params differ from the baseline's (the first entry) in ``latent_dim`` alone."""
+    """One row per latent size among the runs whose params differ from the baseline's (the
+    first entry) in ``latent_dim`` and the training seeds alone (one value for the three):
+    the newest run per (size, seed), then per size the mean of each number over its seeds,
+    ``n`` the seeds and ``<number>_ci`` the half-width of its 95 % interval (0 for one seed)."""
     rows = []
-    fixed = {k: v for k, v in entries[0]["params"].items() if k != "latent_dim"} if entries else {}
+    fixed = _free(entries[0]["params"]) if entries else {}
     for e in entries:
         m, d = e["metrics"], e["params"].get("latent_dim")
         if e["state"] != "success" or d is None or "metrics/downstream.json" not in m:
             continue
-        if {k: v for k, v in e["params"].items() if k != "latent_dim"} != fixed:
+        seeds = {_flat(e["params"]).get(k) for k in SEED_KEYS}
+        if _free(e["params"]) != fixed or len(seeds) != 1:
             continue  # another experiment (another dataset, another model): not this sweep
         down = m["metrics/downstream.json"]["downstream"]
         classifier = m["metrics/train_classifier.json"]["classifier"]
-        row = {"latent_dim": d, "experiment": e["name"], "timestamp": e["timestamp"]}
+        row = {"latent_dim": d, "seed": seeds.pop(), "experiment": e["name"], "timestamp": e["timestamp"]}
         row.update({f"{r}_mse": m[f][k][key] for r, (f, k, key) in MSE.items()})
         row.update({f"{r}_{c}": down[r][f"{c}_test_acc"] for r in MSE for c in ("logreg", "mlp")})
         row.update({name: classifier[key] for name, key in PIXELS.items()})
         rows.append(row)
     if not rows:
         return pd.DataFrame()
-    df = pd.DataFrame(rows).sort_values(["latent_dim", "timestamp"])
-    return df.groupby("latent_dim").tail(1).reset_index(drop=True)
+    df = pd.DataFrame(rows).sort_values(["latent_dim", "seed", "timestamp"])
+    df = df.groupby(["latent_dim", "seed"], dropna=False).tail(1)
+    numbers = [c for c in df.columns if c not in ("latent_dim", "seed", "experiment", "timestamp")]
+    out = []
+    for d, group in df.groupby("latent_dim"):
+        row = {"latent_dim": d, "experiment": " ".join(group["experiment"]), "n": len(group)}
+        for c in numbers:
+            s = noise.summary(group[c].tolist())
+            row[c], row[f"{c}_ci"] = s["mean"], (s["half_width"] if len(group) > 1 else 0.0)
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def figure(df: pd.DataFrame):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     colors = {r: f"C{i}" for i, r in enumerate(MSE)}
-    for r in MSE:
-        left.plot(df["latent_dim"], df[f"{r}_mse"], marker="o", color=colors[r], label=r.upper())
+    for r in MSE:  # error bars: the 95 % interval over the seeds per size (none for one seed)
+        left.errorbar(df["latent_dim"], df[f"{r}_mse"], yerr=df[f"{r}_mse_ci"], marker="o", capsize=3,
+                      color=colors[r], label=r.upper())
         for c, style in (("mlp", "-"), ("logreg", "--")):
-            right.plot(df["latent_dim"], df[f"{r}_{c}"], style, marker="o", color=colors[r], label=f"{r.upper()} {c}")
+            right.errorbar(df["latent_dim"], df[f"{r}_{c}"], yerr=df[f"{r}_{c}_ci"], fmt=style, marker="o", capsize=3,
+                           color=colors[r], label=f"{r.upper()} {c}")
     for name, style in (("pixels_mlp", "-"), ("pixels_logreg", "--")):
         right.axhline(df[name].iloc[-1], color="black", linestyle=style, linewidth=1,
                       label=f"pixels {name.split('_')[1]}")
@@ -117,18 +147,22 @@ def figure(df: pd.DataFrame):
 
 
 def markdown(df: pd.DataFrame) -> str:
-    lines = ["| latent_dim | experiment | AE MSE | VAE MSE | PCA MSE | AE logreg / MLP | VAE logreg / MLP | "
-             "PCA logreg / MLP |", "|---|---|---|---|---|---|---|---|"]
+    """The table; with several seeds per size each number is its mean ± the 95 % half-width."""
+    def cell(r, c: str, digits: int) -> str:
+        return f"{r[c]:.{digits}f}" + (f" ± {r[f'{c}_ci']:.{digits}f}" if r["n"] > 1 else "")
+
+    lines = ["| latent_dim | seeds | experiment | AE MSE | VAE MSE | PCA MSE | AE logreg / MLP | VAE logreg / MLP | "
+             "PCA logreg / MLP |", "|---|---|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        lines.append(f"| {r['latent_dim']} | {r['experiment']} | {r['ae_mse']:.5f} | {r['vae_mse']:.5f} | "
-                     f"{r['pca_mse']:.5f} | " + " | ".join(f"{r[f'{x}_logreg']:.4f} / {r[f'{x}_mlp']:.4f}"
-                                                           for x in MSE) + " |")
+        lines.append(f"| {r['latent_dim']} | {r['n']} | {r['experiment']} | " + " | ".join(
+            cell(r, f"{x}_mse", 5) for x in MSE) + " | " + " | ".join(
+            f"{cell(r, f'{x}_logreg', 4)} / {cell(r, f'{x}_mlp', 4)}" for x in MSE) + " |")
     last = df.iloc[-1]
     lines.append(f"\nPixels (not rerun): logreg {last['pixels_logreg']:.4f}, MLP {last['pixels_mlp']:.4f}.")
     return "\n".join(lines) + "\n"
 
 
-def wait(rev: str, poll: float) -> list[dict]:
+def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
     """The runs of ``rev`` once none is queued or running. Queued runs with none running
     on two looks in a row mean no worker: stop and say so rather than wait forever."""
     idle = 0
@@ -139,9 +173,9 @@ def wait(rev: str, poll: float) -> list[dict]:
             return entries
         idle = idle + 1 if all(e["state"] == "queued" for e in entries if e["state"] in PENDING) else 0
         if idle >= 2:
-            sys.exit(f"sweep: {len(pending)} experiment(s) queued but none running; start the workers with "
-                     "`dvc queue start` (or `make sweep`), then run this again")
-        print(f"sweep: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
+            sys.exit(f"{who}: {len(pending)} experiment(s) queued but none running; start the workers with "
+                     f"`dvc queue start` (or `make {who}`), then run this again")
+        print(f"{who}: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
         time.sleep(poll)
 
 
@@ -155,8 +189,8 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
         sys.exit(f"sweep: no finished experiment of {args.rev} has metrics; run `make sweep` first")
     with atomic_path(root / REPORT) as tmp:
         tmp.write_text(markdown(df))
-    write_csv(root / PLOTS_DIR / "mse.csv", df[["latent_dim", "experiment", *(f"{r}_mse" for r in MSE)]])
-    write_csv(root / PLOTS_DIR / "accuracy.csv", df[["latent_dim", "experiment",
+    write_csv(root / PLOTS_DIR / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in MSE)]])
+    write_csv(root / PLOTS_DIR / "accuracy.csv", df[["latent_dim", "n", "experiment",
                                                       *(f"{r}_{c}" for r in MSE for c in ("logreg", "mlp")),
                                                       *PIXELS]])
     save_figure(root / PLOTS_DIR / "sweep.png", figure(df))

@@ -1,0 +1,159 @@
+"""The noise floor: `make seeds-report`, after `make seeds`.
+
+`make seeds` queues, through DVC's own queue, runs of HEAD's params that differ only in
+the training seeds (``train_classifier.seed``, ``train_ae.seed``, ``train_vae.seed``, all
+set to one value per run; the split, PCA's and the evaluation's seeds stay, so every run
+is scored on the same test images), named ``seed<s>-<machine>``. This waits for the queue,
+reads the runs of the baseline commit with ``dvc exp show --json`` (HEAD's own committed
+run is seed 0), and writes, per headline metric, the mean, sd and 95 % interval, and per
+comparison the README draws the same for the paired difference (stages/core/noise.py):
+
+- ``reports/<out>.json`` (what `make compare` reads as the floor) and ``reports/<out>.md``;
+- ``plots/<out>/errors.png``: the probes and the errors with their intervals.
+
+Runs from several machines count alike: each pushes its experiments (``dvc exp push``),
+the reporting clone pulls them (``dvc exp pull``); the machine is the name's suffix.
+
+    python tools/seeds.py [--set data.dataset=mnist --out seeds_mnist] [--rev HEAD]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.core import noise, plots  # noqa: E402
+from stages.core.io import atomic_path, save_figure, write_json  # noqa: E402
+from stages.core.sweep import runs, wait  # noqa: E402
+
+SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
+# (name, a, b): the paired differences a - b the README's conclusions rest on; b None: a
+# is a difference already.
+COMPARISONS = [
+    ("AE - VAE, test MSE", "ae.test_mse", "vae.test_mse"),
+    ("AE - PCA, test MSE", "ae.test_mse", "pca.test_mse"),
+    ("VAE - PCA, test MSE", "vae.test_mse", "pca.test_mse"),
+    ("AE - VAE, MLP probe accuracy", "downstream.ae.mlp_test_acc", "downstream.vae.mlp_test_acc"),
+    ("AE - VAE, logreg probe accuracy", "downstream.ae.logreg_test_acc", "downstream.vae.logreg_test_acc"),
+    ("AE - PCA, MLP probe accuracy", "downstream.ae.mlp_test_acc", "downstream.pca.mlp_test_acc"),
+    ("best latent - pixels, same classifier", "downstream.best_latent_minus_pixels", None),
+    ("AE - VAE, arithmetic target share", "arithmetic.ae.target_share", "arithmetic.vae.target_share"),
+    ("OOD AUROC: NLL - PNG minus NLL", "ood.auroc.vae_nll_minus_png", "ood.auroc.vae_nll"),
+    ("OOD AUROC: AE MSE minus NLL", "ood.auroc.ae_mse", "ood.auroc.vae_nll"),
+]
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in (tree or {}).items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def seed_runs(entries: list[dict], overrides: dict) -> list[dict]:
+    """The finished runs whose params are the baseline's but for the seed keys (one value
+    for all three) and ``overrides``; the newest per seed. The baseline's own run counts
+    when it matches (no override)."""
+    base = {**flat(entries[0]["params"]), **overrides} if entries else {}
+    fixed = {k: v for k, v in base.items() if k not in SEED_KEYS}
+    found = {}
+    for e in entries:
+        params = flat(e["params"])
+        seeds = {params.get(k) for k in SEED_KEYS}
+        if e["state"] != "success" or len(seeds) != 1 or not e["metrics"]:
+            continue
+        if {k: v for k, v in params.items() if k not in SEED_KEYS} != fixed:
+            continue
+        seed = seeds.pop()
+        metrics = {k: v for f in e["metrics"].values() for k, v in flat(f).items()}
+        name = e["name"]  # [<tag>-]seed<s>-<machine>, as `make seeds` names them
+        made = re.search(rf"(?:^|-)seed{seed}-(.+)$", name)
+        machine = made.group(1) if made else "(commit's own run)"
+        run = {"experiment": name, "seed": seed, "machine": machine, "timestamp": e["timestamp"], "metrics": metrics}
+        if seed not in found or run["timestamp"] >= found[seed]["timestamp"]:
+            found[seed] = run
+    return [found[s] for s in sorted(found)]
+
+
+def report(rows: list[dict]) -> dict:
+    keys = sorted(set.intersection(*(set(r["metrics"]) for r in rows)))
+    metrics = {k: {**noise.summary([r["metrics"][k] for r in rows]), "values": [r["metrics"][k] for r in rows]}
+               for k in keys}
+    differences = {}
+    for name, a, b in COMPARISONS:
+        if a not in keys or (b is not None and b not in keys):
+            continue
+        values = [r["metrics"][a] - (r["metrics"][b] if b else 0.0) for r in rows]
+        s = noise.summary(values)
+        differences[name] = {**s, "values": values, "excludes_zero": noise.excludes_zero(s)}
+    return {"runs": [{k: r[k] for k in ("experiment", "seed", "machine")} for r in rows],
+            "metrics": metrics, "differences": differences}
+
+
+def fmt(x: float) -> str:
+    return f"{x:.5f}" if abs(x) < 0.1 else f"{x:.4f}" if abs(x) < 10 else f"{x:.2f}"
+
+
+def markdown(rep: dict, title: str) -> str:
+    made = ", ".join(f"{r['experiment']} (seed {r['seed']}, {r['machine']})" for r in rep["runs"])
+    lines = [f"{title}: {len(rep['runs'])} runs that differ only in the training seeds: {made}.",
+             "", "| metric | mean | sd | 95 % interval of the mean | floor for one run vs another (2·√2·sd) |",
+             "|---|---|---|---|---|"]
+    for key, s in rep["metrics"].items():
+        lines.append(f"| {key} | {fmt(s['mean'])} | {fmt(s['sd'])} | [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}] | "
+                     f"{fmt(noise.floor(s['sd']))} |")
+    lines += ["", "Paired differences (each run's two numbers share its seeds):", "",
+              "| difference | mean | sd | 95 % interval | beyond the noise? |", "|---|---|---|---|---|"]
+    for name, s in rep["differences"].items():
+        verdict = "yes: the interval excludes 0" if s["excludes_zero"] else "no: the interval contains 0"
+        lines.append(f"| {name} | {fmt(s['mean'])} | {fmt(s['sd'])} | [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}] | "
+                     f"{verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(rep: dict, title: str):
+    m = rep["metrics"]
+    probes = {f"{r} {c}": m[f"downstream.{r}.{c}_test_acc"] for r in ("ae", "vae", "pca") for c in ("logreg", "mlp")
+              if f"downstream.{r}.{c}_test_acc" in m}
+    probes.update({f"pixels {c}": m[k] for c, k in (("logreg", "classifier.logreg_test_acc"),
+                                                    ("mlp", "classifier.test_acc")) if k in m})
+    errors = {r.upper(): m[f"{r}.test_mse"] for r in ("ae", "vae", "pca") if f"{r}.test_mse" in m}
+    frame = lambda d: pd.DataFrame({"mean": [s["mean"] for s in d.values()],  # noqa: E731
+                                    "half_width": [s["half_width"] for s in d.values()]}, index=list(d))
+    return plots.error_bars({"test accuracy": frame(probes), "test MSE per pixel, [0, 1]": frame(errors)},
+                            f"{title}: mean and 95 % interval over {len(rep['runs'])} seeds")
+
+
+def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", default="HEAD", help="the baseline commit whose experiments to read")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="params these runs set besides the seeds (as given to `make seeds SET=...`)")
+    parser.add_argument("--out", default="seeds", help="the report's name: reports/<out>.{json,md}, plots/<out>/")
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    args = parser.parse_args(argv)
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    entries = wait(args.rev, args.poll, "seeds")
+    rows = seed_runs(entries, overrides)
+    if len(rows) < 2:
+        sys.exit(f"seeds: {len(rows)} finished run(s) of {args.rev} differ only in their seeds; "
+                 "a noise floor needs 2 or more: run `make seeds` first")
+    rep = report(rows)
+    rep["params"] = overrides
+    params = {**flat(entries[0]["params"]), **overrides}
+    title = f"{params['data.dataset']}, latent_dim={params['latent_dim']}"
+    write_json(root / "reports" / f"{args.out}.json", rep)
+    with atomic_path(root / "reports" / f"{args.out}.md") as tmp:
+        tmp.write_text(markdown(rep, title))
+    save_figure(root / "plots" / args.out / "errors.png", figure(rep, title))
+    print(markdown(rep, title))
+    return rep
+
+
+if __name__ == "__main__":
+    main()
