@@ -73,6 +73,7 @@ def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
                exp_entry("mnist", 1, 0.0368, 0.78, 0.76, dataset="mnist"),
                exp_entry("d8", 1, 0.0135, 0.84, 0.83, d=8)]
     entries[1]["params"]["train_ae"]["seed"] = 1  # all three seeds moved together: a seed run
+    entries.append(exp_entry("kernel-avx2", 0, 0.0270, 0.70, 0.70, ts="2026-02-01"))  # a rerun of main's params
     odd = exp_entry("mixed", 4, 0.02, 0.7, 0.7)
     odd["params"]["train_vae"]["seed"] = 5  # two different seeds: not a seed run
     rows = seeds.seed_runs(entries + [odd], {})

@@ -27,7 +27,10 @@ FLOOR = Path("reports/seeds.json")
 def metrics_diff(a: str, b: str) -> dict[str, tuple]:
     """{metric: (old, new)} from `dvc metrics diff a b --json --all` (b: workspace)."""
     cmd = ["dvc", "metrics", "diff", a, *([b] if b != "workspace" else []), "--json", "--all"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit("compare: no `dvc` on PATH; run `make compare`, or `source .venv/bin/activate` first")
     if out.returncode:
         sys.exit(f"compare: {' '.join(cmd)} failed: {out.stderr.strip()}")
     rows = {}

@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.core.sweep import flat  # noqa: E402
 
 # (column, metrics file, dotted key): the numbers a latent experiment moves.
 HEADLINE = [
@@ -29,16 +33,6 @@ NAME = 24  # longer experiment or branch names are cut
 
 def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in (tree or {}).items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def rows(show: list[dict]) -> list[dict]:
@@ -69,13 +63,23 @@ def number(value) -> str:
     return f"{value:.5f}" if abs(value) < 0.1 else f"{value:.4g}" if abs(value) < 100 else f"{value:.1f}"
 
 
+def compact(changed: dict) -> str:
+    """key=value pairs; keys of several sections that share a name and a value once, as
+    name=value (xN): the three training seeds of a seed run read seed=2 (x3)."""
+    groups: dict[tuple, list[str]] = {}
+    for key, value in changed.items():
+        groups.setdefault((key.rsplit(".", 1)[-1], repr(value)), []).append(key)
+    return " ".join(f"{keys[0]}={changed[keys[0]]}" if len(keys) == 1 else f"{leaf}={changed[keys[0]]} (x{len(keys)})"
+                    for (leaf, _), keys in groups.items())
+
+
 def table(entries: list[dict]) -> str:
     """The rows as text: each row's params that differ from its baseline commit's."""
     bases = {e["name"]: e["params"] for e in entries if not e["name"].startswith(" ")}
     lines = []
     for e in entries:
         base = bases.get(e["baseline"], {})
-        changed = " ".join(f"{k}={v}" for k, v in e["params"].items() if base.get(k) != v) if e["name"].startswith(" ") else ""
+        changed = compact({k: v for k, v in e["params"].items() if base.get(k) != v}) if e["name"].startswith(" ") else ""
         lines.append([cut(e["name"], NAME), changed, *(number(e["metrics"][col]) for col, _, _ in HEADLINE)])
     head = ["Experiment", "changed params", *(col for col, _, _ in HEADLINE)]
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
@@ -88,7 +92,10 @@ def table(entries: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    result = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
+    try:
+        result = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit("exps: no `dvc` on PATH; run `make exps`, or `source .venv/bin/activate` first")
     if result.returncode:
         sys.exit(f"exps: dvc exp show failed: {result.stderr.strip()}")
     print(table(rows(json.loads(result.stdout or "[]"))))

@@ -29,7 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import noise, plots  # noqa: E402
 from stages.core.io import atomic_path, save_figure, write_json  # noqa: E402
-from stages.core.sweep import runs, wait  # noqa: E402
+from stages.core.sweep import flat, runs, wait  # noqa: E402
 
 SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
 # (name, a, b): the paired differences a - b the README's conclusions rest on; b None: a
@@ -48,13 +48,6 @@ COMPARISONS = [
 ]
 
 
-def flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in (tree or {}).items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def seed_runs(entries: list[dict], overrides: dict) -> list[dict]:
     """The finished runs whose params are the baseline's but for the seed keys (one value
     for all three) and ``overrides``; the newest per seed. The baseline's own run counts
@@ -62,8 +55,10 @@ def seed_runs(entries: list[dict], overrides: dict) -> list[dict]:
     base = {**flat(entries[0]["params"]), **overrides} if entries else {}
     fixed = {k: v for k, v in base.items() if k not in SEED_KEYS}
     found = {}
-    for e in entries:
+    for i, e in enumerate(entries):
         params = flat(e["params"])
+        if i and params == flat(entries[0]["params"]):
+            continue  # a rerun of the baseline's own params (another kernel, `make verify`): not a seed run
         seeds = {params.get(k) for k in SEED_KEYS}
         if e["state"] != "success" or len(seeds) != 1 or not e["metrics"]:
             continue

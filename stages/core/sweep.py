@@ -73,16 +73,17 @@ def runs(show: list[dict]) -> list[dict]:
 SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"train_ae": {"seed": 0}} -> {"train_ae.seed": 0}: params and metrics as DVC names them."""
     out = {}
     for key, value in (tree or {}).items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return out
 
 
 def _free(params: dict) -> dict:
     """The params a sweep point may not change: all but latent_dim and the training seeds."""
-    return {k: v for k, v in _flat(params).items() if k != "latent_dim" and k not in SEED_KEYS}
+    return {k: v for k, v in flat(params).items() if k != "latent_dim" and k not in SEED_KEYS}
 
 
 def table(entries: list[dict]) -> pd.DataFrame:
@@ -96,7 +97,7 @@ def table(entries: list[dict]) -> pd.DataFrame:
         m, d = e["metrics"], e["params"].get("latent_dim")
         if e["state"] != "success" or d is None or "metrics/downstream.json" not in m:
             continue
-        seeds = {_flat(e["params"]).get(k) for k in SEED_KEYS}
+        seeds = {flat(e["params"]).get(k) for k in SEED_KEYS}
         if _free(e["params"]) != fixed or len(seeds) != 1:
             continue  # another experiment (another dataset, another model): not this sweep
         down = m["metrics/downstream.json"]["downstream"]
