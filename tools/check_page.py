@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     for warning in seen.get("warnings", []):
         print(f"  warning: {warning}")
     if args.screenshot and seen:
+        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         chromium(page, f"--screenshot={args.screenshot.resolve()}", f"--window-size=1280,{seen['height'] + 40}")
         print(f"screenshot: {args.screenshot}")
     if problems:
