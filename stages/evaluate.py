@@ -48,7 +48,7 @@ class EvaluateConfig:
     n_extremes: int  # best and worst reconstructions shown per representation
     grid_size: int  # decoded latent-plane grid, n x n, when latent_dim == 2
     interpolation_steps: int
-    seed: int  # the 2-D projection (t-SNE's)
+    seed: int  # the 2-D projection of latents with more than 2 dims
     arithmetic_pairs: tuple[str, ...]  # "a->b" class slugs; pairs of the other dataset are skipped
     arithmetic_alphas: tuple[float, ...]  # the columns of arithmetic_<model>.png: z + alpha * v
     arithmetic_images: int  # test images of class a per pair in the figure

@@ -3,7 +3,7 @@ dropout 0.2) and a logistic regression, on the raw pixels.
 
 Reads data/processed/. Writes models/classifier.pt, metrics/train_classifier.json (the
 headline numbers), reports/train_classifier.json (the details: val numbers, epochs, the
-logistic regression's C and iterations) and plots/train_classifier/: history.csv,
+logistic regression's C; its iterations are in the log) and plots/train_classifier/: history.csv,
 confusion.csv (counts, for `dvc plots`), curves.png, confusion.png, predictions.png.
 
 These are also the pixel row of the downstream comparison: the latent probes in the

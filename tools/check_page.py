@@ -77,20 +77,20 @@ def browser() -> str:
 
 
 def chromium(page: Path, *args: str) -> str:
+    binary = browser()
     with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run([browser(), *FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
+        out = subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
                              capture_output=True, text=True, timeout=180)
     if out.returncode:
-        sys.exit(f"check_page: {browser()} failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
+        sys.exit(f"check_page: {binary} failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
     return out.stdout
 
 
 def declared(dvc_yaml: Path) -> tuple[list[str], list[str]]:
     """(vega plot ids, image paths or folders) of dvc.yaml's top-level plots."""
-    vega, images = [], []
-    for entry in yaml.safe_load(dvc_yaml.read_text()).get("plots", []):
-        (vega if isinstance(entry, dict) else images).extend(entry if isinstance(entry, dict) else [entry])
-    return vega, images
+    entries = yaml.safe_load(dvc_yaml.read_text()).get("plots", [])
+    vega = [plot for entry in entries if isinstance(entry, dict) for plot in entry]
+    return vega, [entry for entry in entries if not isinstance(entry, dict)]
 
 
 def check(page: Path, dvc_yaml: Path) -> tuple[list[str], dict]:

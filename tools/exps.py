@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core.sweep import flat  # noqa: E402
+from stages.core.sweep import flat, runs  # noqa: E402
 
 # (column, metrics file, dotted key): the numbers a latent experiment moves.
 HEADLINE = [
@@ -36,25 +36,11 @@ def cut(text: str, width: int) -> str:
 
 
 def rows(show: list[dict]) -> list[dict]:
-    """One row per baseline commit and experiment: name, params (flat), metrics by column."""
-    out = []
-
-    def row(name: str, data: dict, baseline: str) -> dict:
-        params = flat((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
-        metrics = {col: flat((data.get("metrics") or {}).get(path, {}).get("data", {})).get(key)
-                   for col, path, key in HEADLINE}
-        return {"name": name, "params": params, "metrics": metrics, "baseline": baseline}
-
-    for commit in show:
-        name = commit.get("name") or commit["rev"][:7]
-        if commit["rev"] == "workspace":
-            out.append(row("workspace", commit.get("data") or {}, "workspace"))
-            continue
-        out.append(row(name, commit.get("data") or {}, name))
-        for exp in commit.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                out.append(row(f"  {rev.get('name') or rev['rev'][:7]}", rev.get("data") or {}, name))
-    return out
+    """One row per workspace, baseline commit and experiment: name, baseline, params
+    (flat), metrics by column."""
+    return [{"name": e["name"], "baseline": e["baseline"], "params": flat(e["params"]),
+             "metrics": {col: flat(e["metrics"].get(path, {})).get(key) for col, path, key in HEADLINE}}
+            for e in runs(show, workspace=True)]
 
 
 def number(value) -> str:
@@ -75,12 +61,13 @@ def compact(changed: dict) -> str:
 
 def table(entries: list[dict]) -> str:
     """The rows as text: each row's params that differ from its baseline commit's."""
-    bases = {e["name"]: e["params"] for e in entries if not e["name"].startswith(" ")}
+    bases = {e["name"]: e["params"] for e in entries if e["name"] == e["baseline"]}
     lines = []
     for e in entries:
+        experiment = e["name"] != e["baseline"]
         base = bases.get(e["baseline"], {})
-        changed = compact({k: v for k, v in e["params"].items() if base.get(k) != v}) if e["name"].startswith(" ") else ""
-        lines.append([cut(e["name"], NAME), changed, *(number(e["metrics"][col]) for col, _, _ in HEADLINE)])
+        changed = compact({k: v for k, v in e["params"].items() if base.get(k) != v}) if experiment else ""
+        lines.append([cut(("  " if experiment else "") + e["name"], NAME), changed, *(number(e["metrics"][col]) for col, _, _ in HEADLINE)])
     head = ["Experiment", "changed params", *(col for col, _, _ in HEADLINE)]
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     spare = WIDTH - sum(widths) - 2 * (len(head) - 1)

@@ -29,9 +29,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import noise, plots  # noqa: E402
 from stages.core.io import atomic_path, save_figure, write_json  # noqa: E402
-from stages.core.sweep import flat, runs, wait  # noqa: E402
+from stages.core.sweep import SEED_KEYS, flat, wait  # noqa: E402
 
-SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
 # (name, a, b): the paired differences a - b the README's conclusions rest on; b None: a
 # is a difference already.
 COMPARISONS = [

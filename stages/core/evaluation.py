@@ -73,14 +73,14 @@ class PCARepresentation(Representation):
     def __init__(self, train_images: np.ndarray, dim: int):
         self.name, self.dim = "pca", dim
         x = train_images.reshape(len(train_images), -1).astype(np.float64)  # integers 0..255
-        self.n, self.sums = len(x), x.sum(axis=0)
-        covariance = self.n * (x.T @ x) - np.outer(self.sums, self.sums)  # n**2 * Cov, exact integers
+        n, sums = len(x), x.sum(axis=0)
+        covariance = n * (x.T @ x) - np.outer(sums, sums)  # n**2 * Cov, exact integers
         _, vectors = np.linalg.eigh(covariance)
         vectors = vectors[:, ::-1][:, :dim]  # (784, d), the largest eigenvalues first
         vectors *= np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dim)])
         self.components = np.round(vectors * 2.0**self.QUANT_BITS)  # integers, (784, d)
-        self.mean = self.sums / (self.n * 255.0)  # the train mean on [0, 1]
-        self._mean_code = (self.sums @ self.components) / self.n  # the mean's code, 255 * 2**bits units
+        self.mean = sums / (n * 255.0)  # the train mean on [0, 1]
+        self._mean_code = (sums @ self.components) / n  # the mean's code, 255 * 2**bits units
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         codes = images.reshape(len(images), -1).astype(np.float64) @ self.components  # exact
@@ -227,9 +227,9 @@ def knn_accuracy(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ks: tuple[i
     each fixed k: Euclidean distance in the space the codes live in (not standardized), as
     published tables of these models report it. A k-d tree computes exact distances
     itself, so no BLAS kernel moves a neighbour."""
+    x = {split: np.asarray(v, dtype=np.float64) for split, v in x.items()}
     out = {}
     for k in ks:
-        model = KNeighborsClassifier(n_neighbors=k, algorithm="kd_tree").fit(x["train"].astype(np.float64), y["train"])
-        out[f"k={k}"] = {f"{s}_acc": float((model.predict(x[s].astype(np.float64)) == y[s]).mean())
-                         for s in ("val", "test")}
+        model = KNeighborsClassifier(n_neighbors=k, algorithm="kd_tree").fit(x["train"], y["train"])
+        out[f"k={k}"] = {f"{s}_acc": float((model.predict(x[s]) == y[s]).mean()) for s in ("val", "test")}
     return out

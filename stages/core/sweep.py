@@ -46,27 +46,31 @@ def dvc_exp_show(rev: str) -> list[dict]:
     return json.loads(out.stdout)
 
 
-def runs(show: list[dict]) -> list[dict]:
-    """The baseline commit's run and its experiments, as {name, state, timestamp, params,
-    metrics}, from ``dvc exp show --json`` (the workspace entry left out). ``state`` is
-    the queue's (queued, running, success, failed); a run outside the queue has none
-    and counts as a success."""
+def runs(show: list[dict], workspace: bool = False) -> list[dict]:
+    """The baseline commits' runs and their experiments, as {name, baseline, state,
+    timestamp, params, metrics}, from ``dvc exp show --json`` (the workspace entry only if
+    asked). ``baseline`` names the commit a run belongs to (a commit's own run: its own
+    name). ``state`` is the queue's (queued, running, success, failed); a run outside the
+    queue has none and counts as a success."""
     out = []
 
-    def entry(node: dict, name: str, state: str) -> dict:
+    def entry(node: dict, name: str, baseline: str, state: str) -> dict:
         data = node.get("data") or {}
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}
-        return {"name": name, "state": state, "timestamp": data.get("timestamp") or "",
+        return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
                 "params": files("params").get("params.yaml", {}), "metrics": files("metrics")}
 
-    for baseline in show:
-        if baseline.get("rev") == "workspace":
+    for commit in show:
+        if commit.get("rev") == "workspace":
+            if workspace:
+                out.append(entry(commit, "workspace", "workspace", "success"))
             continue
-        out.append(entry(baseline, baseline.get("name") or baseline["rev"][:7], "success"))
-        for exp in baseline.get("experiments") or []:
+        name = commit.get("name") or commit["rev"][:7]
+        out.append(entry(commit, name, name, "success"))
+        for exp in commit.get("experiments") or []:
             state = (exp.get("executor") or {}).get("state", "success")
             for rev in exp.get("revs") or []:
-                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], state))
+                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], name, state))
     return out
 
 
