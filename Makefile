@@ -70,7 +70,7 @@ bench: setup
 
 # Rewrite README.md's results block from the committed metrics/ and reports/.
 readme: setup
-	python -m stages.core.results
+	python tools/readme_results.py
 
 # The latent-size sweep through DVC's own queue (README, "Latent-size sweep"): queue one
 # experiment per size (SEEDS_PER_SIZE > 1: that many training seeds per size, 0, 1, ...),
@@ -87,7 +87,7 @@ sweep: setup
 	dvc queue start -j $(JOBS)
 
 sweep-report: setup
-	python -m stages.core.sweep
+	python tools/sweep.py
 
 # The noise floor (README, "Noise floor"): HEAD's params with the training seeds set to
 # each of SEEDS (HEAD's committed run is seed 0), through DVC's queue, named

@@ -1,9 +1,11 @@
 """`make bench`: one table of where the time goes on this machine.
 
-1. Each stage's seconds: the stages run in DAG order as `python -m stages.<name>`,
-   exactly as `dvc repro` runs them (process start included), in a temporary copy of
-   the project, on the data/raw of this checkout (or $DATA_MIRROR). No dvc needed, so it
-   runs as is on a GPU machine that has only torch and friends (benchmarks/gpu_check.sh).
+1. Each stage's seconds, and where they go: the stages run in DAG order as
+   `python -m stages.<name>`, exactly as `dvc repro` runs them, in a temporary copy of
+   the project, on the data/raw of this checkout (or $DATA_MIRROR). Each stage reports
+   its training epochs, file I/O and figures (stages/core/timing.py); start-up is the
+   rest of the process's wall time (interpreter and imports). No dvc needed, so it runs
+   as is on a GPU machine that has only torch and friends (benchmarks/gpu_check.sh).
 2. Training throughput, images per second over one timed epoch of the train split:
    ours (``train_one_epoch`` on in-memory tensors, channels-last, the stage's batch
    size) against the course's notebook loop (a ``DataLoader``, batch 100, over
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -38,9 +41,12 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages import train_ae, train_classifier, train_vae  # noqa: E402
+from stages.core import builders as core_builders  # noqa: E402
 from stages.core import data as core_data  # noqa: E402
-from stages.core.data import DataConfig, InputConfig, load_tensors, raw_files  # noqa: E402
+from stages.core import timing  # noqa: E402
+from stages.core.config import DataConfig, InputConfig  # noqa: E402
+from stages.core.data import raw_files  # noqa: E402
+from stages.core.inputs import load_tensors  # noqa: E402
 from stages.core.device import on_device, resolve_device  # noqa: E402
 from stages.core.params import PipelineError, from_section, load_params, top_level  # noqa: E402
 from stages.core.training import make_optimizer, train_one_epoch  # noqa: E402
@@ -51,8 +57,9 @@ WARMUP_BATCHES = 5
 
 
 # ------------------------------------------------------------------------ stage seconds
-def stage_seconds(root: Path, params: dict) -> dict[str, float]:
-    """Run every stage in ``root``, a fresh copy of the project; seconds per stage."""
+def stage_seconds(root: Path, params: dict) -> dict[str, dict[str, float]]:
+    """Run every stage in ``root``, a fresh copy of the project; per stage its wall
+    seconds and their split: start-up, epochs, io, figures, other."""
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     raw = REPO / "data/raw"
@@ -62,15 +69,38 @@ def stage_seconds(root: Path, params: dict) -> dict[str, float]:
         sys.exit(f"bench: {raw} lacks a dataset and DATA_MIRROR is not set; run `dvc repro download` "
                  "or set DATA_MIRROR to a folder in torchvision's layout, such as ../shared/data")
     seconds = {}
+    times = root / "stage_times.jsonl"
     for stage in STAGES:
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        seconds[stage] = time.perf_counter() - start
+        result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env={**os.environ,
+                                timing.TIMES_ENV: str(times)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wall = time.perf_counter() - start
         if result.returncode:
             sys.exit(f"bench: stage {stage} failed:\n{result.stdout[-2000:]}")
-        print(f"  {stage}: {seconds[stage]:.1f} s", flush=True)
+        seconds[stage] = split(wall, json.loads(times.read_text().splitlines()[-1]))
+        print(f"  {stage}: {wall:.1f} s", flush=True)
     return seconds
+
+
+def split(wall: float, recorded: dict) -> dict[str, float]:
+    """A stage's wall seconds as start-up, epochs, io, figures and other (its own
+    seconds outside those three)."""
+    phases = {name: recorded[name] for name in timing.PHASES}
+    return {"wall": wall, "start-up": wall - recorded["main"], **phases,
+            "other": recorded["main"] - sum(phases.values())}
+
+
+SPLIT = ("wall", "start-up", *timing.PHASES, "other")
+
+
+def split_table(seconds: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per stage, the total, and the share spent in training epochs."""
+    lines = ["| stage | " + " | ".join(SPLIT) + " |", "|---" * (len(SPLIT) + 1) + "|"]
+    total = {k: sum(row[k] for row in seconds.values()) for k in SPLIT}
+    for stage, row in {**seconds, "**total**": total}.items():
+        lines.append(f"| {stage} | " + " | ".join(f"{row[k]:.1f}" for k in SPLIT) + " |")
+    lines.append(f"\nIn training epochs: {total['epochs'] / total['wall']:.0%} of the stages' wall time.")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------- throughput
@@ -119,8 +149,9 @@ def timed(fn: Callable[[], None], device: torch.device) -> float:
 
 def builders(params: dict, in_features: int, n_classes: int) -> dict[str, Callable]:
     """Each training stage's own builder: the model and config exactly as the stage has them."""
-    return {"train_classifier": partial(train_classifier.build, params, in_features, n_classes),
-            "train_ae": partial(train_ae.build, params), "train_vae": partial(train_vae.build, params)}
+    inp = core_builders.input_config(params)
+    return {"train_classifier": partial(core_builders.classifier, params, in_features, n_classes, inp),
+            "train_ae": partial(core_builders.autoencoder, params), "train_vae": partial(core_builders.vae, params)}
 
 
 def throughput(params: dict, device: torch.device, processed: Path, raw_dir: Path) -> dict[str, tuple]:
@@ -164,7 +195,7 @@ def ae_step_flops(params: dict, device: torch.device, batch: int = 256) -> float
     """FLOPs of one AE training step (forward, backward; not the optimizer) per image."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, _ = train_ae.build(params)
+    model, _ = core_builders.autoencoder(params)
     model = model.to(device).train()
     side = model.cfg.sizes()[0]  # 28, or 32 with padding
     (x,) = on_device(model, torch.rand(batch, 1, side, side))
@@ -207,10 +238,9 @@ def main() -> None:
     ae_flops = ae_step_flops(params, device)
 
     if seconds:
-        print("\n| stage | seconds |\n|---|---|")
-        for stage, s in seconds.items():
-            print(f"| {stage} | {s:.1f} |")
-        print(f"| **total** | **{sum(seconds.values()):.1f}** |")
+        print("\nseconds per stage (start-up: interpreter and imports; other: the stage's own work outside "
+              "epochs, file I/O and figures)\n")
+        print(split_table(seconds))
     print("\n| training loop | ours img/s (batch) | notebook img/s (batch 100) | ours / notebook |\n|---|---|---|---|")
     for stage, (ours, batch, notebook) in rows.items():
         print(f"| {stage} | {ours:,.0f} ({batch}) | {notebook:,.0f} | {ours / notebook:.1f}x |")

@@ -1,10 +1,8 @@
-"""download: the four official IDX .gz files of both datasets into data/raw/<dataset>/.
+"""download: the four official IDX .gz files of both datasets (ood scores the other one).
 
-Both: the pipeline trains on ``data.dataset`` and the ood stage scores the other one's
-test images. Sources, in order: files already there and valid; else ``$DATA_MIRROR`` if
-set, a local folder or URL in torchvision's layout (``<mirror>/FashionMNIST/raw/``,
-``<mirror>/MNIST/raw/``, as ../shared/data); else torchvision's official mirrors.
-Every file is checked by the sha256 of its decompressed content (core/data.py).
+Sources, in order: files already there and valid; ``$DATA_MIRROR``, a folder or URL in
+torchvision's layout (as ../shared/data); torchvision's official mirrors. Every file is
+checked by the sha256 of its decompressed content.
 """
 from __future__ import annotations
 
@@ -13,8 +11,7 @@ from pathlib import Path
 
 from stages.core.data import DATASETS, MIRROR_ENV, download, mirror_folder
 from stages.core.params import run
-
-RAW_DIR = Path("data/raw")
+from stages.core.paths import RAW_DIR
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:

@@ -1,14 +1,9 @@
-"""downstream: are the latents as useful as raw pixels? The same two classifiers on each.
+"""downstream: are the latents as useful as raw pixels? The same classifiers on each.
 
-Reads data/processed/ (labels, class names), data/features/{ae,vae,pca}.npz and the
-pixel row computed once by train_classifier (reports/train_classifier.json). Every
-representation gets the same classifiers with the same params: a logistic regression
-(the ``logreg`` section: lbfgs to convergence, C chosen on val) and the pixel
-classifier's MLP (the ``train_classifier`` section: same shape, epochs, schedule, batch),
-on features standardized with train statistics. Test is reported for the val-selected
-model. Writes metrics/downstream.json (headline), reports/downstream.json (details: C,
-iterations, val numbers, epochs) and plots/downstream/{accuracy.csv, confusion.csv,
-accuracy.png, confusion.png}.
+Every representation gets the pixel baselines' two classifiers with the same params (the
+``logreg`` and ``train_classifier`` sections), on codes standardized with train
+statistics, and k-NN on the codes as they are; the pixel row is train_classifier's.
+Test is reported for the val-selected model.
 """
 from __future__ import annotations
 
@@ -20,19 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stages import train_classifier
-from stages.core import plots
+from stages.core import builders, paths, plots
+from stages.core.config import ClassifierConfig, LogregConfig
 from stages.core.data import SPLITS, DataError, load_split
 from stages.core.device import batched, resolve_device
-from stages.core.evaluation import (LogregConfig, LogregResult, confusion_counts, knn_accuracy, logistic_regression,
-                                    standardize)
-from stages.core.io import fmt_metrics, load_arrays, read_json, require, save_figure, write_csv, write_json
+from stages.core.io import fmt_metrics, load_arrays, read_json, save_figure, write_csv, write_json
 from stages.core.params import from_section, run, top_level
-from stages.core.training import ClassifierConfig, train_and_test
+from stages.core.probes import LogregResult, confusion_counts, knn_accuracy, logistic_regression, standardize
+from stages.core.training import train_and_test
 
-PROCESSED_DIR = Path("data/processed")
-FEATURES_DIR = Path("data/features")
-PIXELS_REPORT = Path("reports/train_classifier.json")
 LATENTS = ("ae", "vae", "pca")
 KNN = (1, 5)  # fixed, as Sainburg et al. (2021) report 1-NN and 5-NN on these models' codes
 METRICS = Path("metrics/downstream.json")
@@ -42,23 +33,23 @@ PLOTS_DIR = Path("plots/downstream")
 
 def load_latents(root: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], list[str]]:
     """{repr: {split: features}}, {split: labels}, class names."""
-    splits = {s: load_split(root / PROCESSED_DIR, s) for s in SPLITS}
+    splits = {s: load_split(root / paths.PROCESSED_DIR, s) for s in SPLITS}
     features = {}
     for name in LATENTS:
-        arrays = load_arrays(root / FEATURES_DIR / f"{name}.npz")
+        arrays = load_arrays(root / paths.FEATURES_DIR / f"{name}.npz", [f"{k}_{s}" for k in "xy" for s in SPLITS])
         features[name] = {s: arrays[f"x_{s}"] for s in SPLITS}
         for s in SPLITS:
             if not np.array_equal(arrays[f"y_{s}"], splits[s].labels):
-                raise DataError(f"{FEATURES_DIR / name}.npz: {s} labels differ from {PROCESSED_DIR}; "
+                raise DataError(f"{paths.FEATURES_DIR / name}.npz: {s} labels differ from {paths.PROCESSED_DIR}; "
                                 "rerun the evaluate stage (`dvc repro evaluate`)")
     return features, {s: splits[s].labels for s in SPLITS}, splits["test"].classes
 
 
 def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, n_classes: int, name: str,
               device: torch.device) -> tuple[dict, np.ndarray]:
-    """The pixel classifier's MLP (train_classifier's builder and config) on these features."""
+    """The pixel classifier's MLP, same params, on these features."""
     data = {s: (torch.from_numpy(x[s]), torch.from_numpy(y[s])) for s in SPLITS}
-    model, cfg = train_classifier.build(params, x["train"].shape[1], n_classes)
+    model, cfg = builders.classifier(params, x["train"].shape[1], n_classes, None)
     model = model.to(device)
     _, metrics = train_and_test(model, data, cfg, "train_classifier", f"downstream {name}")
     model.eval()
@@ -83,10 +74,13 @@ class Probed:
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
-    seed = from_section(ClassifierConfig, params, "train_classifier").seed
     logreg_cfg = from_section(LogregConfig, params, "logreg")
+    seed = from_section(ClassifierConfig, params, "train_classifier").seed  # checked before any work
     device = resolve_device(top_level(params, "device"))
-    pixels = read_json(require(root / PIXELS_REPORT))["pixels"]
+    pixels = read_json(root / paths.PIXELS_REPORT).get("pixels")
+    if not isinstance(pixels, dict) or not {"mlp", "logreg"} <= set(pixels):
+        raise DataError(f"{root / paths.PIXELS_REPORT} lacks the pixel row; rebuild it with "
+                        "`dvc repro --force train_classifier`")
     features, labels, classes = load_latents(root)
     probes = {}
     for name, codes in features.items():

@@ -1,19 +1,11 @@
-"""evaluate: what each representation keeps, on the test set (AE z, VAE mu, PCA), and
-latent arithmetic with the AE and the VAE.
+"""evaluate: what each representation keeps (AE z, VAE mu, PCA), on the test set, and
+latent arithmetic with the AE and the VAE, judged by the pixel MLP.
 
-Reads models/ae.pt, models/vae.pt, models/classifier.pt (the pixel MLP, which judges
-the arithmetic) and data/processed/. Writes data/eval/per_image_mse.csv (one row per
-test image, one MSE column per representation), data/features/<repr>.npz
-(train/val/test features and labels, for downstream), metrics/evaluate.json (the
-headline: PCA's test MSE, the baseline beside the AE's and the VAE's in their own
-stages, and each model's arithmetic target share), reports/evaluate.json (``mse``:
-mean/median/min/max/p95 and per-class means of all three; ``arithmetic``: each pair's
-share at alpha 0 and 1) and the figures in plots/evaluate/, arithmetic_{ae,vae}.png
-among them. Every error is per-pixel MSE on the [0, 1] scale.
+It fits the PCA baseline (as many components as the AE's latent) and writes every
+split's codes, which downstream and ood read. Every error is per-pixel MSE on [0, 1].
 """
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,61 +15,36 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stages.core import plots
-from stages.core.data import SPLITS, InputConfig, Split, load_split, normalize, slug
+from stages.core import models, paths, plots
+from stages.core.config import EvaluateConfig
+from stages.core.data import SPLITS, Split, load_split, slug
 from stages.core.device import batched, resolve_device
-from stages.core.evaluation import (ModelRepresentation, PCARepresentation, Representation, attribute_vector,
-                                    interpolate, latent_grid, mse_summary, per_image_mse, project_2d, walk)
-from stages.core.io import fmt_metrics, load_checkpoint, save_arrays, save_figure, write_csv, write_json
-from stages.core.models import from_checkpoint
-from stages.core.params import ParamError, check, check_choice, from_section, run, top_level
+from stages.core.inputs import normalize
+from stages.core.io import fmt_metrics, save_arrays, save_figure, write_csv, write_json
+from stages.core.params import ParamError, from_section, run, top_level
+from stages.core.representations import (PCARepresentation, Representation, attribute_vector, interpolate,
+                                         latent_grid, load_representations, mse_summary, per_image_mse,
+                                         project_2d, walk)
 
-PROCESSED_DIR = Path("data/processed")
-MODELS = {"ae": Path("models/ae.pt"), "vae": Path("models/vae.pt")}
-CLASSIFIER = Path("models/classifier.pt")
 MSE_CSV = Path("data/eval/per_image_mse.csv")
-FEATURES_DIR = Path("data/features")
 METRICS = Path("metrics/evaluate.json")
 REPORT = Path("reports/evaluate.json")
 PLOTS_DIR = Path("plots/evaluate")
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    projection: str  # 2-D view of latents with more than 2 dims: pca or tsne (slow)
-    n_extremes: int  # best and worst reconstructions shown per representation
-    grid_size: int  # decoded latent-plane grid, n x n, when latent_dim == 2
-    interpolation_steps: int
-    seed: int  # the 2-D projection of latents with more than 2 dims
-    arithmetic_pairs: tuple[str, ...]  # "a->b" class slugs; pairs of the other dataset are skipped
-    arithmetic_alphas: tuple[float, ...]  # the columns of arithmetic_<model>.png: z + alpha * v
-    arithmetic_images: int  # test images of class a per pair in the figure
-
-    def __post_init__(self) -> None:
-        check_choice(self.projection, ("pca", "tsne"), "projection")
-        for key in ("n_extremes", "grid_size", "interpolation_steps"):
-            check(getattr(self, key) >= 2, key, f"must be >= 2, got {getattr(self, key)}")
-        for pair in self.arithmetic_pairs:
-            check(re.fullmatch(r"\w+->\w+", pair) is not None, "arithmetic_pairs",
-                  f"{pair!r} is not 'a->b' with two class names such as 'sneaker->ankle_boot'")
-        check(len(self.arithmetic_alphas) >= 1, "arithmetic_alphas", "need at least one alpha")
-        check(self.arithmetic_images >= 1, "arithmetic_images", f"must be >= 1, got {self.arithmetic_images}")
+MODELS = ("ae", "vae")
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     cfg = from_section(EvaluateConfig, params, "evaluate")
-    classifier_input = from_section(InputConfig, params, "input")  # what train_classifier fed its MLP
     device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
-    splits = {s: load_split(root / PROCESSED_DIR, s) for s in SPLITS}
+    splits = {s: load_split(root / paths.PROCESSED_DIR, s) for s in SPLITS}
     test, classes = splits["test"], splits["test"].classes
     pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before any model is loaded
-    reps = [ModelRepresentation(name, from_checkpoint(load_checkpoint(root / path)), device)
-            for name, path in MODELS.items()]
-    reps.append(PCARepresentation(splits["train"].images, reps[0].dim))
-
-    classifier = from_checkpoint(load_checkpoint(root / CLASSIFIER)).to(device).eval()
-    results = [evaluate_one(rep, splits, root) for rep in reps]
+    classifier = models.load(root / paths.CLASSIFIER).to(device).eval()
+    reps = load_representations(root, device, pca=False)
+    reps["pca"] = PCARepresentation.fit(splits["train"].images, reps["ae"].dim)  # the baseline at the AE's size
+    reps["pca"].save(root / paths.PCA)
+    results = [evaluate_one(rep, splits, root) for rep in reps.values()]
     report = {"mse": {r.name: r.summary for r in results}}
     table = pd.DataFrame({"index": np.arange(len(test.labels)), "label": test.labels,
                           "class_name": [classes[i] for i in test.labels], **{r.name: r.mse for r in results}})
@@ -87,7 +54,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     vectors = {(r.name, a, b): attribute_vector(r.features["train"], splits["train"].labels, a, b)
                for r in results if r.name in MODELS for a, b in pairs}
     shares = {r.name: {f"{classes[a]} -> {classes[b]}": target_share(r, test, a, b, vectors[r.name, a, b],
-                                                                        classifier, classifier_input, device)
+                                                                        classifier, device)
                        for a, b in pairs} for r in results if r.name in MODELS}
     report["arithmetic"] = shares
     metrics = {"pca": {"test_mse": report["mse"]["pca"]["mse_mean"]},
@@ -123,7 +90,7 @@ class Evaluated:
 def evaluate_one(rep: Representation, splits: dict[str, Split], root: Path) -> Evaluated:
     """Encode every split (saved for downstream), decode and score the test split."""
     features = {s: rep.encode(splits[s].images) for s in SPLITS}
-    save_arrays(root / FEATURES_DIR / f"{rep.name}.npz",
+    save_arrays(root / paths.FEATURES_DIR / f"{rep.name}.npz",
                 **{f"x_{s}": features[s] for s in SPLITS}, **{f"y_{s}": splits[s].labels for s in SPLITS})
     test = splits["test"]
     recons = rep.decode(features["test"])
@@ -143,12 +110,12 @@ def class_pairs(entries: tuple[str, ...], classes: list[str]) -> list[tuple[int,
 
 
 def target_share(r: Evaluated, test: Split, a: int, b: int, v: np.ndarray, classifier: torch.nn.Module,
-                 classifier_input: InputConfig, device: torch.device) -> dict:
+                 device: torch.device) -> dict:
     """How often the pixel classifier says ``b`` for the class-``a`` test images decoded
     from z + alpha * v(a -> b), at alpha 0 (the plain reconstruction) and 1."""
     decoded = walk(r.rep, test.images[test.labels == a], v, np.array([0.0, 1.0]))  # (N, 2, 28, 28)
     images = np.round(decoded.reshape(-1, *decoded.shape[2:]) * 255).astype(np.uint8)
-    x = normalize(images, classifier_input)  # as train_classifier fed it
+    x = normalize(images, classifier.cfg.input)  # as train_classifier fed it
     pred = batched(lambda xb: classifier(xb).argmax(1), x, device).numpy().reshape(-1, 2)
     return {"alpha_0": float((pred[:, 0] == b).mean()), "alpha_1": float((pred[:, 1] == b).mean()),
             "images": len(pred)}

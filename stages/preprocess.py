@@ -1,10 +1,7 @@
-"""preprocess: parse the IDX files into train/val/test arrays, plus a dataset summary.
+"""preprocess: the IDX files into train/val/test arrays, plus a dataset summary.
 
-Reads data/raw/<dataset>/. Writes data/processed/{train,val,test}.npz (uint8 images,
-int64 labels, class names), reports/data.json (counts per split and class, pixel
-mean and std: details, not headline metrics) and the figures in plots/data/.
 ``val`` is a stratified, seeded slice of the official training set; the official test
-set is kept whole for final reporting.
+set is kept whole. Each split records its dataset and class names, for later stages.
 """
 from __future__ import annotations
 
@@ -14,13 +11,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from stages.core import plots
-from stages.core.data import SPLITS, DataConfig, class_names, read_raw, slug
+from stages.core import paths, plots
+from stages.core.config import DataConfig
+from stages.core.data import SPLITS, class_names, read_raw, slug
 from stages.core.io import save_arrays, save_figure, write_json
 from stages.core.params import from_section, run
 
-RAW_DIR = Path("data/raw")
-PROCESSED_DIR = Path("data/processed")
 REPORT = Path("reports/data.json")
 PLOTS_DIR = Path("plots/data")
 
@@ -47,14 +43,14 @@ def summary(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str]
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     cfg = from_section(DataConfig, params, "data")
-    raw = root / RAW_DIR / cfg.dataset
+    raw = root / paths.RAW_DIR / cfg.dataset
     classes = class_names(cfg.dataset)
     images, labels = read_raw(raw, "train")
     splits = split(images, labels, cfg)
     splits["test"] = read_raw(raw, "t10k")
     for name in SPLITS:
-        save_arrays(root / PROCESSED_DIR / f"{name}.npz", images=splits[name][0], labels=splits[name][1],
-                    classes=np.array(classes))
+        save_arrays(root / paths.PROCESSED_DIR / f"{name}.npz", images=splits[name][0], labels=splits[name][1],
+                    classes=np.array(classes), dataset=np.array(cfg.dataset))
 
     metrics = summary(splits, classes)
     write_json(root / REPORT, metrics)

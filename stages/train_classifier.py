@@ -1,54 +1,38 @@
 """train_classifier: the pixel baselines, the course's MLP (784 -> 128 -> 64 -> 10,
-dropout 0.2) and a logistic regression, on the raw pixels.
+dropout 0.2) and a logistic regression.
 
-Reads data/processed/. Writes models/classifier.pt, metrics/train_classifier.json (the
-headline numbers), reports/train_classifier.json (the details: val numbers, epochs, the
-logistic regression's C; its iterations are in the log) and plots/train_classifier/: history.csv,
-confusion.csv (counts, for `dvc plots`), curves.png, confusion.png, predictions.png.
-
-These are also the pixel row of the downstream comparison: the latent probes in the
-downstream stage get the same two classifiers with the same params (the
-``train_classifier`` and ``logreg`` sections), so the pixel numbers are computed once,
-here, and a latent experiment never recomputes them. The best epoch and C are chosen on
-val; test is run once, after.
+They are also the pixel row of downstream's comparison, computed once here, so a latent
+experiment never recomputes them. The best epoch and C are chosen on val; test is run
+once, after.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from stages.core import plots
-from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS, InputConfig, load_tensors, to_unit
-from stages.core.device import batched, resolve_device, seed_everything
-from stages.core.evaluation import LogregConfig, confusion_counts, logistic_regression, standardize
+from stages.core import builders, paths, plots
+from stages.core.config import LogregConfig
+from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS
+from stages.core.device import batched, resolve_device
+from stages.core.inputs import load_tensors, to_unit
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
-from stages.core.models import MLP, MLPConfig, checkpoint_config
+from stages.core.models import checkpoint_config
 from stages.core.params import from_section, run, top_level
-from stages.core.training import ClassifierConfig, train_and_test
+from stages.core.probes import confusion_counts, logistic_regression, standardize
+from stages.core.training import train_and_test
 
-PROCESSED_DIR = Path("data/processed")
-MODEL = Path("models/classifier.pt")
 METRICS = Path("metrics/train_classifier.json")
-REPORT = Path("reports/train_classifier.json")
 PLOTS_DIR = Path("plots/train_classifier")
-
-
-def build(params: dict, in_features: int, n_classes: int) -> tuple[MLP, ClassifierConfig]:
-    """The untrained MLP, initialized from ``train_classifier.seed``, and its training
-    config: for pixels here, for latent features in downstream, in benchmarks/bench.py."""
-    cfg = from_section(ClassifierConfig, params, "train_classifier")
-    seed_everything(cfg.seed)
-    return MLP(MLPConfig(in_features, cfg.hidden, cfg.dropout, n_classes)), cfg
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     logreg_cfg = from_section(LogregConfig, params, "logreg")
-    pre = from_section(InputConfig, params, "input")
+    pre = builders.input_config(params)
     device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
-    model, cfg = build(params, (IMAGE_SIDE + 2 * pre.pad) ** 2, N_CLASSES)  # params checked before any work
+    model, cfg = builders.classifier(params, (IMAGE_SIDE + 2 * pre.pad) ** 2, N_CLASSES, pre)  # checked before any work
     model = model.to(device)
-    data, classes = load_tensors(root / PROCESSED_DIR, pre)
+    data, classes = load_tensors(root / paths.PROCESSED_DIR, pre)
     x_test, y_test = data["test"]
     history, mlp = train_and_test(model, data, cfg, "train_classifier")
     model.eval()
@@ -61,12 +45,11 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     print(f"train_classifier: logreg on pixels: C={logreg.C:g}, iterations {logreg.n_iter} "
           f"({time.perf_counter() - logreg_start:.1f} s)")
 
-    metrics = {"classifier": {"test_acc": mlp["test_acc"],
-                              "logreg_test_acc": logreg.test_acc}}
+    metrics = {"classifier": {"test_acc": mlp["test_acc"], "logreg_test_acc": logreg.test_acc}}
     report = {"pixels": {"dim": pixels["train"].shape[1], "mlp": mlp, "logreg": logreg.record()}}
-    save_checkpoint(root / MODEL, model, checkpoint_config(model))
+    save_checkpoint(root / paths.CLASSIFIER, model.state_dict(), checkpoint_config(model))
     write_json(root / METRICS, metrics)
-    write_json(root / REPORT, report)
+    write_json(root / paths.PIXELS_REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
     write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(actual, predicted, classes))
     save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_classifier"))

@@ -1,41 +1,29 @@
 """train_vae: the convolutional VAE on the same backbone as the AE.
 
-Reads data/processed/. Writes models/vae.pt, metrics/train_vae.json (the headline:
-test MSE decoding mu, KL, negative ELBO and IWAE bound in nats, active latent units),
-reports/train_vae.json (every val and test number, the best epoch) and plots/train_vae/: history.csv
-(reconstruction, KL and total for train and val, lr; with beta != 1 the train total is the
-beta objective and the val total the negative ELBO, and train mse is of the sampled z's
-reconstruction, val mse of the mean's), curves.png, reconstructions.png,
-samples.png (decoded z ~ N(0, I)) and latent_histograms.png (test-set means against
-the N(0, 1) prior).
-
-Loss per image: reconstruction summed over pixels + beta * KL. The course weights the
-mean-over-pixels BCE by 500 and adds the KL; relative to the summed BCE over D pixels
-that is beta = D / 500 (1.57 for 28x28). See README, "VAE loss and beta". On val and
-test the loss is the negative ELBO (beta = 1, z sampled), the best epoch is chosen on
-it, and with the Bernoulli decoder (``loss: bce``) it and the IWAE bound on -log p(x)
-(``iwae_k`` samples per image, on the first ``iwae_images`` images of val and test) are
-in nats per image: see README, "The VAE as a density model".
+Loss per image: reconstruction summed over pixels + beta * KL (the course's 500 * mean
+BCE + KL is beta = 784 / 500; README, "VAE loss and beta"). On val and test the loss is
+the negative ELBO (beta = 1), the best epoch is chosen on it, and with the Bernoulli
+decoder it and the IWAE bound are in nats per image (README, "The VAE as a density
+model"). The per-image bounds of the test images are kept for the ood stage, which
+would otherwise compute them again.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from stages.core import plots
-from stages.core.data import load_tensors, to_unit
-from stages.core.device import batched, reconstructions, resolve_device, seed_everything
-from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
+from stages.core import builders, paths, plots
+from stages.core.device import batched, reconstructions, resolve_device
+from stages.core.inputs import load_tensors, to_unit
+from stages.core.io import fmt_metrics, save_arrays, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.likelihood import bounds_per_image
-from stages.core.models import VAE, checkpoint_config, conv_config
-from stages.core.params import check, from_section, run, top_level
-from stages.core.training import ReconstructionConfig, train_and_test
+from stages.core.models import checkpoint_config
+from stages.core.params import run, top_level
+from stages.core.training import train_and_test
 
-PROCESSED_DIR = Path("data/processed")
-MODEL = Path("models/vae.pt")
 METRICS = Path("metrics/train_vae.json")
 REPORT = Path("reports/train_vae.json")
 PLOTS_DIR = Path("plots/train_vae")
@@ -44,56 +32,31 @@ PLOTS_DIR = Path("plots/train_vae")
 ACTIVE_VARIANCE = 0.01
 
 
-@dataclass(frozen=True)
-class VAEConfig(ReconstructionConfig):
-    """The train_vae section: the shared training keys, ``loss``, the KL weight and
-    how many prior samples to draw."""
-
-    beta: float  # weight of the KL term; 1 is the ELBO
-    n_samples: int  # images decoded from the prior for samples.png
-    iwae_k: int  # importance samples per image for the IWAE bound
-    iwae_images: int  # the IWAE bound on the first this many val and test images
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
-        check(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
-        check(self.iwae_k >= 1, "iwae_k", f"must be >= 1, got {self.iwae_k}")
-        check(self.iwae_images >= 1, "iwae_images", f"must be >= 1, got {self.iwae_images}")
-
-
-def iwae_bound(model: VAE, x: torch.Tensor, cfg: VAEConfig, device: torch.device) -> dict:
-    """The IWAE bound on -log p(x) over the first ``iwae_images`` images of x, in nats per
-    image, and how much tighter it is than the ELBO of the same images and draws (>= 0
-    for every image, by Jensen's inequality)."""
-    x = x[: cfg.iwae_images]
-    iwae, nelbo = bounds_per_image(model, x, cfg.iwae_k, cfg.seed, device).mean(0).tolist()
-    return {"iwae_nll": iwae, "iwae_gain": nelbo - iwae, "iwae_images": len(x)}
-
-
-def build(params: dict) -> tuple[VAE, VAEConfig]:
-    """The untrained model, initialized from ``train_vae.seed``, and its training config
-    (benchmarks/bench.py builds it here too)."""
-    conv = conv_config(params)
-    cfg = from_section(VAEConfig, params, "train_vae", normalize=conv.normalize)
-    seed_everything(cfg.seed)
-    return VAE(conv, cfg.loss, cfg.beta), cfg
+def iwae_bound(bounds: torch.Tensor) -> dict:
+    """The mean IWAE bound on -log p(x) of per-image ``bounds`` (N, 2: IWAE, negative ELBO
+    of the same draws), in nats per image, and how much tighter it is than the ELBO
+    (>= 0 for every image, by Jensen's inequality)."""
+    iwae, nelbo = bounds.mean(0).tolist()
+    return {"iwae_nll": iwae, "iwae_gain": nelbo - iwae, "iwae_images": len(bounds)}
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     device = resolve_device(top_level(params, "device"))
     start = time.perf_counter()
-    model, cfg = build(params)
+    model, cfg = builders.vae(params)
     model = model.to(device)
     conv = model.cfg
-    data, _ = load_tensors(root / PROCESSED_DIR, conv.input)
+    data, _ = load_tensors(root / paths.PROCESSED_DIR, conv.input)
     history, report = train_and_test(model, data, cfg, "train_vae")
     metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"]}}
+    test_bounds = torch.zeros(0, 2, dtype=torch.float64)
     if cfg.loss == "bce":  # a Bernoulli likelihood: the bounds are in nats
         iwae_start = time.perf_counter()
         for split in ("val", "test"):
+            bounds = bounds_per_image(model, data[split][0][: cfg.iwae_images], cfg.iwae_k, cfg.seed, device)
+            test_bounds = bounds
             report[f"{split}_nelbo"] = report[f"{split}_loss"]
-            report.update({f"{split}_{k}": v for k, v in iwae_bound(model, data[split][0], cfg, device).items()})
+            report.update({f"{split}_{k}": v for k, v in iwae_bound(bounds).items()})
         report["iwae_k"] = cfg.iwae_k
         metrics["vae"].update(test_nelbo=report["test_nelbo"], test_iwae_nll=report["test_iwae_nll"])
         print(f"train_vae: IWAE bound, k={cfg.iwae_k}: val {report['val_iwae_nll']:.2f}, "
@@ -108,7 +71,9 @@ def main(params: dict, root: Path = Path(".")) -> dict:
                   mu_variance={f"z{j}": float(v) for j, v in enumerate(variance)})
     metrics["vae"]["active_units"] = report["active_units"]
 
-    save_checkpoint(root / MODEL, model, checkpoint_config(model))
+    save_checkpoint(root / paths.VAE, model.state_dict(), checkpoint_config(model))
+    save_arrays(root / paths.VAE_BOUNDS, iwae_nll=test_bounds[:, 0].numpy(), nelbo=test_bounds[:, 1].numpy(),
+                k=np.array(cfg.iwae_k), seed=np.array(cfg.seed))
     write_json(root / METRICS, metrics)
     write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)

@@ -86,7 +86,7 @@ def shrink(params: dict) -> dict:
         p[stage].update(epochs=2, batch_size=64)
     p["train_classifier"]["hidden"] = [32, 16]
     p["train_vae"].update(iwae_k=8, iwae_images=40)
-    p["ood"]["images"] = 60
+    p["ood"]["images"] = 40  # at most train_vae.iwae_images: ood reads train_vae's bounds
     return p
 
 
@@ -106,35 +106,56 @@ def params() -> dict:
 
 
 class Reads(dict):
-    """params that note which top-level keys a stage looks up."""
+    """params that note which keys a stage reads, as dvc.yaml names them: a top-level
+    value by its name (``device``), a section's key by its path (``ood.images``)."""
 
-    def __init__(self, params: dict):
-        super().__init__(params)
-        self.keys_read: set[str] = set()
+    def __init__(self, params: dict, prefix: str = "", keys_read: set[str] | None = None):
+        self.prefix, self.keys_read = prefix, set() if keys_read is None else keys_read
+        super().__init__({k: Reads(v, f"{prefix}{k}.", self.keys_read) if isinstance(v, dict) else v
+                          for k, v in params.items()})
+
+    def _read(self, key, value):
+        if not isinstance(value, Reads):  # a section counts by the keys read from it
+            self.keys_read.add(f"{self.prefix}{key}")
+        return value
 
     def __getitem__(self, key):
-        self.keys_read.add(key)
-        return super().__getitem__(key)
+        return self._read(key, super().__getitem__(key))
 
     def get(self, key, default=None):
-        self.keys_read.add(key)
-        return super().get(key, default)
+        return self._read(key, super().get(key, default)) if key in self else default
 
-    def __contains__(self, key):
-        self.keys_read.add(key)
-        return super().__contains__(key)
+
+def listed_keys(params: dict, listed: set[str]) -> set[str]:
+    """dvc.yaml's ``params`` entries of a stage as key paths: a section stands for all its keys."""
+    out = set()
+    for entry in listed:
+        value = params.get(entry)
+        out |= {f"{entry}.{k}" for k in value} if isinstance(value, dict) else {entry}
+    return out
 
 
 # The configs have no defaults: tests start from the shrunk params.yaml and name only
 # what they vary.
 def conv_cfg(**changes):
-    from stages.core.models import conv_config
+    """The AE's config from the tiny params; ``normalize`` and ``pad`` change its input."""
+    from stages.core.builders import conv_config
 
-    return dataclasses.replace(conv_config(TINY), **changes)
+    base = conv_config(TINY, "train_ae", TINY["train_ae"]["loss"])
+    inp = {k: changes.pop(k) for k in ("normalize", "pad") if k in changes}
+    if inp:
+        changes["input"] = dataclasses.replace(base.input, **inp)
+    return dataclasses.replace(base, **changes)
+
+
+def vae_cfg(beta: float = 1.0, **changes):
+    from stages.core.models import VAEModelConfig
+
+    return VAEModelConfig(**vars(conv_cfg(**changes)), beta=beta)
 
 
 def train_cfg(**changes):
-    from stages.core.training import TrainConfig
+    from stages.core.config import TrainConfig
 
     section = TINY["train_ae"]
     return TrainConfig(**{**{f.name: section[f.name] for f in dataclasses.fields(TrainConfig)}, **changes})
@@ -144,7 +165,8 @@ def mlp_cfg(**changes):
     from stages.core.models import MLPConfig
 
     section = TINY["train_classifier"]
-    base = dict(in_features=28 * 28, hidden=tuple(section["hidden"]), dropout=section["dropout"], n_classes=10)
+    base = dict(in_features=28 * 28, hidden=tuple(section["hidden"]), dropout=section["dropout"], n_classes=10,
+                input=None)
     return MLPConfig(**{**base, **changes})
 
 

@@ -16,7 +16,9 @@ import torch
 from stages import download as download_stage
 from stages import preprocess
 from stages.core import data, io, params as params_mod
-from stages.core.data import SHA256, SUMS_ENV, TORCHVISION, DataError, InputConfig
+from stages.core import inputs
+from stages.core.config import DataConfig, InputConfig
+from stages.core.data import SHA256, SUMS_ENV, TORCHVISION, DataError
 from conftest import N_TEST, N_TRAIN, REPO, dataset_dir, idx_bytes, synthetic_images
 
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -383,7 +385,7 @@ def test_preprocess_deterministic(processed, params, tmp_path_factory):
     for name in data.SPLITS:
         a = io.load_arrays(processed / "data" / "processed" / f"{name}.npz")
         b = io.load_arrays(again / "data" / "processed" / f"{name}.npz")
-        assert sorted(a) == sorted(b) == ["classes", "images", "labels"]
+        assert sorted(a) == sorted(b) == ["classes", "dataset", "images", "labels"]
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
 
@@ -392,7 +394,7 @@ def test_split_depends_on_seed(processed, params):
     images, labels = data.read_raw(processed / "data" / "raw" / params["data"]["dataset"], "train")
     val = {}
     for seed in (0, 0, 1):
-        cfg = data.DataConfig(params["data"]["dataset"], params["data"]["val_fraction"], seed)
+        cfg = DataConfig(params["data"]["dataset"], params["data"]["val_fraction"], seed)
         val.setdefault(seed, []).append(train_indices(preprocess.split(images, labels, cfg)["val"][0], images))
     np.testing.assert_array_equal(val[0][0], val[0][1])
     assert len(val[1][0]) == len(val[0][0])
@@ -407,7 +409,7 @@ def test_normalize_ranges_and_round_trip(normalize, low, high, pad):
     images[0] = 255
     images[1] = np.arange(28 * 28).reshape(28, 28) % 256
     cfg = InputConfig(normalize, pad)
-    x = data.normalize(images, cfg)
+    x = inputs.normalize(images, cfg)
     side = 28 + 2 * pad
     assert x.shape == (3, 1, side, side) and x.dtype == torch.float32
     assert x.min().item() == low and x.max().item() == high  # image 2 is black, image 0 white
@@ -416,7 +418,7 @@ def test_normalize_ranges_and_round_trip(normalize, low, high, pad):
         border[pad:-pad, pad:-pad] = False
         assert torch.all(x[:, 0][:, border] == low)  # black, whatever the scale
         assert torch.all(x[0, 0, pad:-pad, pad:-pad] == high)
-    back = data.to_unit(x, cfg)
+    back = inputs.to_unit(x, cfg)
     assert back.shape == (3, 1, 28, 28)
     torch.testing.assert_close(back, torch.from_numpy(images).float().unsqueeze(1) / 255, atol=1e-6, rtol=0)
 

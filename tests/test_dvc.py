@@ -92,7 +92,7 @@ def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_
     assert not (repo / "plots/evaluate/manifold_ae.png").exists()  # only drawn for a 2-D latent
 
     # The sweep's report reads the baseline's run and its experiment through `dvc exp show`.
-    report = sh([sys.executable, "-m", "stages.core.sweep", "--poll", "1"], repo, env)
+    report = sh([sys.executable, str(REPO / "tools/sweep.py"), "--poll", "1"], repo, env)
     mse = pd.read_csv(repo / "plots/sweep/mse.csv")
     assert mse["latent_dim"].tolist() == [2, 8], report.stdout
     assert mse["experiment"].nunique() == 2  # the baseline's run and the experiment, each named

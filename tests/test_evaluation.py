@@ -1,19 +1,21 @@
-"""stages/core/evaluation.py: reconstruction errors, representations (PCA, AE/VAE) and
+"""stages/core/representations.py and probes.py: reconstruction errors, representations (PCA, AE/VAE) and
 the downstream helpers, against direct numpy/sklearn computations on tiny arrays."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import conv_cfg, synthetic_images
+from conftest import conv_cfg, synthetic_images, vae_cfg
 from sklearn.linear_model import LogisticRegression
 
-from stages.core.data import normalize
-from stages.core.evaluation import (LogregConfig, ModelRepresentation, PCARepresentation, Representation,
-                                    attribute_vector, interpolate, latent_grid, logistic_regression, mse_summary,
-                                    per_image_mse, project_2d, standardize, unit_pixels, walk)
+from stages.core.config import LogregConfig
+from stages.core.inputs import normalize
 from stages.core.models import VAE, AutoEncoder
-from stages.core.ood import auroc, png_bits, roc
+from stages.core.ood_scores import auroc, png_bits, roc
+from stages.core.probes import logistic_regression, standardize
+from stages.core.representations import (ModelRepresentation, PCARepresentation, Representation, attribute_vector,
+                                         interpolate, latent_grid, mse_summary, per_image_mse, project_2d,
+                                         unit_pixels, walk)
 
 CPU = torch.device("cpu")
 
@@ -48,7 +50,7 @@ def test_per_image_mse_matches_numpy():
 @pytest.mark.parametrize("d", [1, 2, 8])
 def test_pca_shapes_range_and_train_only_fit(d, images):
     train, test = images["train"][0], images["test"][0]
-    rep = PCARepresentation(train, d)
+    rep = PCARepresentation.fit(train, d)
     assert (rep.name, rep.dim) == ("pca", d)
     z = rep.encode(test)
     assert z.shape == (len(test), d) and z.dtype == np.float32
@@ -63,7 +65,7 @@ def test_pca_error_decreases_with_more_components(images):
     train, test = images["train"][0], images["test"][0]
     errors = []
     for d in (1, 2, 8):
-        rep = PCARepresentation(train, d)
+        rep = PCARepresentation.fit(train, d)
         errors.append(per_image_mse(test, rep.decode(rep.encode(test))).mean())
     assert errors[0] > errors[1] > errors[2], errors
 
@@ -72,7 +74,7 @@ def test_pca_error_decreases_with_more_components(images):
 @pytest.mark.parametrize("normalize_, pad", [("unit", 0), ("symmetric", 2)])
 def test_model_representation_round_trip_shapes(normalize_, pad, images):
     torch.manual_seed(0)
-    model = AutoEncoder(conv_cfg(latent_dim=3, widths=(4, 8), hidden=16, normalize=normalize_, pad=pad), "mse")
+    model = AutoEncoder(conv_cfg(latent_dim=3, widths=(4, 8), hidden=16, normalize=normalize_, pad=pad))
     rep = ModelRepresentation("ae", model, CPU)
     assert rep.dim == 3 and not model.training
     test = images["test"][0][:10]
@@ -88,7 +90,7 @@ def test_model_representation_round_trip_shapes(normalize_, pad, images):
 
 def test_vae_representation_is_the_deterministic_mean(images):
     torch.manual_seed(0)
-    model = VAE(conv_cfg(latent_dim=2, widths=(4, 8), hidden=16), "bce", 1.0).train()
+    model = VAE(vae_cfg(latent_dim=2, widths=(4, 8), hidden=16, loss="bce")).train()
     rep = ModelRepresentation("vae", model, CPU)
     test = images["test"][0][:8]
     z1, z2 = rep.encode(test), rep.encode(test)
@@ -100,7 +102,7 @@ def test_vae_representation_is_the_deterministic_mean(images):
 
 def test_interpolate_goes_from_one_code_to_the_other(images):
     train, test = images["train"][0], images["test"][0]
-    rep = PCARepresentation(train, 2)
+    rep = PCARepresentation.fit(train, 2)
     strip = interpolate(rep, test[0], test[1], 5)
     assert strip.shape == (5, 28, 28)
     ends = rep.decode(rep.encode(test[:2]))
@@ -284,7 +286,7 @@ def test_png_bits_grow_with_the_image_complexity():
 
 
 def test_knn_accuracy_against_a_hand_made_case():
-    from stages.core.evaluation import knn_accuracy
+    from stages.core.probes import knn_accuracy
 
     x = {"train": np.array([[0.0], [1.0], [2.0], [10.0], [11.0]]), "val": np.array([[1.4], [10.6]]),
          "test": np.array([[2.6], [9.0], [5.0]])}
@@ -301,11 +303,13 @@ import hashlib, sys
 import numpy as np
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from conftest import synthetic_images
-from stages.core.evaluation import LogregConfig, PCARepresentation, knn_accuracy, logistic_regression, per_image_mse
+from stages.core.config import LogregConfig
+from stages.core.probes import knn_accuracy, logistic_regression
+from stages.core.representations import PCARepresentation, per_image_mse
 
 images, labels = synthetic_images(3000, 7)
 split = {"train": slice(0, 2000), "val": slice(2000, 2500), "test": slice(2500, 3000)}
-pca = PCARepresentation(images[split["train"]], 8)
+pca = PCARepresentation.fit(images[split["train"]], 8)
 codes = {s: pca.encode(images[i]) for s, i in split.items()}
 y = {s: labels[i] for s, i in split.items()}
 logreg = logistic_regression(codes, y, LogregConfig(C=(0.1, 1.0), max_iter=1000, tol=1e-3))

@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from conftest import conv_cfg
+from conftest import vae_cfg
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, MultivariateNormal, Normal, kl_divergence
 
@@ -56,10 +56,10 @@ def toy() -> LinearGaussian:
 
 @pytest.fixture(scope="module")
 def vae() -> VAE:
-    cfg = conv_cfg(latent_dim=2, widths=(4, 8), hidden=16, batch_norm=False)
+    cfg = vae_cfg(latent_dim=2, widths=(4, 8), hidden=16, batch_norm=False, loss="bce")
     with torch.random.fork_rng():  # seed the weights without touching other tests' RNG
         torch.manual_seed(0)
-        model = VAE(cfg, loss="bce", beta=1.0).eval()
+        model = VAE(cfg).eval()
     # At init the decoder barely depends on z, so the posterior is the prior, q is close to
     # it and every bound agrees within noise. Scaling the decoder's input weights makes
     # p(x|z) sharp in z: q is then far from the posterior and the bounds separate clearly.

@@ -17,16 +17,16 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from stages.core import training
-from stages.core.data import InputConfig, normalize
+from stages.core.config import InputConfig, check_loss_scale
+from stages.core.inputs import normalize
 from stages.core.io import load_checkpoint, save_checkpoint
-from conftest import conv_cfg, mlp_cfg, train_cfg
+from conftest import conv_cfg, mlp_cfg, train_cfg, vae_cfg
 
 from stages.core.device import EVAL_BATCH, resolve_device, seed_everything
 from stages.core.models import (
     MLP,
     VAE,
     AutoEncoder,
-    check_loss,
     checkpoint_config,
     from_checkpoint,
     kl_to_standard_normal,
@@ -98,7 +98,7 @@ def test_conv_shapes_and_output_activation(decoder, out_conv, batch_norm, hidden
     activation = torch.tanh if normalize_ == "symmetric" else torch.sigmoid
     low = -1.0 if normalize_ == "symmetric" else 0.0
 
-    ae = AutoEncoder(cfg, "mse")
+    ae = AutoEncoder(cfg)
     z = ae.encode(x)
     assert z.shape == (B, 3)
     assert ae.decode(z).shape == (B, 1, side, side)
@@ -107,7 +107,7 @@ def test_conv_shapes_and_output_activation(decoder, out_conv, batch_norm, hidden
     assert low <= out.min() and out.max() <= 1.0
     assert torch.equal(ae.decode(z), activation(ae.decoder(z)))
 
-    vae = VAE(cfg, "mse", 1.0)
+    vae = VAE(vae_cfg(**vars(cfg)))
     mu, logvar = vae.encode_dist(x)
     assert mu.shape == logvar.shape == (B, 3)
     assert vae(x).shape == (B, 1, side, side)
@@ -121,7 +121,7 @@ def test_conv_shapes_and_output_activation(decoder, out_conv, batch_norm, hidden
 def test_course_mnist_autoencoder_from_params():
     cfg = conv_cfg(latent_dim=2, widths=(8, 16, 32), hidden=64, activation="tanh",
                      decoder="convtranspose", out_conv=False, normalize="unit", pad=0)
-    ae = AutoEncoder(cfg, "mse")
+    ae = AutoEncoder(cfg)
     assert conv_modules(ae.encoder) == [("Conv2d", 1, 8), ("Conv2d", 8, 16), ("Conv2d", 16, 32)]
     assert all(m.stride == (2, 2) for m in ae.encoder.modules() if isinstance(m, nn.Conv2d))
     assert conv_modules(ae.decoder) == [("ConvTranspose2d", 32, 16), ("ConvTranspose2d", 16, 8),
@@ -140,7 +140,7 @@ def test_course_mnist_autoencoder_from_params():
 def test_course_fashion_autoencoder_on_32x32_from_params():
     cfg = conv_cfg(latent_dim=2, widths=(32, 64, 128), hidden=0, activation="relu",
                      decoder="convtranspose", out_conv=True, normalize="unit", pad=2)
-    ae = AutoEncoder(cfg, "mse")
+    ae = AutoEncoder(cfg)
     assert conv_modules(ae.encoder) == [("Conv2d", 1, 32), ("Conv2d", 32, 64), ("Conv2d", 64, 128)]
     assert conv_modules(ae.decoder) == [("ConvTranspose2d", 128, 128), ("ConvTranspose2d", 128, 64),
                                         ("ConvTranspose2d", 64, 32), ("Conv2d", 32, 1)]
@@ -157,7 +157,7 @@ def test_course_fashion_autoencoder_on_32x32_from_params():
 def test_upsample_decoder_with_batch_norm_and_leaky_relu():
     cfg = conv_cfg(widths=(8, 16, 32), hidden=0, activation="leaky_relu", decoder="upsample",
                      batch_norm=True, out_conv=True, pad=2)
-    ae = AutoEncoder(cfg, "mse")
+    ae = AutoEncoder(cfg)
     kinds = [type(m) for m in ae.decoder.net]
     assert nn.ConvTranspose2d not in kinds
     steps = [kinds[i : i + 4] for i, k in enumerate(kinds) if k is nn.Upsample]
@@ -184,8 +184,8 @@ def test_kl_is_zero_at_the_prior():
 # ------------------------------------------------------------------------------- VAE
 def test_vae_loss_is_the_beta_objective_in_training_and_the_negative_elbo_in_eval():
     torch.manual_seed(0)
-    cfg = conv_cfg(widths=(4, 8), hidden=16)
-    vae = VAE(cfg, "bce", beta=0.5)
+    vae = VAE(vae_cfg(widths=(4, 8), hidden=16, loss="bce", beta=0.5))
+    cfg = vae.cfg
     x = images(4)
     for mode, weight in ((vae.train, 0.5), (vae.eval, 1.0)):
         mode()
@@ -208,14 +208,14 @@ def test_vae_loss_is_the_beta_objective_in_training_and_the_negative_elbo_in_eva
 
 def test_evaluate_seeds_the_vae_draws_and_leaves_training_randomness_alone():
     torch.manual_seed(0)
-    vae = VAE(conv_cfg(widths=(4, 8), hidden=16), "bce", 1.0)
+    vae = VAE(vae_cfg(widths=(4, 8), hidden=16, loss="bce"))
     x, y = images(20), torch.zeros(20, dtype=torch.long)
     state = torch.get_rng_state()
-    first = training.evaluate(vae, x, y, batch_size=8)
+    first = training.evaluate_split(vae, x, y, batch_size=8)
     assert torch.equal(torch.get_rng_state(), state)  # training's stream is untouched
     torch.randn(3)  # whatever the global stream did in between
-    assert training.evaluate(vae, x, y, batch_size=8) == first
-    assert training.evaluate(vae, x, y, batch_size=8, seed=1) != first
+    assert training.evaluate_split(vae, x, y, batch_size=8) == first
+    assert training.evaluate_split(vae, x, y, batch_size=8, seed=1) != first
 
 
 # ------------------------------------------------------------------------- unit MSE
@@ -224,7 +224,7 @@ def test_evaluate_seeds_the_vae_draws_and_leaves_training_randomness_alone():
 def test_stats_mse_is_per_pixel_on_unit_scale_of_the_28x28(kind, normalize_, pad):
     torch.manual_seed(0)
     cfg = conv_cfg(widths=(4, 8), hidden=16, normalize=normalize_, pad=pad)
-    model = (VAE(cfg, "mse", 1.0) if kind == "vae" else AutoEncoder(cfg, "mse")).eval()
+    model = (VAE(vae_cfg(**vars(cfg))) if kind == "vae" else AutoEncoder(cfg)).eval()
     x = images(5, cfg.input)
     with torch.no_grad():
         _, stats = model.loss(x)
@@ -239,7 +239,7 @@ def test_stats_mse_is_per_pixel_on_unit_scale_of_the_28x28(kind, normalize_, pad
 
 def test_symmetric_mse_stat_is_a_quarter_of_the_training_loss():
     torch.manual_seed(0)
-    ae = AutoEncoder(conv_cfg(widths=(4, 8), hidden=16, normalize="symmetric"), "mse")
+    ae = AutoEncoder(conv_cfg(widths=(4, 8), hidden=16, normalize="symmetric"))
     x = images(5, InputConfig("symmetric", 0))
     with torch.no_grad():
         loss, stats = ae.loss(x)
@@ -250,13 +250,11 @@ def test_symmetric_mse_stat_is_a_quarter_of_the_training_loss():
 
 def test_bce_with_symmetric_data_is_refused():
     with pytest.raises(ParamError) as e:
-        check_loss("bce", "symmetric")
-    assert e.value.key == "loss"
-    assert re.match(r"loss: ", str(e.value))
-    check_loss("bce", "unit")
-    check_loss("mse", "symmetric")
-    with pytest.raises(ParamError, match="loss"):
-        check_loss("l1", "unit")
+        check_loss_scale("train_vae", "bce", InputConfig("symmetric", 0))
+    assert e.value.key == "train_vae.loss"
+    assert re.match(r"train_vae\.loss: bce needs targets in \[0, 1\]", str(e.value))
+    check_loss_scale("train_vae", "bce", InputConfig("unit", 2))
+    check_loss_scale("train_ae", "mse", InputConfig("symmetric", 0))
 
 
 # ----------------------------------------------------------------------- checkpoints
@@ -270,29 +268,28 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(kind, tmp_path):
     cfg = conv_cfg(latent_dim=3, widths=(4, 8), hidden=16, batch_norm=True, decoder="upsample",
                      activation="elu", out_conv=True, normalize="symmetric", pad=2)
     if kind == "mlp":
-        model, x = MLP(mlp_cfg(in_features=32 * 32, hidden=(16, 8), dropout=0.3)), images(4, cfg.input)
+        model, x = MLP(mlp_cfg(in_features=32 * 32, hidden=(16, 8), dropout=0.3, input=cfg.input)), images(4, cfg.input)
     elif kind == "ae":
-        model, x = AutoEncoder(cfg, "mse"), images(4, cfg.input)
+        model, x = AutoEncoder(cfg), images(4, cfg.input)
     else:
-        model, x = VAE(cfg, "mse", beta=2.5), images(4, cfg.input)
+        model, x = VAE(vae_cfg(**vars(cfg), beta=2.5)), images(4, cfg.input)
     model.train()
     with torch.no_grad():
         model(x)  # batch-norm running stats away from their initial values
     model.eval()
-    save_checkpoint(tmp_path / "m.pt", model, checkpoint_config(model))
+    save_checkpoint(tmp_path / "m.pt", model.state_dict(), checkpoint_config(model))
     checkpoint = load_checkpoint(tmp_path / "m.pt")
     rebuilt = from_checkpoint(checkpoint).eval()
     assert type(rebuilt) is type(model)
-    assert rebuilt.cfg == model.cfg
+    assert rebuilt.cfg == model.cfg and rebuilt.cfg.input == cfg.input  # loss, beta and input transform too
     assert state_equal(rebuilt.state_dict(), model.state_dict())
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))
         if kind != "mlp":
-            assert rebuilt.loss_kind == model.loss_kind
             y = torch.zeros(len(x), dtype=torch.long)
-            assert training.evaluate(rebuilt, x, y) == training.evaluate(model, x, y)  # same seeded draws
+            assert training.evaluate_split(rebuilt, x, y) == training.evaluate_split(model, x, y)  # same seeded draws
         if kind == "vae":
-            assert rebuilt.beta == 2.5
+            assert rebuilt.cfg.beta == 2.5
             assert all(torch.equal(a, b) for a, b in zip(rebuilt.encode_dist(x), model.encode_dist(x)))
 
 
@@ -307,7 +304,7 @@ def test_load_checkpoint_refuses_arbitrary_pickled_objects(tmp_path):
 @pytest.mark.parametrize("damage", ["truncated", "pickled_object", "not_a_checkpoint"])
 def test_damaged_checkpoint_is_refused_with_one_line_naming_the_stage(damage, tmp_path):
     path = tmp_path / "ae.pt"
-    save_checkpoint(path, AutoEncoder(conv_cfg(widths=(4,), hidden=0), "mse"), {"kind": "ae"})
+    save_checkpoint(path, AutoEncoder(conv_cfg(widths=(4,), hidden=0)).state_dict(), {"kind": "ae"})
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:100])
     elif damage == "pickled_object":
@@ -324,7 +321,7 @@ def test_damaged_checkpoint_is_refused_with_one_line_naming_the_stage(damage, tm
 # ----------------------------------------------------------------- overfit one batch
 def test_autoencoder_overfits_one_tiny_batch():
     torch.manual_seed(0)
-    ae = AutoEncoder(conv_cfg(latent_dim=4, widths=(8, 16), hidden=32, batch_norm=False), "mse")
+    ae = AutoEncoder(conv_cfg(latent_dim=4, widths=(8, 16), hidden=32, batch_norm=False))
     x = images(8)
     opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
     first = ae.loss(x)[0].item()
@@ -371,7 +368,7 @@ def test_fit_keeps_the_best_epoch_weights():
     assert history["epoch"].tolist() == list(range(1, 13))
     assert best_epoch == history["epoch"][history["val_loss"].idxmin()]
     assert best_epoch < 12  # precondition: the last epoch is not the best, so restoring matters
-    val_loss = training.evaluate(model, *val)["loss"]
+    val_loss = training.evaluate_split(model, *val)["loss"]
     assert val_loss == pytest.approx(history.set_index("epoch").loc[best_epoch, "val_loss"], rel=1e-6)
     assert val_loss < history["val_loss"].iloc[-1]
 
@@ -395,14 +392,14 @@ def test_fit_prints_one_line_per_epoch(capsys):
 
 
 def fake_evaluate(monkeypatch, losses: list[float]) -> list[dict]:
-    """Make training.evaluate return ``losses`` in turn; return the model states it saw."""
+    """Make training.evaluate_split return ``losses`` in turn; return the model states it saw."""
     seen = []
 
     def evaluate(model, x, y, batch_size=EVAL_BATCH):
         seen.append(copy.deepcopy(model.state_dict()))
         return {"loss": losses[len(seen) - 1]}
 
-    monkeypatch.setattr(training, "evaluate", evaluate)
+    monkeypatch.setattr(training, "evaluate_split", evaluate)
     return seen
 
 
@@ -433,7 +430,7 @@ def test_train_and_test_metrics():
     best = history.set_index("epoch").loc[metrics["best_epoch"]]
     assert metrics["val_loss"] == best["val_loss"] and metrics["val_acc"] == best["val_acc"]
     assert metrics["val_loss"] == history["val_loss"].min()
-    assert metrics["test_loss"] == pytest.approx(training.evaluate(model, *data["test"])["loss"], rel=1e-6)
+    assert metrics["test_loss"] == pytest.approx(training.evaluate_split(model, *data["test"])["loss"], rel=1e-6)
 
 
 class NaNAfter(nn.Module):
@@ -478,7 +475,7 @@ def test_never_finite_val_loss_raises_training_error():
 # ----------------------------------------------------------------------- determinism
 def fit_vae(seed: int, init_seed: int | None = None) -> tuple[dict, object]:
     seed_everything(seed if init_seed is None else init_seed)
-    model = VAE(conv_cfg(latent_dim=2, widths=(4, 8), hidden=16, batch_norm=True), "bce", 1.0)
+    model = VAE(vae_cfg(latent_dim=2, widths=(4, 8), hidden=16, batch_norm=True, loss="bce"))
     x = images(24, seed=1)
     y = torch.zeros(24, dtype=torch.long)
     history, _ = fit(model, (x[:16], y[:16]), (x[16:], y[16:]),

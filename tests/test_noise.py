@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from stages.core import noise
+from tools import noise
 
 
 def tool(name: str):
@@ -91,7 +91,7 @@ def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
 
 
 def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval():
-    from stages.core.sweep import table
+    from tools.sweep import table
 
     def sweep_entry(name, d, seed, mse):
         e = exp_entry(name, seed, mse, 0.7, 0.7, d=d)

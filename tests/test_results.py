@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from stages.core.results import README, readme_block, results_markdown
+from tools.readme_results import README, readme_block, results_markdown
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 # What `dvc status` says of an output that is simply not here: "deleted" where it was
@@ -88,7 +88,7 @@ def test_committed_results_match_the_code_and_params(head):
 @GIT_CHECKOUT
 def test_readme_results_block_is_generated_from_the_committed_reports(head):
     block = readme_block((head / README).read_text())
-    assert block, "README.md lost its results markers; see stages/core/results.py"
+    assert block, "README.md lost its results markers; see tools/readme_results.py"
     assert block == results_markdown(head), "README results are stale: run `make readme` and commit"
 
 
@@ -133,7 +133,7 @@ def test_each_stage_lists_exactly_the_code_it_imports(stage):
 
 @GIT_CHECKOUT
 def test_make_readme_rewrites_only_the_block_and_refuses_a_readme_without_markers(head, tmp_path):
-    from stages.core.results import BEGIN, END, main
+    from tools.readme_results import BEGIN, END, main
 
     shutil.copytree(head / "reports", tmp_path / "reports")  # the committed ones: a repro may be under way here
     (tmp_path / README).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n")
@@ -149,7 +149,8 @@ def test_make_readme_rewrites_only_the_block_and_refuses_a_readme_without_marker
 
 def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
     """`dvc exp show --json`'s layout: the baseline, then its experiments' revs."""
-    from stages.core.sweep import runs, table
+    from tools.experiments import runs
+    from tools.sweep import table
 
     def data(d, ts, dataset="fashion_mnist", mse=0.01):
         metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}}, "metrics/train_vae.json": {"vae": {"test_mse": mse}},
@@ -178,7 +179,7 @@ def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
 
 
 def test_sweep_report_waits_while_the_queue_runs(monkeypatch):
-    from stages.core import sweep
+    from tools import experiments
 
     states = iter(["queued", "running", "success"])
     calls = []
@@ -188,19 +189,19 @@ def test_sweep_report_waits_while_the_queue_runs(monkeypatch):
         return [{"rev": "b" * 40, "name": "main", "data": {},
                  "experiments": [{"name": "e", "executor": {"state": next(states)}, "revs": [{"rev": "c" * 40, "data": {}}]}]}]
 
-    monkeypatch.setattr(sweep, "dvc_exp_show", show)
-    entries = sweep.wait("HEAD", poll=0)
+    monkeypatch.setattr(experiments, "dvc_exp_show", show)
+    entries = experiments.wait("HEAD", poll=0)
     assert len(calls) == 3 and entries[1]["state"] == "success"
 
     states = iter(["queued"] * 5)  # no worker: stop with a message, not forever
     with pytest.raises(SystemExit, match="dvc queue start"):
-        sweep.wait("HEAD", poll=0)
+        experiments.wait("HEAD", poll=0)
 
 
 def test_sweep_report_without_finished_runs_says_what_to_run(monkeypatch, tmp_path):
-    from stages.core import sweep
+    from tools import experiments, sweep
 
-    monkeypatch.setattr(sweep, "dvc_exp_show", lambda rev: [{"rev": "b" * 40, "name": "main", "data": {}}])
+    monkeypatch.setattr(experiments, "dvc_exp_show", lambda rev: [{"rev": "b" * 40, "name": "main", "data": {}}])
     with pytest.raises(SystemExit, match="run `make sweep` first"):
         sweep.main(["--poll", "0"], root=tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written

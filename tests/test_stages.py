@@ -19,12 +19,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, Reads, idx_bytes
+from conftest import REPO, Reads, idx_bytes, listed_keys
 
 from stages import downstream, evaluate, ood, train_ae, train_classifier, train_vae
 from stages.core import params as params_mod, training as training_mod
-from stages.core.data import SPLITS, InputConfig, load_split, normalize, slug, to_unit
-from stages.core.evaluation import PCARepresentation
+from stages.core.config import InputConfig
+from stages.core.data import SPLITS, load_split, slug
+from stages.core.inputs import normalize, to_unit
+from stages.core.representations import PCARepresentation
 from stages.core.io import load_arrays, load_checkpoint, read_json
 from stages.core.models import AutoEncoder, from_checkpoint
 from stages.core.params import ParamError, read_params_by_stage
@@ -142,8 +144,10 @@ def test_stage_writes_exactly_what_dvc_yaml_declares(stage, latent2):
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_stage_reads_exactly_the_params_dvc_yaml_lists(stage, latent2):
     """dvc.yaml's ``params`` decide what reruns a stage: a key read but not listed would
-    not rerun it when changed, a key listed but not read would rerun it for nothing."""
-    assert latent2.read[stage] == read_params_by_stage(REPO / "dvc.yaml")[stage]
+    not rerun it when changed, a key listed but not read would rerun it for nothing.
+    Key by key: a stage that reads one key of a section lists that key, not the section."""
+    listed = {str(p) for p in DVC["stages"][stage].get("params", [])}
+    assert latent2.read[stage] == listed_keys(latent2.params, listed)
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -325,7 +329,7 @@ def test_pad_2_symmetric_mse_reports_test_mse_on_the_unit_scale(processed, tiny,
     params["train_ae"]["loss"] = "mse"
     run = run_stages(processed, tmp_path, params, ["train_ae"])
     checkpoint = load_checkpoint(tmp_path / "models/ae.pt")
-    assert (checkpoint["config"]["normalize"], checkpoint["config"]["pad"]) == ("symmetric", 2)
+    assert checkpoint["config"]["input"] == {"normalize": "symmetric", "pad": 2}
     model = from_checkpoint(checkpoint).eval()
     assert isinstance(model, AutoEncoder)
 
@@ -358,7 +362,7 @@ def test_features_are_the_checkpoints_codes_and_pca_is_fitted_on_train(latent2):
     with torch.no_grad():
         z = model.encode(normalize(test.images, model.cfg.input)).numpy()
     np.testing.assert_allclose(load_arrays(latent2.root / "data/features/ae.npz")["x_test"], z, atol=1e-5)
-    pca = PCARepresentation(latent2.split("train").images, 2)
+    pca = PCARepresentation.fit(latent2.split("train").images, 2)
     np.testing.assert_allclose(load_arrays(latent2.root / "data/features/pca.npz")["x_test"], pca.encode(test.images),
                                atol=1e-5)
 
@@ -440,9 +444,9 @@ def test_target_share_feeds_the_pixel_mlp_as_train_classifier_did(latent2):
     classifier = from_checkpoint(load_checkpoint(latent2.root / "models/classifier.pt")).eval()
     confusion = pd.read_csv(latent2.root / "plots/train_classifier/confusion.csv")
     identity = evaluate.Evaluated(Pixels(), {}, np.empty(0), np.empty(0), {})
-    input_cfg = InputConfig(**latent2.params["input"])
+    assert classifier.cfg.input == InputConfig(**latent2.params["input"])  # the checkpoint feeds itself
     for a, b in ((7, 9), (0, 6), (3, 3)):
-        share = evaluate.target_share(identity, test, a, b, np.zeros(28 * 28, np.float32), classifier, input_cfg,
+        share = evaluate.target_share(identity, test, a, b, np.zeros(28 * 28, np.float32), classifier,
                                       torch.device("cpu"))
         of_a = confusion[confusion["actual"] == test.classes[a]]
         expected = of_a.loc[of_a["predicted"] == test.classes[b], "count"].sum() / of_a["count"].sum()
@@ -463,7 +467,7 @@ def test_ood_metrics_report_and_roc(any_run):
     assert sorted(m) == sorted(f"ood.auroc.{s}" for s in scores)
     assert all(0 <= v <= 1 for v in m.values())
     assert (r["in_distribution"], r["out_of_distribution"]) == ("fashion_mnist", "mnist")
-    assert r["images"] == 60 and sorted(r["mean_score"]) == sorted(scores)
+    assert r["images"] == 40 and sorted(r["mean_score"]) == sorted(scores)
     for s in scores:
         roc = pd.read_csv(any_run.root / f"plots/ood/roc/{s}.csv")
         assert list(roc.columns) == ["fpr", "tpr"]
@@ -545,7 +549,7 @@ def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(proce
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training_mod, "evaluate", interrupted)  # in the middle of the first epoch's end
+    monkeypatch.setattr(training_mod, "evaluate_split", interrupted)  # in the middle of the first epoch's end
     with pytest.raises(SystemExit) as e:
         params_mod.run(train_ae.main)
     assert e.value.code == 130
@@ -563,3 +567,75 @@ def test_damaged_checkpoint_stops_evaluate_with_one_line(latent2, tmp_path, monk
         params_mod.run(evaluate.main)
     msg = str(e.value.code)
     assert msg.startswith("evaluate failed: models/vae.pt is not a checkpoint") and "train_vae" in msg, msg
+
+
+def test_ood_reads_train_vaes_bounds_of_this_datasets_images(latent2):
+    """The IWAE bound of each in-distribution test image is computed once, by train_vae."""
+    bounds = load_arrays(latent2.root / "data/eval/vae_test_bounds.npz")
+    report = latent2.report("ood")
+    n = report["images"]
+    assert len(bounds["iwae_nll"]) >= n and int(bounds["k"]) == latent2.params["train_vae"]["iwae_k"]
+    assert report["mean_score"]["vae_nll"]["fashion_mnist"] == pytest.approx(float(bounds["iwae_nll"][:n].mean()),
+                                                                             rel=1e-5)
+
+
+def test_a_stage_reports_where_its_seconds_went(processed, tiny, tmp_path, monkeypatch):
+    """What `make bench` reads: one JSON line per stage, the epochs inside its own seconds."""
+    import json
+
+    from stages.core import timing
+
+    shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): tiny)
+    monkeypatch.setenv(timing.TIMES_ENV, str(tmp_path / "times.jsonl"))
+    monkeypatch.setattr(timing, "spent", dict.fromkeys(timing.PHASES, 0.0))
+    params_mod.run(train_ae.main)
+    (line,) = (tmp_path / "times.jsonl").read_text().splitlines()
+    times = json.loads(line)
+    assert times["stage"] == "train_ae" and set(times) == {"stage", "main", *timing.PHASES}
+    assert 0 < times["epochs"] and times["epochs"] + times["io"] + times["figures"] <= times["main"]
+    assert times["io"] > 0 and times["figures"] > 0
+
+
+# ------------------------------------------------------ damaged inputs of later stages
+from test_faults import one_line_failure  # noqa: E402  (these need this module's runs)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_object", "no_pixel_row"])
+def test_damaged_report_that_downstream_reads(damage, latent2, tmp_path, monkeypatch):
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "reports/train_classifier.json"
+    text = path.read_text()
+    path.write_text({"truncated": text[: len(text) // 2], "not_an_object": "[1, 2]", "no_pixel_row": "{}"}[damage])
+    before = (tmp_path / "metrics/downstream.json").read_bytes()
+    msg = one_line_failure(downstream.main, tmp_path, monkeypatch, latent2.params)
+    assert msg.startswith("downstream failed: reports/train_classifier.json") and \
+        "`dvc repro --force train_classifier`" in msg, msg
+    assert (tmp_path / "metrics/downstream.json").read_bytes() == before
+
+
+def test_damaged_features_and_pca(latent2, tmp_path, monkeypatch):
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "models/pca.npz").write_bytes(b"PK\x03\x04 truncated")
+    msg = one_line_failure(ood.main, tmp_path, monkeypatch, latent2.params)
+    assert msg.startswith("ood failed: models/pca.npz is damaged") and "`dvc repro --force evaluate`" in msg, msg
+    features = tmp_path / "data/features/vae.npz"
+    features.write_bytes(features.read_bytes()[:300])
+    msg = one_line_failure(downstream.main, tmp_path, monkeypatch, latent2.params)
+    assert msg.startswith("downstream failed: data/features/vae.npz is damaged") and "evaluate" in msg, msg
+
+
+def test_ood_needs_train_vae_to_have_bounded_its_images(latent2, tmp_path, monkeypatch):
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    params = {**latent2.params, "ood": {"images": latent2.params["train_vae"]["iwae_images"] + 1}}
+    msg = one_line_failure(ood.main, tmp_path, monkeypatch, params)
+    assert "set ood.images <= train_vae.iwae_images" in msg, msg
+
+
+def test_evaluate_reads_nothing_about_a_model_from_params(latent2, tmp_path):
+    """The checkpoints feed themselves: an ``input`` section that says otherwise is not read."""
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    params = yaml.safe_load(yaml.safe_dump(latent2.params))
+    del params["input"], params["model"], params["latent_dim"], params["train_vae"]
+    assert evaluate.main(params, tmp_path) == latent2.metrics["evaluate"]

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import noise  # noqa: E402
 from stages.core.io import read_json  # noqa: E402
+from tools import noise  # noqa: E402
 
 FLOOR = Path("reports/seeds.json")
 

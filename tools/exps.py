@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core.sweep import flat, runs  # noqa: E402
+from tools.experiments import flat, runs  # noqa: E402
 
 # (column, metrics file, dotted key): the numbers a latent experiment moves.
 HEADLINE = [

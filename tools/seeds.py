@@ -27,9 +27,10 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import noise, plots  # noqa: E402
-from stages.core.io import atomic_path, save_figure, write_json  # noqa: E402
-from stages.core.sweep import SEED_KEYS, flat, wait  # noqa: E402
+from stages.core import plots  # noqa: E402
+from stages.core.io import save_figure, write_json, write_text  # noqa: E402
+from tools import noise  # noqa: E402
+from tools.experiments import SEED_KEYS, flat, wait  # noqa: E402
 
 # (name, a, b): the paired differences a - b the README's conclusions rest on; b None: a
 # is a difference already.
@@ -142,8 +143,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
     params = {**flat(entries[0]["params"]), **overrides}
     title = f"{params['data.dataset']}, latent_dim={params['latent_dim']}"
     write_json(root / "reports" / f"{args.out}.json", rep)
-    with atomic_path(root / "reports" / f"{args.out}.md") as tmp:
-        tmp.write_text(markdown(rep, title))
+    write_text(root / "reports" / f"{args.out}.md", markdown(rep, title))
     save_figure(root / "plots" / args.out / "errors.png", figure(rep, title))
     print(markdown(rep, title))
     return rep

@@ -1,9 +1,6 @@
-"""Datasets: download with integrity checks, IDX parsing, splits and normalization.
+"""Datasets: download with integrity checks, IDX parsing and the split arrays.
 
-Reads the official IDX ``.gz`` files (``data/raw/<dataset>/``) and the compact split
-arrays (``data/processed/<split>.npz``: uint8 images, int64 labels, class names).
-Normalization and padding happen at load time, in :func:`normalize`, and are undone
-for reporting by :func:`to_unit`, so every error is measured on the [0, 1] scale.
+numpy only: the download stage imports no torch (inputs.py turns splits into tensors).
 """
 from __future__ import annotations
 
@@ -20,14 +17,12 @@ from typing import Iterator
 from urllib.error import URLError
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from . import config
 from .io import load_arrays
-from .params import PipelineError, check, check_choice
+from .params import PipelineError
 
 SPLITS = ("train", "val", "test")
-NORMALIZATIONS = ("unit", "symmetric")
 IMAGE_SIDE = 28
 N_CLASSES = 10
 
@@ -50,7 +45,7 @@ SHA256 = {
 # torchvision's dataset classes own the mirrors, file names and class names; their
 # names are also the folder names in shared/data/SHA256SUMS.
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-DATASETS = tuple(TORCHVISION)
+DATASETS = config.DATASETS
 MIRROR_ENV = "DATA_MIRROR"
 SUMS_ENV = "DATA_SHA256SUMS"
 
@@ -72,8 +67,18 @@ def download_url(url: str, root: str, filename: str) -> None:
     torchvision_download_url(url, root, filename)
 
 
+# torchvision's class names (a test holds them equal), written out because importing
+# torchvision costs the preprocess stage 2 s.
+CLASSES = {
+    "mnist": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+              "8 - eight", "9 - nine"],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+
+
 def class_names(dataset: str) -> list[str]:
-    return list(torchvision_dataset(dataset).classes)
+    return list(CLASSES[dataset])
 
 
 def slug(name: str) -> str:
@@ -81,36 +86,10 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """The ``data`` section of params.yaml: which dataset, and how val is split off."""
-
-    dataset: str
-    val_fraction: float
-    seed: int
-
-    def __post_init__(self) -> None:
-        check_choice(self.dataset, DATASETS, "dataset")
-        check(0 < self.val_fraction < 1, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    """The ``input`` section: how the training stages feed images to the models,
-    normalized and padded at load time (checkpoints keep it, for evaluate)."""
-
-    normalize: str
-    pad: int
-
-    def __post_init__(self) -> None:
-        check_choice(self.normalize, NORMALIZATIONS, "normalize")
-        check(self.pad in (0, 2), "pad", f"must be 0 or 2, got {self.pad}")
-
-
 # --------------------------------------------------------------------------- download
 def raw_files(dataset: str) -> list[str]:
-    """The four official ``.gz`` file names, as torchvision lists them."""
-    return [name for name, _md5 in torchvision_dataset(dataset).resources]
+    """The four official ``.gz`` file names (torchvision's ``resources``; a test holds it)."""
+    return [f"{name}.gz" for name in SHA256[dataset]]
 
 
 def expected_sha256(dataset: str) -> dict[str, str]:
@@ -238,7 +217,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     elif len(data) - header != size:
         problem = f"header says {shape} = {size} bytes of data, file holds {len(data) - header}"
     else:
-        return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+        return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()  # writable
     raise _not_official(f"{path}: {problem}")
 
 
@@ -260,48 +239,17 @@ def read_raw(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     raise _not_official(problem, "official IDX files: replace them with the official ones")
 
 
-# ---------------------------------------------------------------------- normalization
-def normalize(images: np.ndarray, cfg: InputConfig) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28 + 2 pad, 28 + 2 pad) in [0, 1] or [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)  # (N, 1, 28, 28)
-    if cfg.pad:
-        x = F.pad(x, (cfg.pad,) * 4)  # black border, before the shift to [-1, 1]
-    return (x - 0.5) / 0.5 if cfg.normalize == "symmetric" else x
-
-
-def to_unit(x: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
-    """Undo :func:`normalize`: back to [0, 1] and the original 28x28 (N, 1, 28, 28)."""
-    if cfg.normalize == "symmetric":
-        x = x * 0.5 + 0.5
-    return x[..., cfg.pad : x.shape[-2] - cfg.pad, cfg.pad : x.shape[-1] - cfg.pad]
-
-
 @dataclass
 class Split:
     images: np.ndarray  # (N, 28, 28) uint8
     labels: np.ndarray  # (N,) int64
     classes: list[str]
+    dataset: str  # mnist or fashion_mnist
 
 
 def load_split(processed_dir: Path, split: str) -> Split:
-    arrays = load_arrays(Path(processed_dir) / f"{split}.npz")
-    return Split(arrays["images"], arrays["labels"], [str(c) for c in arrays["classes"]])
+    path = Path(processed_dir) / f"{split}.npz"
+    arrays = load_arrays(path, ("images", "labels", "classes", "dataset"))
+    return Split(arrays["images"], arrays["labels"], [str(c) for c in arrays["classes"]], str(arrays["dataset"]))
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
-            device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
-    """Index batches over ``n`` items on ``device``: shuffled by ``generator`` (a CPU
-    generator, so the order is the same on every device) when one is given."""
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    yield from order.to(device).split(batch_size)
-
-
-def load_tensors(processed_dir: Path, pre: InputConfig, splits: tuple[str, ...] = SPLITS
-                 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], list[str]]:
-    """``{split: (x, y)}`` normalized for training, and the class names."""
-    out, classes = {}, []
-    for name in splits:
-        s = load_split(processed_dir, name)
-        out[name] = (normalize(s.images, pre), torch.from_numpy(s.labels))
-        classes = s.classes
-    return out, classes

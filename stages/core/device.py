@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import to_unit
+from .inputs import to_unit
 from .params import ParamError, check_choice
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,25 +1,26 @@
 """Models, each owning its loss: ``model.loss(x, y) -> (loss, stats)``.
 
-- :class:`MLP`: the course's pixel classifier (params.yaml: 784 -> 128 -> 64 -> 10,
-  dropout 0.2), reused on latent features downstream.
-- :class:`AutoEncoder` and :class:`VAE` share one conv backbone (:class:`Encoder`,
-  :class:`Decoder`), configured by the ``model`` section of params.yaml; the VAE adds
-  only the mu/logvar heads, the reparameterization and the KL term.
-
-Every ``stats`` dict holds detached 0-d tensors (the training loop reads them once per
-epoch, not once per batch); reconstruction models report ``mse``, the per-pixel MSE on
-the [0, 1] scale of the original 28x28 image, whatever the training scale.
+The MLP classifies pixels or latent codes; the AE and the VAE share one conv backbone,
+and the VAE adds only the mu/logvar heads, the reparameterization and the KL term.
+Each model's config says everything that rebuilds and feeds it (its loss, beta, its
+input transform), so a checkpoint is all a later stage needs. Every ``stats`` value is
+a detached 0-d tensor; reconstruction models report ``mse`` per pixel on [0, 1].
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import IMAGE_SIDE, InputConfig, to_unit
-from .params import check, check_choice, from_section, top_level
+from .config import InputConfig
+from .data import IMAGE_SIDE
+from .inputs import to_unit
+from .io import load_checkpoint
+from .params import PipelineError
+from .paths import rebuild_hint
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -29,23 +30,21 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
 }
-DECODERS = ("convtranspose", "upsample")
-LOSSES = ("mse", "bce")
 
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """The MLP's shape; ``hidden`` and ``dropout`` come from the ``train_classifier``
-    section, which checks them (training.ClassifierConfig)."""
-
     in_features: int
     hidden: tuple[int, ...]
     dropout: float
     n_classes: int
+    input: InputConfig | None  # how images are fed to it; None for latent codes
 
 
 class MLP(nn.Module):
     """Flatten, then Linear-ReLU-Dropout per hidden size, then the class logits."""
+
+    kind = "mlp"
 
     def __init__(self, cfg: MLPConfig):
         super().__init__()
@@ -69,36 +68,34 @@ class MLP(nn.Module):
 
 @dataclass(frozen=True)
 class ConvConfig:
-    """The shared AE/VAE backbone: the ``model`` section plus what the data and
-    the top-level ``latent_dim`` fix (output activation, image size)."""
+    """The AE's architecture and loss; ``input`` sets the output activation (sigmoid for
+    [0, 1], tanh for [-1, 1]) and the image size."""
 
-    latent_dim: int  # the top-level key
+    latent_dim: int
     widths: tuple[int, ...]  # conv channels, each conv with stride 2
     hidden: int  # dense layer between the convs and the latent; 0 for none
     activation: str
     decoder: str  # "convtranspose", or "upsample": nearest upsampling + 3x3 conv
     batch_norm: bool
     out_conv: bool  # end the decoder with a 3x3 conv to 1 channel
-    normalize: str  # from the input section (checked there): sigmoid output for [0, 1], tanh for [-1, 1]
-    pad: int  # from the input section
-
-    def __post_init__(self) -> None:
-        check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
-        check(len(self.widths) >= 1 and min(self.widths) >= 1, "widths", f"need >= 1 positive widths, got {list(self.widths)}")
-        check(self.hidden >= 0, "hidden", f"must be >= 0 (0 for none), got {self.hidden}")
-        check_choice(self.activation, ACTIVATIONS, "activation")
-        check_choice(self.decoder, DECODERS, "decoder")
+    input: InputConfig
+    loss: str  # mse or bce, on the training scale
 
     @property
-    def input(self) -> InputConfig:
-        return InputConfig(self.normalize, self.pad)
+    def normalize(self) -> str:
+        return self.input.normalize
 
     def sizes(self) -> list[int]:
         """Spatial side after each stride-2 conv (k=3, p=1): 28 -> 14 -> 7 -> 4."""
-        sizes = [IMAGE_SIDE + 2 * self.pad]
+        sizes = [IMAGE_SIDE + 2 * self.input.pad]
         for _ in self.widths:
             sizes.append((sizes[-1] - 1) // 2 + 1)
         return sizes
+
+
+@dataclass(frozen=True)
+class VAEModelConfig(ConvConfig):
+    beta: float  # weight of the KL term in training; 1 is the ELBO
 
 
 def _block(layers: list[nn.Module], channels: int, cfg: ConvConfig) -> list[nn.Module]:
@@ -173,22 +170,6 @@ class Decoder(nn.Module):
         return self.net(z)  # (B, 1, S, S) logits
 
 
-def check_loss(loss: str, normalize: str) -> None:
-    """A reconstruction loss that suits the data's scale (the training sections' ``loss``)."""
-    check_choice(loss, LOSSES, "loss")
-    check(not (loss == "bce" and normalize == "symmetric"), "loss",
-          "bce needs targets in [0, 1] but input.normalize is symmetric ([-1, 1]); "
-          "use loss: mse, or input.normalize: unit")
-
-
-def conv_config(params: dict) -> ConvConfig:
-    """The shared backbone from params: the ``model`` section, the top-level ``latent_dim``
-    and the ``input`` section (output activation and image size)."""
-    inp = from_section(InputConfig, params, "input")
-    return from_section(ConvConfig, params, "model", latent_dim=top_level(params, "latent_dim"),
-                        normalize=inp.normalize, pad=inp.pad)
-
-
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, normalize: str) -> torch.Tensor:
     """Per-image reconstruction loss summed over pixels, (B,), on the training scale."""
     if kind == "bce":
@@ -208,12 +189,13 @@ def unit_mse(x_hat: torch.Tensor, x: torch.Tensor, pre: InputConfig) -> torch.Te
 
 
 class AutoEncoder(nn.Module):
-    """Encoder, a linear map to z, decoder. ``loss`` ("mse" or "bce") comes checked
-    from the stage's section (training.ReconstructionConfig)."""
+    """Encoder, a linear map to z, decoder."""
 
-    def __init__(self, cfg: ConvConfig, loss: str):
+    kind = "ae"
+
+    def __init__(self, cfg: ConvConfig):
         super().__init__()
-        self.cfg, self.loss_kind = cfg, loss
+        self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.to_latent = nn.Linear(self.encoder.features, cfg.latent_dim)
         self.decoder = Decoder(cfg)
@@ -230,7 +212,7 @@ class AutoEncoder(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         logits = self.decoder(self.encode(x))
         # Mean over pixels: the scale of the course's Keras/PyTorch AE losses.
-        loss = reconstruction_loss(logits, x, self.loss_kind, self.cfg.normalize).mean() / x[0].numel()
+        loss = reconstruction_loss(logits, x, self.cfg.loss, self.cfg.normalize).mean() / x[0].numel()
         x_hat = output_activation(logits.detach(), self.cfg.normalize)
         return loss, {"loss": loss.detach(), "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
 
@@ -255,9 +237,10 @@ class VAE(AutoEncoder):
     training loop's ``evaluate`` seeds the draws.
     """
 
-    def __init__(self, cfg: ConvConfig, loss: str, beta: float):
-        super().__init__(cfg, loss)
-        self.beta = beta
+    kind = "vae"
+
+    def __init__(self, cfg: VAEModelConfig):
+        super().__init__(cfg)
         self.to_logvar = nn.Linear(self.encoder.features, cfg.latent_dim)  # to_latent is the mu head
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,9 +254,9 @@ class VAE(AutoEncoder):
         mu, logvar = self.encode_dist(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, latent)
         logits = self.decoder(z)
-        recon = reconstruction_loss(logits, x, self.loss_kind, self.cfg.normalize).mean()
+        recon = reconstruction_loss(logits, x, self.cfg.loss, self.cfg.normalize).mean()
         kl = kl_to_standard_normal(mu, logvar).mean()
-        loss = recon + (self.beta if self.training else 1.0) * kl
+        loss = recon + (self.cfg.beta if self.training else 1.0) * kl
         x_hat = output_activation(logits.detach(), self.cfg.normalize) if self.training else self.decode(mu)
         stats = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(),
                  "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
@@ -281,29 +264,37 @@ class VAE(AutoEncoder):
 
 
 # ----------------------------------------------------------------------- checkpoints
+KINDS = {cls.kind: (cls, cfg) for cls, cfg in ((MLP, MLPConfig), (AutoEncoder, ConvConfig), (VAE, VAEModelConfig))}
+
+
 def checkpoint_config(model: nn.Module) -> dict:
-    """What rebuilds ``model`` with :func:`build`: its kind and constructor arguments."""
-    if isinstance(model, MLP):
-        return {"kind": "mlp", **asdict(model.cfg)}
-    config = {"kind": "vae" if isinstance(model, VAE) else "ae", "loss": model.loss_kind, **asdict(model.cfg)}
-    if isinstance(model, VAE):
-        config["beta"] = model.beta
-    return config
+    """What rebuilds ``model`` with :func:`from_config`: its kind and its config."""
+    return {"kind": model.kind, **asdict(model.cfg)}
 
 
-def build(config: dict) -> nn.Module:
-    config = dict(config)
-    kind = config.pop("kind")
-    if kind == "mlp":
-        config["hidden"] = tuple(config["hidden"])
-        return MLP(MLPConfig(**config))
-    loss, beta = config.pop("loss"), config.pop("beta", None)
-    cfg = ConvConfig(**{**config, "widths": tuple(config["widths"])})
-    return VAE(cfg, loss, beta) if kind == "vae" else AutoEncoder(cfg, loss)
+def from_config(checkpoint_cfg: dict) -> nn.Module:
+    """An untrained model of the kind and config a checkpoint records."""
+    values = dict(checkpoint_cfg)
+    cls, cfg_cls = KINDS[values.pop("kind")]
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if values.get("input") is not None:
+        values["input"] = InputConfig(**values["input"])
+    return cls(cfg_cls(**values))
 
 
 def from_checkpoint(checkpoint: dict) -> nn.Module:
     """The model a checkpoint (``{"model": state_dict, "config": ...}``) describes, with its weights."""
-    model = build(checkpoint["config"])
+    model = from_config(checkpoint["config"])
     model.load_state_dict(checkpoint["model"])
     return model
+
+
+def load(path) -> nn.Module:
+    """The trained model saved at ``path``; a checkpoint of another layout is one line."""
+    checkpoint = load_checkpoint(path)
+    try:
+        return from_checkpoint(checkpoint)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        problem = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise PipelineError(f"{path} was saved by another version of this pipeline ({problem}); "
+                            f"rebuild it with {rebuild_hint(path)}") from None

@@ -1,12 +1,8 @@
-"""params.yaml: its sections as validated dataclasses, and a stage's command line.
+"""Reading params.yaml into the dataclasses of config.py, and a stage's command line.
 
-params.yaml is the one place a default lives. Each stage turns the sections it reads
-into frozen dataclasses with :func:`from_section`: the dataclasses have no defaults, so
-a missing or misspelled section or key is an error naming it, as is a key the section
-does not have. Each dataclass checks its own values in ``__post_init__`` with
-:func:`check`, once; errors carry the key's path in params.yaml (``train_ae.lr``,
-``latent_dim``), from which the message is built. :func:`load_params` also refuses a
-top-level key that no stage of dvc.yaml reads.
+The dataclasses have no defaults, so a missing, misspelled or unknown key is an error
+that names its path in params.yaml (``train_ae.lr``); so is a top-level key no stage
+of dvc.yaml reads, which would otherwise be ignored.
 """
 from __future__ import annotations
 
@@ -14,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import sys
+import time
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -58,8 +55,17 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str:
 def load_params(root: Path = Path(".")) -> dict:
     """params.yaml under ``root``; with dvc.yaml beside it, a top-level key that no
     stage lists under ``params`` is an error (a misspelled section would be ignored)."""
-    with open(Path(root) / PARAMS_FILE) as f:
-        params = yaml.safe_load(f) or {}
+    path = Path(root) / PARAMS_FILE
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing; restore it with `git checkout {PARAMS_FILE}`") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise PipelineError(f"{path} is not valid YAML{where}: {problem}; fix it there "
+                            f"(or `git checkout {PARAMS_FILE}` for the committed one)") from None
     if not isinstance(params, dict):
         raise ParamError("(top level)", "must be a mapping of keys to values")
     dvc_file = Path(root) / DVC_FILE
@@ -79,44 +85,35 @@ def read_params_by_stage(dvc_file: Path) -> dict[str, set[str]]:
     return {name: {str(p).split(".")[0] for p in spec.get("params", [])} for name, spec in stages.items()}
 
 
-def top_level(params: dict, key: str) -> Any:
-    """A top-level value (``device``, ``latent_dim``); missing is an error naming it."""
+def top_level(params: dict, key: str, hint: type | None = None) -> Any:
+    """A top-level value (``device``, ``latent_dim``), of type ``hint`` if given; missing is an error naming it."""
     check(key in params, key, "missing top-level key")
-    return params[key]
+    return params[key] if hint is None else _coerce(params[key], hint, key)
 
 
-def from_section(cls: type[T], params: dict, name: str, **extra: Any) -> T:
+def from_section(cls: type[T], params: dict, name: str) -> T:
     """Build ``cls`` from the section ``params[name]``: every field of ``cls`` must be
-    there, and nothing else.
-
-    ``extra`` holds fields whose values come from outside the section (``latent_dim``,
-    the ``input`` section's ``normalize``): the section may not set them, and an error
-    about one is raised under its own key, unqualified.
-    """
+    there, and nothing else; an error inside names ``<name>.<field>``."""
     fields = [f.name for f in dataclasses.fields(cls)]
-    own = [f for f in fields if f not in extra]
     section = params.get(name)
     if section is None:
-        raise ParamError(name, f"missing section; it needs the keys {', '.join(own)}")
+        raise ParamError(name, f"missing section; it needs the keys {', '.join(fields)}")
     if not isinstance(section, dict):
-        raise ParamError(name, f"must be a section (a mapping) with the keys {', '.join(own)}, got {section!r}")
+        raise ParamError(name, f"must be a section (a mapping) with the keys {', '.join(fields)}, got {section!r}")
     for key in section:
-        if key not in own:
-            raise ParamError(f"{name}.{key}", f"unknown key; {_did_you_mean(key, own)}known keys of {name!r}: "
-                                              f"{', '.join(sorted(own))}")
+        if key not in fields:
+            raise ParamError(f"{name}.{key}", f"unknown key; {_did_you_mean(key, fields)}known keys of {name!r}: "
+                                              f"{', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     values = {}
     for key in fields:
-        if key in extra:
-            values[key] = _coerce(extra[key], hints[key], key)
-        elif key in section:
-            values[key] = _coerce(section[key], hints[key], f"{name}.{key}")
-        else:
+        if key not in section:
             raise ParamError(f"{name}.{key}", "missing key")
+        values[key] = _coerce(section[key], hints[key], f"{name}.{key}")
     try:
         return cls(**values)
     except ParamError as e:
-        if e.key in extra or e.key not in fields:  # already a full path
+        if e.key not in fields:  # already a full path
             raise
         raise ParamError(f"{name}.{e.key}", e.problem) from None
 
@@ -146,10 +143,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def run(main: Callable[[dict], dict]) -> None:
     """A stage's command line: load params.yaml, call ``main``, exit non-zero with a
     one-paragraph message (no traceback) on an error the user can fix."""
+    from . import timing
+
     module = main.__module__
     if module == "__main__":  # `python -m stages.<name>`: the spec keeps the real name
         module = sys.modules["__main__"].__spec__.name
     stage = module.rsplit(".", 1)[-1]
+    start = time.perf_counter()
     try:
         main(load_params())
     except PipelineError as e:
@@ -158,3 +158,4 @@ def run(main: Callable[[dict], dict]) -> None:
         print(f"{stage} interrupted (Ctrl-C); no output of it was half-written; "
               "run `dvc repro` to start it again", file=sys.stderr)
         sys.exit(130)
+    timing.record(stage, time.perf_counter() - start)

@@ -1,80 +1,29 @@
-"""The one training loop: ``train_one_epoch``, ``evaluate`` and ``fit``.
+"""The one training loop: ``train_one_epoch``, ``evaluate_split`` and ``fit``.
 
-The loop never asks which model it has: it calls ``model.loss(x, y)``, which returns
-``(loss, stats)``, and averages the stats. Data are in-memory tensors, batched by
-index, with no per-batch host-device sync (stats stay on the device until the epoch
-ends): ``make bench`` compares it with the course's DataLoader loop.
+The loop never asks which model it has: it calls ``model.loss(x, y) -> (loss, stats)``
+and averages the stats. Data are in-memory tensors batched by index, with no per-batch
+host-device sync; ``make bench`` compares it with the course's DataLoader loop.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import batches
+from . import timing
+from .config import TrainConfig
 from .device import EVAL_BATCH, on_device
-from .models import check_loss
-from .params import PipelineError, check, check_choice
-
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("onecycle", "constant")
+from .inputs import batches
+from .params import PipelineError
 
 
 class TrainingError(PipelineError):
     """Training cannot go on (a non-finite loss); the message says which param to change."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Keys every training section shares; stages subclass it for their own keys.
-    No defaults: params.yaml holds them."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    optimizer: str  # adam or sgd (momentum 0.9)
-    lr_schedule: str  # onecycle or constant
-    patience: int  # stop after this many epochs without a better val loss; 0 = never
-    seed: int  # initial weights and batch order
-
-    def __post_init__(self) -> None:
-        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.patience >= 0, "patience", f"must be >= 0, got {self.patience}")
-        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
-        check_choice(self.lr_schedule, SCHEDULES, "lr_schedule")
-
-
-@dataclass(frozen=True)
-class ClassifierConfig(TrainConfig):
-    """The MLP classifier's keys: its hidden sizes and dropout (pixels or latent features)."""
-
-    hidden: tuple[int, ...]
-    dropout: float
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(all(h >= 1 for h in self.hidden), "hidden", f"sizes must be >= 1, got {list(self.hidden)}")
-        check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
-
-
-@dataclass(frozen=True)
-class ReconstructionConfig(TrainConfig):
-    """The AE and VAE stages' keys: a reconstruction loss that must suit the data's scale."""
-
-    loss: str  # mse or bce (needs input.normalize: unit)
-    normalize: str  # from the input section, to check the loss against
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_loss(self.loss, self.normalize)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -141,7 +90,7 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH,
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH,
              seed: int = 0) -> dict:
     """Stats averaged over all of ``x`` in eval mode (no dropout, batch-norm running stats).
 
@@ -176,14 +125,16 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     rows, best_loss, best_epoch, best_state = [], math.inf, 0, None
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
-        try:
-            stats = train_one_epoch(model, opt, *train, cfg.batch_size, generator, f"{label} {epoch}/{cfg.epochs}",
-                                    scheduler)
-        except TrainingError as e:
-            raise TrainingError(f"{e} in epoch {epoch}: training diverged; lower {section}.lr "
-                                f"(now {cfg.lr:g}) and run the stage again") from None
+        with timing.phase("epochs"):
+            try:
+                stats = train_one_epoch(model, opt, *train, cfg.batch_size, generator,
+                                        f"{label} {epoch}/{cfg.epochs}", scheduler)
+            except TrainingError as e:
+                raise TrainingError(f"{e} in epoch {epoch}: training diverged; lower {section}.lr "
+                                    f"(now {cfg.lr:g}) and run the stage again") from None
+            val_stats = evaluate_split(model, *val)
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in stats.items()}}
-        row.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
+        row.update({f"val_{k}": v for k, v in val_stats.items()})
         row["lr"] = opt.param_groups[0]["lr"]
         rows.append(row)
         improved = row["val_loss"] < best_loss
@@ -207,7 +158,7 @@ def train_and_test(model: nn.Module, data: dict[str, tuple[torch.Tensor, torch.T
     Metrics: ``test_<stat>``, the best epoch's ``val_<stat>``, ``best_epoch``, ``epochs_run``.
     """
     history, best_epoch = fit(model, data["train"], data["val"], cfg, section, label)
-    test = evaluate(model, *on_device(model, *data["test"]))
+    test = evaluate_split(model, *on_device(model, *data["test"]))
     best = history.set_index("epoch").loc[best_epoch]
     metrics = {f"test_{k}": v for k, v in test.items()}
     metrics.update({f"val_{k}": float(best[f"val_{k}"]) for k in test})

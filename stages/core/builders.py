@@ -1,0 +1,49 @@
+"""From params to an untrained, seeded model and its training config.
+
+The one place where params.yaml's sections meet the model classes: train_classifier and
+downstream build the MLP here, train_ae and train_vae their models, and so does
+benchmarks/bench.py. Params are checked before any data is read.
+"""
+from __future__ import annotations
+
+from .config import AEConfig, ClassifierConfig, InputConfig, ModelConfig, VAEConfig, check_loss_scale
+from .device import seed_everything
+from .models import MLP, VAE, AutoEncoder, ConvConfig, MLPConfig, VAEModelConfig
+from .params import check, from_section, top_level
+
+
+def input_config(params: dict) -> InputConfig:
+    return from_section(InputConfig, params, "input")
+
+
+def classifier(params: dict, in_features: int, n_classes: int, inp: InputConfig | None
+               ) -> tuple[MLP, ClassifierConfig]:
+    """The MLP of ``train_classifier`` on ``in_features`` inputs (pixels fed with ``inp``, or codes)."""
+    cfg = from_section(ClassifierConfig, params, "train_classifier")
+    seed_everything(cfg.seed)
+    return MLP(MLPConfig(in_features, cfg.hidden, cfg.dropout, n_classes, inp)), cfg
+
+
+def conv_config(params: dict, section: str, loss: str) -> ConvConfig:
+    """The backbone: the ``model`` section, ``latent_dim``, the input transform and
+    ``<section>.loss``, checked against the input's scale."""
+    model = from_section(ModelConfig, params, "model")
+    latent_dim = top_level(params, "latent_dim", int)
+    check(latent_dim >= 1, "latent_dim", f"must be >= 1, got {latent_dim}")
+    inp = input_config(params)
+    check_loss_scale(section, loss, inp)
+    return ConvConfig(latent_dim=latent_dim, **vars(model), input=inp, loss=loss)
+
+
+def autoencoder(params: dict) -> tuple[AutoEncoder, AEConfig]:
+    cfg = from_section(AEConfig, params, "train_ae")
+    arch = conv_config(params, "train_ae", cfg.loss)
+    seed_everything(cfg.seed)
+    return AutoEncoder(arch), cfg
+
+
+def vae(params: dict) -> tuple[VAE, VAEConfig]:
+    cfg = from_section(VAEConfig, params, "train_vae")
+    arch = VAEModelConfig(**vars(conv_config(params, "train_vae", cfg.loss)), beta=cfg.beta)
+    seed_everything(cfg.seed)
+    return VAE(arch), cfg

@@ -1,0 +1,71 @@
+"""Reading DVC's experiments: `dvc exp show --json` as a list of runs, and waiting for
+the queue. Shared by the sweep, seed and experiment-table tools."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+PENDING = {"queued", "running"}
+
+
+def dvc_exp_show(rev: str) -> list[dict]:
+    out = subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def runs(show: list[dict], workspace: bool = False) -> list[dict]:
+    """The baseline commits' runs and their experiments, as {name, baseline, state,
+    timestamp, params, metrics}, from ``dvc exp show --json`` (the workspace entry only if
+    asked). ``baseline`` names the commit a run belongs to (a commit's own run: its own
+    name). ``state`` is the queue's (queued, running, success, failed); a run outside the
+    queue has none and counts as a success."""
+    out = []
+
+    def entry(node: dict, name: str, baseline: str, state: str) -> dict:
+        data = node.get("data") or {}
+        files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}
+        return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
+                "params": files("params").get("params.yaml", {}), "metrics": files("metrics")}
+
+    for commit in show:
+        if commit.get("rev") == "workspace":
+            if workspace:
+                out.append(entry(commit, "workspace", "workspace", "success"))
+            continue
+        name = commit.get("name") or commit["rev"][:7]
+        out.append(entry(commit, name, name, "success"))
+        for exp in commit.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state", "success")
+            for rev in exp.get("revs") or []:
+                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], name, state))
+    return out
+
+
+SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"train_ae": {"seed": 0}} -> {"train_ae.seed": 0}: params and metrics as DVC names them."""
+    out = {}
+    for key, value in (tree or {}).items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
+    """The runs of ``rev`` once none is queued or running. Queued runs with none running
+    on two looks in a row mean no worker: stop and say so rather than wait forever."""
+    idle = 0
+    while True:
+        entries = runs(dvc_exp_show(rev))
+        pending = [e["name"] for e in entries if e["state"] in PENDING]
+        if not pending:
+            return entries
+        idle = idle + 1 if all(e["state"] == "queued" for e in entries if e["state"] in PENDING) else 0
+        if idle >= 2:
+            sys.exit(f"{who}: {len(pending)} experiment(s) queued but none running; start the workers with "
+                     f"`dvc queue start` (or `make {who}`), then run this again")
+        print(f"{who}: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
+        time.sleep(poll)
