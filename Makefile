@@ -19,7 +19,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>`: put the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report compare verify exps check-page clean
+.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report compare verify exps check-page clean
 
 setup: check-python $(VENV)/.installed
 
@@ -104,6 +104,18 @@ seeds: setup
 
 seeds-report: setup
 	python tools/seeds.py $(REPORT_ARGS)
+
+# The course's exercises (README, "Exercises"): the β sweep (0.25 and 4; HEAD's run is 1)
+# and MNIST with an 8-D latent, through DVC's queue; `make exercises-report` waits for it
+# and writes reports/exercises.md and plots/exercises/beta.png. Commit first.
+exercises: setup
+	dvc exp run --queue --name beta-0.25 -S train_vae.beta=0.25
+	dvc exp run --queue --name beta-4 -S train_vae.beta=4
+	dvc exp run --queue --name mnist-d8 -S data.dataset=mnist -S latent_dim=8
+	dvc queue start -j $(JOBS)
+
+exercises-report: setup
+	python tools/exercises.py $(REPORT_ARGS)
 
 # Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
 A ?= main

@@ -118,7 +118,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(labels["test"], pred, classes))
     save_figure(root / PLOTS_DIR / "accuracy.png", plots.bars(
         table.pivot(index="representation", columns="classifier", values="test_acc").loc[["pixels", *LATENTS]],
-        "Test accuracy per representation"))
+        "Test accuracy of each classifier on each representation", "test accuracy"))
     save_figure(root / PLOTS_DIR / "confusion.png",
                 plots.confusion(labels["test"], pred, classes, f"Best latent classifier: {best['model']} (test)"))
     headline = {k: v for k, v in metrics["downstream"].items() if not isinstance(v, dict)}

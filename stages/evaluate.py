@@ -31,6 +31,9 @@ METRICS = Path("metrics/evaluate.json")
 REPORT = Path("reports/evaluate.json")
 PLOTS_DIR = Path("plots/evaluate")
 MODELS = ("ae", "vae")
+ANOMALY_PERCENTILE = 99  # the threshold: this percentile of the val images' per-image MSE
+INTERPOLATION_PAIRS = ((0, 5), (1, 6), (2, 7), (3, 8))  # (class a, class b): the first test image of each
+SAMPLES = 16  # decoded samples per model in samples_ae_vs_vae.png
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -45,7 +48,12 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     reps["pca"] = PCARepresentation.fit(splits["train"].images, reps["ae"].dim)  # the baseline at the AE's size
     reps["pca"].save(root / paths.PCA)
     results = [evaluate_one(rep, splits, root) for rep in reps.values()]
-    report = {"mse": {r.name: r.summary for r in results}}
+    report = {"mse": {r.name: r.summary for r in results},
+              "anomalies": {r.name: anomalies(r, test) for r in results},
+              # Per-pixel MSE favours dark images (few bright pixels to miss): its correlation
+              # with each test image's mean intensity.
+              "mse_brightness_r": {r.name: float(np.corrcoef(r.mse, test.images.reshape(len(r.mse), -1).mean(1))[0, 1])
+                                   for r in results}}
     table = pd.DataFrame({"index": np.arange(len(test.labels)), "label": test.labels,
                           "class_name": [classes[i] for i in test.labels], **{r.name: r.mse for r in results}})
     write_csv(root / MSE_CSV, table)
@@ -79,7 +87,8 @@ class Evaluated:
     rep: Representation
     features: dict[str, np.ndarray]  # {split: (N, d)}
     recons: np.ndarray  # (N, 28, 28) on [0, 1]
-    mse: np.ndarray  # (N,) per-pixel MSE on [0, 1]
+    mse: np.ndarray  # (N,) per-pixel MSE on [0, 1], test
+    val_mse: np.ndarray  # the same on val, for the anomaly threshold
     summary: dict  # mse_summary of ``mse``
 
     @property
@@ -95,7 +104,19 @@ def evaluate_one(rep: Representation, splits: dict[str, Split], root: Path) -> E
     test = splits["test"]
     recons = rep.decode(features["test"])
     mse = per_image_mse(test.images, recons)
-    return Evaluated(rep, features, recons, mse, mse_summary(mse, test.labels, test.classes))
+    val_mse = per_image_mse(splits["val"].images, rep.decode(features["val"]))
+    return Evaluated(rep, features, recons, mse, val_mse, mse_summary(mse, test.labels, test.classes))
+
+
+def anomalies(r: Evaluated, test: Split) -> dict:
+    """The test images whose per-image MSE is above the val images' 99th percentile: the
+    threshold is chosen on val, so about 1 % of in-distribution test images are flagged."""
+    threshold = float(np.percentile(r.val_mse, ANOMALY_PERCENTILE))
+    flagged = r.mse > threshold
+    by_class = {slug(c): {"flagged": int(flagged[test.labels == i].sum()),
+                          "share": float(flagged[test.labels == i].mean())}
+                for i, c in enumerate(test.classes) if (test.labels == i).any()}
+    return {"threshold": threshold, "flagged": int(flagged.sum()), "share": float(flagged.mean()), "by_class": by_class}
 
 
 def class_pairs(entries: tuple[str, ...], classes: list[str]) -> list[tuple[int, int]]:
@@ -140,17 +161,37 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test
         points, axis_labels = project_2d(r.features["test"], cfg.projection, cfg.seed)
         save_figure(out / f"latent_{r.name}.png",
                     plots.scatter(points, test.labels, classes, f"{r.name} latent, test set", axis_labels))
-    # Two test images of different classes: the first image, and the first of another class.
-    a = 0
-    b = int(np.flatnonzero(test.labels != test.labels[a])[0])
-    strips = {r.name: interpolate(r.rep, test.images[a], test.images[b], cfg.interpolation_steps) for r in results}
+    rows = {}
+    for ca, cb in INTERPOLATION_PAIRS:  # the first test image of class a to the first of class b
+        if not ((test.labels == ca).any() and (test.labels == cb).any()):
+            continue
+        a, b = (int(np.flatnonzero(test.labels == c)[0]) for c in (ca, cb))
+        for r in results:  # the real images at both ends
+            strip = interpolate(r.rep, test.images[a], test.images[b], cfg.interpolation_steps)
+            rows[f"{classes[ca]} -> {classes[cb]}, {r.name}"] = np.concatenate([originals[[a]], strip, originals[[b]]])
     save_figure(out / "interpolation.png", plots.rows_of_images(
-        strips, f"Interpolation: {classes[test.labels[a]]} -> {classes[test.labels[b]]}"))
+        rows, "Interpolation between the codes of two test images (the real images at the ends)"))
+    flagged = {}
+    for r in results:
+        idx = np.flatnonzero(r.mse > np.percentile(r.val_mse, ANOMALY_PERCENTILE))[:12]
+        flagged.update({f"{r.name}: flagged": originals[idx], f"{r.name}: its reconstruction": r.recons[idx]})
+    save_figure(out / "anomalies.png", plots.rows_of_images(
+        flagged, f"Test images above the val {ANOMALY_PERCENTILE}th percentile of per-image MSE (the first 12)"))
     for r in results:
         if r.rep.dim == 2 and r.name != "pca":
             z, z1, z2 = latent_grid(r.features["test"], cfg.grid_size)
-            save_figure(out / f"manifold_{r.name}.png",
-                        plots.manifold(r.rep.decode(z), z1, z2, f"{r.name}: images decoded over the latent plane"))
+            save_figure(out / f"manifold_{r.name}.png", plots.manifold(
+                r.rep.decode(z), z1, z2, f"{r.name}: images decoded over the latent plane, test codes on top",
+                points=r.features["test"], labels=test.labels, classes=classes))
+    by_name = {r.name: r for r in results}
+    rng = np.random.default_rng(cfg.seed)
+    codes = by_name["ae"].features["train"]
+    box = rng.uniform(codes.min(0), codes.max(0), size=(SAMPLES, codes.shape[1])).astype(np.float32)
+    prior = rng.standard_normal((SAMPLES, by_name["vae"].rep.dim)).astype(np.float32)
+    save_figure(out / "samples_ae_vs_vae.png", plots.rows_of_images(
+        {"AE, z ~ U(box of train codes)": by_name["ae"].rep.decode(box),
+         "VAE, z ~ N(0, I)": by_name["vae"].rep.decode(prior)},
+        "Decoded samples: the plain AE's latent has gaps the box does not know of; the VAE's prior is what it trained on"))
     alphas = np.array(cfg.arithmetic_alphas, dtype=np.float32)
     for r in results:
         if r.name not in MODELS:

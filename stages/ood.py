@@ -26,6 +26,14 @@ from stages.core.ood_scores import auroc, nats_to_bits, png_bits, roc
 from stages.core.params import from_section, run, top_level
 from stages.core.representations import load_representations, per_image_mse
 
+SCORE_LABELS = {  # score -> (what it is, its unit): the histograms' titles and x labels
+    "ae_mse": ("AE reconstruction error", "MSE per pixel on [0, 1]"),
+    "vae_mse": ("VAE reconstruction error (decoding mu)", "MSE per pixel on [0, 1]"),
+    "pca_mse": ("PCA reconstruction error", "MSE per pixel on [0, 1]"),
+    "vae_nll": ("VAE: IWAE bound on -log p(x)", "nats per image"),
+    "vae_nll_minus_png": ("VAE bound minus PNG length (Serra et al.)", "bits per image"),
+    "minus_png": ("minus PNG length alone", "-bits per image"),
+}
 METRICS = Path("metrics/ood.json")
 REPORT = Path("reports/ood.json")
 PLOTS_DIR = Path("plots/ood")
@@ -70,7 +78,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     for score, s in scores.items():
         write_csv(root / PLOTS_DIR / "roc" / f"{score}.csv", roc(s[dataset], s[other]))
     save_figure(root / PLOTS_DIR / "histograms.png", plots.score_histograms(
-        scores, f"{dataset} test (in) vs {other} test (out), first {len(inside)} images each"))
+        scores, SCORE_LABELS, f"{dataset} test (in) vs {other} test (out), first {len(inside)} images each"))
     print(f"ood: {dataset} vs {other}, AUROC {fmt_metrics(aurocs)} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics
 

@@ -55,14 +55,14 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     metrics = summary(splits, classes)
     write_json(root / REPORT, metrics)
     train_images, train_labels = splits["train"]
-    first = [int(np.flatnonzero(train_labels == c)[0]) for c in np.unique(train_labels)][:9]
+    first = [int(np.flatnonzero(train_labels == c)[0]) for c in np.unique(train_labels)]  # one per class
     save_figure(root / PLOTS_DIR / "mosaic.png",
-                plots.image_grid(train_images[first] / 255.0, [classes[train_labels[i]] for i in first], ncols=3))
+                plots.image_grid(train_images[first] / 255.0, [classes[train_labels[i]] for i in first], ncols=5))
     save_figure(root / PLOTS_DIR / "pixel_histogram.png",
                 plots.histograms({"train": train_images.ravel() / 255.0}, "pixel intensity [0, 1]",
                                  "Pixel intensities (train)", bins=50, log=True))
     counts = pd.DataFrame({name: np.bincount(splits[name][1], minlength=len(classes)) for name in SPLITS}, index=classes)
-    save_figure(root / PLOTS_DIR / "class_distribution.png", plots.bars(counts, "Images per class"))
+    save_figure(root / PLOTS_DIR / "class_distribution.png", plots.bars(counts, "Images per class", "images"))
     print(f"preprocess: {cfg.dataset}: " + " / ".join(f"{n} {metrics[f'count_{n}']}" for n in SPLITS))
     return metrics
 

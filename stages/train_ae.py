@@ -33,7 +33,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     write_json(root / METRICS, metrics)
     write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
-    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_ae"))
+    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(
+        history, {"loss": f"{cfg.loss} per pixel, training scale", "mse": "MSE per pixel on [0, 1]"}, "train_ae"))
     save_figure(root / PLOTS_DIR / "reconstructions.png",
                 plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "AE, test set"))
     print(f"train_ae: {fmt_metrics(report)} ({time.perf_counter() - start:.1f} s on {device})")

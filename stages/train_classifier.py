@@ -52,7 +52,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     write_json(root / paths.PIXELS_REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
     write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(actual, predicted, classes))
-    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_classifier"))
+    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(
+        history, {"loss": "cross-entropy (nats per image)", "acc": "accuracy"}, "train_classifier"))
     save_figure(root / PLOTS_DIR / "confusion.png", plots.confusion(actual, predicted, classes, "Pixel MLP, test set"))
     titles = [f"{classes[p]} / {classes[t]}" for p, t in zip(predicted[:24], actual[:24])]
     save_figure(root / PLOTS_DIR / "predictions.png",

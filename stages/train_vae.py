@@ -77,7 +77,9 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     write_json(root / METRICS, metrics)
     write_json(root / REPORT, report)
     write_csv(root / PLOTS_DIR / "history.csv", history)
-    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, "train_vae"))
+    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, {
+        "loss": "nats per image (train: beta-weighted)", "recon": "-log p(x|z), nats per image",
+        "kl": "KL to N(0, I), nats per image", "mse": "MSE per pixel on [0, 1]"}, "train_vae"))
     save_figure(root / PLOTS_DIR / "reconstructions.png",
                 plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "VAE (decoding mu), test set"))
     save_figure(root / PLOTS_DIR / "samples.png", plots.image_grid(samples, suptitle="VAE samples, z ~ N(0, I)"))

@@ -364,7 +364,7 @@ def test_fit_keeps_the_best_epoch_weights():
     train, val = toy_data(64, 1), toy_data(64, 2)
     cfg = train_cfg(epochs=12, batch_size=16, lr=1e-2, lr_schedule="constant")
     history, best_epoch = fit(model, train, val, cfg, "toy")
-    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc", "lr"]
     assert history["epoch"].tolist() == list(range(1, 13))
     assert best_epoch == history["epoch"][history["val_loss"].idxmin()]
     assert best_epoch < 12  # precondition: the last epoch is not the best, so restoring matters
@@ -386,16 +386,33 @@ def test_lr_schedule(schedule):
 
 def test_fit_prints_one_line_per_epoch(capsys):
     fit(toy_mlp(), toy_data(32, 1), toy_data(32, 2), train_cfg(epochs=3, batch_size=16), "toy", "probe x")
-    lines = capsys.readouterr().out.splitlines()
+    *lines, cost = capsys.readouterr().out.splitlines()
     assert len(lines) == 3, lines
     assert all(re.match(r"probe x \d/3: train_loss=\S+ val_loss=\S+( \*)? \(\d+\.\d s\)$", line) for line in lines), lines
+    assert re.match(r"probe x: train loss re-evaluated after each epoch on 32 train images: \d+\.\d s in all$", cost)
+
+
+def test_after_epoch_train_loss_is_the_eval_mode_loss_of_a_fixed_train_subset():
+    """The course's second curve: the epoch's weights, dropout off, on the same seeded train
+    images every epoch (as many as val); the last epoch's equals a fresh evaluation."""
+    train, val = toy_data(64, 1), toy_data(16, 2)
+    model = toy_mlp()
+    cfg = train_cfg(epochs=1, batch_size=16, patience=0)
+    history, _ = fit(model, train, val, cfg, "toy")  # one epoch: the model keeps its weights
+    subset = torch.randperm(64, generator=torch.Generator().manual_seed(cfg.seed))[:16]
+    again = training.evaluate_split(model, train[0][subset], train[1][subset])
+    assert history["train_eval_loss"].iloc[-1] == pytest.approx(again["loss"], rel=1e-6)
+    assert not history["train_eval_loss"].equals(history["train_loss"])  # dropout on vs off, weights moving
 
 
 def fake_evaluate(monkeypatch, losses: list[float]) -> list[dict]:
     """Make training.evaluate_split return ``losses`` in turn; return the model states it saw."""
-    seen = []
+    seen, calls = [], []
 
-    def evaluate(model, x, y, batch_size=EVAL_BATCH):
+    def evaluate(model, x, y, batch_size=EVAL_BATCH):  # each epoch: val, then the train subset
+        calls.append(len(x))
+        if len(calls) % 2 == 0:
+            return {"loss": 0.0}
         seen.append(copy.deepcopy(model.state_dict()))
         return {"loss": losses[len(seen) - 1]}
 

@@ -109,3 +109,38 @@ def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval():
                                                                                        rel=1e-5)
     assert df.set_index("latent_dim").loc[2, "ae_mse_ci"] == 0.0
     assert isinstance(df, pd.DataFrame)
+
+
+def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp_path):
+    """The β runs change train_vae.beta alone, the MNIST run dataset and latent_dim alone;
+    anything else (a seed run) is not an exercise."""
+    from tools import exercises
+
+    def run(name, changes, mse):
+        params = {"latent_dim": 2, "data": {"dataset": "fashion_mnist"}, "train_vae": {"beta": 1.0, "seed": 0}}
+        for key, value in changes.items():
+            section, _, leaf = key.rpartition(".")
+            (params[section] if section else params)[leaf] = value
+        vae = {"test_mse": mse, "test_kl": 6.0, "test_nelbo": 259.0, "test_iwae_nll": 257.0, "active_units": 2}
+        down = {"downstream": {r: {"logreg_test_acc": 0.9, "mlp_test_acc": 0.95} for r in ("ae", "vae", "pca")}
+                | {"best_latent_minus_pixels": -0.02}}
+        return {"name": name, "state": "success", "rev": name * 8, "params": params,
+                "metrics": {"metrics/train_vae.json": {"vae": vae}, "metrics/downstream.json": down,
+                            "metrics/train_classifier.json": {"classifier": {"test_acc": 0.98, "logreg_test_acc": 0.92}}}}
+
+    entries = [run("base", {}, 0.0268), run("b4", {"train_vae.beta": 4.0}, 0.0276),
+               run("seed1", {"train_vae.seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
+    assert exercises.changed(entries[1], entries[0]) == {"train_vae.beta": 4.0}
+    monkeypatch.setattr(exercises, "wait", lambda rev, poll, who: entries)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    png = tmp_path / "stand-in.png"
+    plt.imsave(png, np.zeros((8, 8)))
+    monkeypatch.setattr(exercises, "cached_png", lambda rev, path, root: png)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/seeds.json").write_text('{"metrics": {"vae.test_mse": {"sd": 0.0001}}}')
+    exercises.main(["--poll", "0"], root=tmp_path)
+    report = (tmp_path / "reports/exercises.md").read_text()
+    assert "| 4 | b4 | 0.02760 (+0.0008, BEYOND noise)" in report and "seed1" not in report
+    assert "| AE (8) | 0.9000 | 0.9500 |" in report and (tmp_path / "plots/exercises/beta.png").is_file()

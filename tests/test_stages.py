@@ -203,7 +203,7 @@ def test_classifier_metrics_history_and_confusion(latent2):
     assert r["logreg"]["converged"] and r["logreg"]["C"] in latent2.params["logreg"]["C"]
 
     history = pd.read_csv(latent2.root / "plots/train_classifier/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc", "lr"]
     assert history["epoch"].tolist() == list(range(1, mlp["epochs_run"] + 1))
     assert history.loc[mlp["best_epoch"] - 1, "val_loss"] == pytest.approx(mlp["val_loss"], rel=1e-5)
 
@@ -225,7 +225,7 @@ def test_ae_metrics_and_history(latent2):
     assert latent2.json("train_ae") == {"ae.test_mse": r["test_mse"]}
     assert 0 < r["test_mse"] < 1 and 0 < r["val_mse"] < 1
     history = pd.read_csv(latent2.root / "plots/train_ae/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "train_mse", "val_loss", "val_mse", "lr"]
+    assert list(history.columns) == ["epoch", "train_loss", "train_mse", "train_eval_loss", "train_eval_mse", "val_loss", "val_mse", "lr"]
     assert len(history) == r["epochs_run"]
     assert np.isfinite(history.to_numpy()).all()
 
@@ -254,7 +254,7 @@ def test_vae_metrics_and_history(latent2):
     assert r["iwae_k"] == 8 and (r["val_iwae_images"], r["test_iwae_images"]) == (30, 40)  # val has 30 in all
     assert r["test_iwae_nll"] > 0 and r["test_iwae_gain"] > 0 and r["val_iwae_gain"] > 0
     history = pd.read_csv(latent2.root / "plots/train_vae/history.csv")
-    assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "val")
+    assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "train_eval", "val")
                                                 for k in ("loss", "recon", "kl", "mse")), "lr"]
     assert len(history) == r["epochs_run"]
     assert np.isfinite(history.to_numpy()).all()
@@ -443,7 +443,7 @@ def test_target_share_feeds_the_pixel_mlp_as_train_classifier_did(latent2):
     test = latent2.split("test")
     classifier = from_checkpoint(load_checkpoint(latent2.root / "models/classifier.pt")).eval()
     confusion = pd.read_csv(latent2.root / "plots/train_classifier/confusion.csv")
-    identity = evaluate.Evaluated(Pixels(), {}, np.empty(0), np.empty(0), {})
+    identity = evaluate.Evaluated(Pixels(), {}, np.empty(0), np.empty(0), np.empty(0), {})
     assert classifier.cfg.input == InputConfig(**latent2.params["input"])  # the checkpoint feeds itself
     for a, b in ((7, 9), (0, 6), (3, 3)):
         share = evaluate.target_share(identity, test, a, b, np.zeros(28 * 28, np.float32), classifier,
@@ -639,3 +639,22 @@ def test_evaluate_reads_nothing_about_a_model_from_params(latent2, tmp_path):
     params = yaml.safe_load(yaml.safe_dump(latent2.params))
     del params["input"], params["model"], params["latent_dim"], params["train_vae"]
     assert evaluate.main(params, tmp_path) == latent2.metrics["evaluate"]
+
+
+def test_anomaly_threshold_is_chosen_on_val_and_counts_the_test_images_above_it(any_run):
+    from stages.core.representations import load_representations, per_image_mse
+
+    report = any_run.report("evaluate")
+    val, test = any_run.split("val"), any_run.split("test")
+    for name, rep in load_representations(any_run.root, "cpu").items():
+        a = report["anomalies"][name]
+        val_mse = per_image_mse(val.images, rep.decode(rep.encode(val.images)))
+        test_mse = per_image_mse(test.images, rep.decode(rep.encode(test.images)))
+        threshold = float(np.percentile(val_mse, 99))
+        assert a["threshold"] == pytest.approx(threshold, rel=1e-5)  # the report keeps 6 digits
+        assert a["flagged"] == int((test_mse > threshold).sum())
+        assert a["share"] == pytest.approx(a["flagged"] / len(test_mse))
+        assert sum(c["flagged"] for c in a["by_class"].values()) == a["flagged"]
+        assert -1 <= report["mse_brightness_r"][name] <= 1
+    figures = {p.name for p in (any_run.root / "plots/evaluate").iterdir()}
+    assert {"anomalies.png", "interpolation.png", "samples_ae_vs_vae.png"} <= figures

@@ -17,7 +17,7 @@ def dvc_exp_show(rev: str) -> list[dict]:
 
 def runs(show: list[dict], workspace: bool = False) -> list[dict]:
     """The baseline commits' runs and their experiments, as {name, baseline, state,
-    timestamp, params, metrics}, from ``dvc exp show --json`` (the workspace entry only if
+    timestamp, rev, params, metrics}, from ``dvc exp show --json`` (the workspace entry only if
     asked). ``baseline`` names the commit a run belongs to (a commit's own run: its own
     name). ``state`` is the queue's (queued, running, success, failed); a run outside the
     queue has none and counts as a success."""
@@ -27,7 +27,8 @@ def runs(show: list[dict], workspace: bool = False) -> list[dict]:
         data = node.get("data") or {}
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}
         return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
-                "params": files("params").get("params.yaml", {}), "metrics": files("metrics")}
+                "rev": node.get("rev", ""), "params": files("params").get("params.yaml", {}),
+                "metrics": files("metrics")}
 
     for commit in show:
         if commit.get("rev") == "workspace":

@@ -63,12 +63,20 @@ def rows_of_images(rows: dict[str, np.ndarray], title: str = "") -> Figure:
     return fig
 
 
-def manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, title: str) -> Figure:
+def manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, title: str, points: np.ndarray | None = None,
+             labels: np.ndarray | None = None, classes: list[str] | None = None) -> Figure:
     """Images decoded on a grid over the latent plane: ``images`` is (len(z2) * len(z1), H, W),
-    row-major from the top row (largest z2)."""
+    row-major from the top row (largest z2); ``points`` (N, 2) with ``labels`` are drawn over it."""
     grid = _tile(_images(images), len(z1))
     fig, ax = plt.subplots(figsize=(8, 8))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
+    if points is not None:
+        cmap = plt.get_cmap("tab10")
+        for c, name in enumerate(classes):
+            sel = labels == c
+            ax.scatter(points[sel, 0], points[sel, 1], s=2, alpha=0.35, color=cmap(c % 10), label=name)
+        ax.set(xlim=(z1[0], z1[-1]), ylim=(z2[0], z2[-1]))
+        ax.legend(markerscale=5, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title(title)
@@ -99,13 +107,20 @@ def histograms(values: dict[str, np.ndarray], xlabel: str, title: str = "", bins
     return fig
 
 
-def score_histograms(scores: dict[str, dict[str, np.ndarray]], title: str = "") -> Figure:
-    """One panel per score, each with the overlaid histograms of its sets (in vs out)."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores), 3.2), squeeze=False)
-    for ax, (name, sets) in zip(axes[0], scores.items()):
+def score_histograms(scores: dict[str, dict[str, np.ndarray]], labels: dict[str, tuple[str, str]],
+                     title: str = "") -> Figure:
+    """One panel per score, each with the overlaid histograms of its sets (in vs out);
+    ``labels``: score -> (panel title, x label with units)."""
+    ncols = min(3, len(scores))
+    nrows = -(-len(scores) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(scores):]:
+        ax.axis("off")
+    for ax, (name, sets) in zip(axes.flat, scores.items()):
         _overlaid(ax, sets, bins=40)
-        ax.set_title(name, fontsize=9)
-        ax.set_yticks([])
+        ax.set_title(labels[name][0], fontsize=9)
+        ax.set_xlabel(labels[name][1], fontsize=8)
+        ax.set_ylabel("images")
     axes[0, 0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -113,12 +128,12 @@ def score_histograms(scores: dict[str, dict[str, np.ndarray]], title: str = "") 
     return fig
 
 
-def bars(counts: pd.DataFrame, title: str = "") -> Figure:
-    """Grouped bars: one group per index entry, one bar per column."""
-    fig, ax = plt.subplots(figsize=(9, 4))
+def bars(counts: pd.DataFrame, title: str, ylabel: str) -> Figure:
+    """Grouped bars: one group per index entry, one bar per column; the legend outside the axes."""
+    fig, ax = plt.subplots(figsize=(10, 4))
     counts.plot.bar(ax=ax, rot=30)
-    if title:
-        ax.set_title(title)
+    ax.set(title=title, ylabel=ylabel, xlabel="")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -173,17 +188,25 @@ def scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], title: s
     return fig
 
 
-def curves(history: pd.DataFrame, title: str = "") -> Figure:
-    """Per-epoch curves, one panel per quantity (loss, acc, kl...), all splits overlaid."""
-    prefixes = ("train_", "val_")
-    quantities = sorted({c.split("_", 1)[1] for c in history.columns if c.startswith(prefixes)})
-    fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.5), squeeze=False)
+CURVES = {"train_": "train, mean during the epoch", "train_eval_": "train, after the epoch (eval mode)",
+          "val_": "val, after the epoch"}
+
+
+def curves(history: pd.DataFrame, ylabels: dict[str, str], title: str = "") -> Figure:
+    """Per-epoch curves, one panel per quantity (``ylabels``: quantity -> its label with
+    units), the three curves of :data:`CURVES` overlaid. A quantity whose numbers are the
+    loss's (the AE's mse when it trains on mse) is not drawn twice."""
+    def same_as_loss(q: str) -> bool:  # equal up to float rounding (the AE's mse when it trains on mse)
+        return all(f"{p}loss" in history and np.allclose(history[f"{p}{q}"], history[f"{p}loss"], rtol=1e-5, atol=0)
+                   for p in CURVES if f"{p}{q}" in history)
+
+    quantities = [q for q in ylabels if f"val_{q}" in history and (q == "loss" or not same_as_loss(q))]
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.8 * len(quantities), 3.6), squeeze=False)
     for ax, q in zip(axes[0], quantities):
-        for p in prefixes:
-            if f"{p}{q}" in history:
-                ax.plot(history["epoch"], history[f"{p}{q}"], marker="o", label=p.rstrip("_"))
-        ax.set_xlabel("epoch")
-        ax.set_title(q)
+        for prefix, label in CURVES.items():
+            if f"{prefix}{q}" in history:
+                ax.plot(history["epoch"], history[f"{prefix}{q}"], marker="o", label=label)
+        ax.set(xlabel="epoch", ylabel=ylabels[q], title=q)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
@@ -216,6 +239,9 @@ def sweep(df: pd.DataFrame, reps: list[str]) -> Figure:
     for name, style in (("pixels_mlp", "-"), ("pixels_logreg", "--")):
         right.axhline(df[name].iloc[-1], color="black", linestyle=style, linewidth=1,
                       label=f"pixels {name.split('_')[1]}")
+    low, high = right.get_ylim()  # axhline does not widen the limits: keep the pixel lines off the frame
+    top = max(high, float(df[["pixels_mlp", "pixels_logreg"]].iloc[-1].max()))
+    right.set_ylim(low, top + 0.05 * (top - low))
     left.set(ylabel="test MSE per pixel, [0, 1] scale", title="Reconstruction")
     right.set(ylabel="test accuracy", title="Probes on the latents (pixels: black)")
     for ax in (left, right):
@@ -225,5 +251,20 @@ def sweep(df: pd.DataFrame, reps: list[str]) -> Figure:
         ax.set_xlabel("latent_dim")
     left.legend(fontsize=8)
     right.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def png_panels(files: dict, ncols: int, title: str = "") -> Figure:
+    """Saved figures (PNG files), one panel each with its label, ``ncols`` per row."""
+    nrows = -(-len(files) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 4 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, path) in zip(axes.flat, files.items()):
+        ax.imshow(plt.imread(path, format="png"))
+        ax.set_title(label, fontsize=10)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -114,15 +114,21 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
 
     ``section`` is the params.yaml section of ``cfg`` (named in errors), ``label`` what
     the progress lines say (default: ``section``). Prints one line per epoch. Returns
-    the per-epoch history (``train_*`` averaged during the epoch, ``val_*`` after it,
-    ``lr`` at the epoch's end) and the best epoch.
+    the per-epoch history and the best epoch. The history has the course's three
+    curves: ``train_*`` averaged during the epoch (dropout on, weights moving),
+    ``train_eval_*`` the same train loss re-evaluated after the epoch in eval mode, on a
+    fixed train subset the size of val (seeded by ``cfg.seed``; one val pass of cost),
+    ``val_*`` after the epoch; and ``lr`` at the epoch's end.
     """
     label = label or section
     train, val = on_device(model, *train), on_device(model, *val)
     opt = make_optimizer(model, cfg)
     scheduler = make_scheduler(opt, cfg, math.ceil(len(train[0]) / cfg.batch_size))
     generator = torch.Generator().manual_seed(cfg.seed)
+    subset = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(cfg.seed))[: len(val[0])]
+    train_subset = tuple(t[subset.to(t.device)] for t in train)
     rows, best_loss, best_epoch, best_state = [], math.inf, 0, None
+    after_seconds = 0.0
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         with timing.phase("epochs"):
@@ -133,7 +139,11 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
                 raise TrainingError(f"{e} in epoch {epoch}: training diverged; lower {section}.lr "
                                     f"(now {cfg.lr:g}) and run the stage again") from None
             val_stats = evaluate_split(model, *val)
+            after = time.perf_counter()
+            train_stats = evaluate_split(model, *train_subset)
+            after_seconds += time.perf_counter() - after
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in stats.items()}}
+        row.update({f"train_eval_{k}": v for k, v in train_stats.items()})
         row.update({f"val_{k}": v for k, v in val_stats.items()})
         row["lr"] = opt.param_groups[0]["lr"]
         rows.append(row)
@@ -147,6 +157,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             break
     if best_state is None:  # every val loss was NaN
         raise TrainingError(f"{label}: validation loss was never finite; lower {section}.lr (now {cfg.lr:g})")
+    print(f"{label}: train loss re-evaluated after each epoch on {len(subset)} train images: "
+          f"{after_seconds:.1f} s in all", flush=True)
     model.load_state_dict(best_state)
     return pd.DataFrame(rows), best_epoch
 

@@ -1,0 +1,104 @@
+"""`make exercises-report`: the course's exercises answered from real runs, after `make exercises`.
+
+`make exercises` queues, in DVC's own queue, the β sweep (``train_vae.beta`` 0.25 and 4;
+the commit's own run is β = 1) and MNIST with an 8-D latent. This waits for the queue,
+reads those runs of ``--rev`` with ``dvc exp show --json`` and writes
+``reports/exercises.md`` (the β table: test MSE, KL, negative ELBO and IWAE bound; the
+MNIST d = 8 probes against pixels) and ``plots/exercises/beta.png`` (each β's
+reconstructions and prior samples, the runs' own PNGs, read from DVC's cache by the
+md5 their commit's dvc.lock records).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.core import plots  # noqa: E402
+from stages.core.io import read_json, save_figure, write_text  # noqa: E402
+from tools import noise  # noqa: E402
+from tools.experiments import flat, wait  # noqa: E402
+
+REPORT = Path("reports/exercises.md")
+SEEDS = Path("reports/seeds.json")  # the noise floor: the default run's metrics over training seeds
+FIGURE = Path("plots/exercises/beta.png")
+IMAGES = ("plots/train_vae/reconstructions.png", "plots/train_vae/samples.png")
+VAE = {"MSE (decoding mu)": "vae.test_mse", "KL (nats)": "vae.test_kl", "negative ELBO (nats)": "vae.test_nelbo",
+       "IWAE bound (nats)": "vae.test_iwae_nll", "active units": "vae.active_units"}
+PROBES = ("ae", "vae", "pca")
+
+
+def changed(entry: dict, base: dict) -> dict:
+    """The params ``entry`` sets differently from its commit's run."""
+    mine, theirs = flat(entry["params"]), flat(base["params"])
+    return {k: v for k, v in mine.items() if theirs.get(k) != v}
+
+
+def cached_png(rev: str, path: str, root: Path) -> Path:
+    """The file DVC cached for ``path`` in the run ``rev`` (its dvc.lock names the md5)."""
+    lock = yaml.safe_load(subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True,
+                                         text=True, check=True).stdout)
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            if out["path"] == path:
+                md5 = out["md5"]
+                return root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    raise SystemExit(f"exercises: {rev[:7]}'s dvc.lock has no {path}")
+
+
+def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", default="HEAD", help="the commit whose experiments to read")
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    args = parser.parse_args(argv)
+    entries = [e for e in wait(args.rev, args.poll, "exercises") if e["state"] == "success"]
+    base = entries[0]
+    betas = [(base, 1.0)] + [(e, v) for e in entries[1:] for k, v in changed(e, base).items()
+                             if k == "train_vae.beta" and len(changed(e, base)) == 1]
+    betas.sort(key=lambda item: item[1])
+    mnist = [e for e in entries[1:] if changed(e, base) == {"data.dataset": "mnist", "latent_dim": 8}]
+    if len(betas) < 2 or not mnist:
+        sys.exit("exercises: the β runs or the MNIST d = 8 run are missing; run `make exercises` first")
+    commit = base["rev"][:7]
+    lines = [f"# The course's exercises, from real runs of {commit}", "",
+             f"## β, the parameter to tune (Fashion-MNIST, latent_dim = {base['params']['latent_dim']}, test set)", "",
+             "| β | run | " + " | ".join(VAE) + " |", "|---" * (len(VAE) + 2) + "|"]
+    sd = {k: v["sd"] for k, v in read_json(root / SEEDS)["metrics"].items()}
+    one = flat(base["metrics"]["metrics/train_vae.json"])
+
+    def cell(m: dict, key: str) -> str:
+        text = f"{m[key]:.5f}" if "mse" in key else f"{m[key]:.4g}"
+        if m == one or key not in sd:
+            return text
+        change = m[key] - one[key]
+        return f"{text} ({change:+.2g}, {noise.verdict(change, sd[key])})"
+
+    for e, beta in betas:
+        m = flat(e["metrics"]["metrics/train_vae.json"])
+        lines.append(f"| {beta:g} | {e['name']} | " + " | ".join(cell(m, key) for key in VAE.values()) + " |")
+    lines += ["", "In brackets: the change from β = 1 and whether it is beyond the noise floor of two single "
+                  f"runs, 2·√2·sd over the training seeds of {SEEDS} (README, \"Noise floor\")."]
+    e = mnist[-1]
+    down = flat(e["metrics"]["metrics/downstream.json"])
+    pixels = flat(e["metrics"]["metrics/train_classifier.json"])
+    lines += ["", f"## MNIST with an 8-D latent ({e['name']}): a classifier on the codes against one on the pixels", "",
+              "| representation | logistic regression | MLP |", "|---|---|---|",
+              f"| pixels (784) | {pixels['classifier.logreg_test_acc']:.4f} | {pixels['classifier.test_acc']:.4f} |",
+              *(f"| {r.upper()} (8) | {down[f'downstream.{r}.logreg_test_acc']:.4f} | "
+                f"{down[f'downstream.{r}.mlp_test_acc']:.4f} |" for r in PROBES),
+              "", f"Best latent probe minus the same classifier on pixels: "
+                  f"{down['downstream.best_latent_minus_pixels']:+.4f}."]
+    write_text(root / REPORT, "\n".join(lines) + "\n")
+    panels = {f"β = {beta:g}: {kind}": cached_png(e["rev"], path, root)
+              for e, beta in betas for kind, path in zip(("reconstructions", "prior samples"), IMAGES)}
+    save_figure(root / FIGURE, plots.png_panels(
+        panels, len(IMAGES), "The VAE's β: test images and their reconstructions (left), samples from N(0, I) (right)"))
+    print((root / REPORT).read_text())
+
+
+if __name__ == "__main__":
+    main()
