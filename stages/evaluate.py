@@ -92,6 +92,11 @@ class Evaluated:
     summary: dict  # mse_summary of ``mse``
 
     @property
+    def anomaly_threshold(self) -> float:
+        """The val images' 99th percentile of per-image MSE: about 1 % of in-distribution images lie above it."""
+        return float(np.percentile(self.val_mse, ANOMALY_PERCENTILE))
+
+    @property
     def name(self) -> str:
         return self.rep.name
 
@@ -111,7 +116,7 @@ def evaluate_one(rep: Representation, splits: dict[str, Split], root: Path) -> E
 def anomalies(r: Evaluated, test: Split) -> dict:
     """The test images whose per-image MSE is above the val images' 99th percentile: the
     threshold is chosen on val, so about 1 % of in-distribution test images are flagged."""
-    threshold = float(np.percentile(r.val_mse, ANOMALY_PERCENTILE))
+    threshold = r.anomaly_threshold
     flagged = r.mse > threshold
     by_class = {slug(c): {"flagged": int(flagged[test.labels == i].sum()),
                           "share": float(flagged[test.labels == i].mean())}
@@ -173,7 +178,7 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test
         rows, "Interpolation between the codes of two test images (the real images at the ends)"))
     flagged = {}
     for r in results:
-        idx = np.flatnonzero(r.mse > np.percentile(r.val_mse, ANOMALY_PERCENTILE))[:12]
+        idx = np.flatnonzero(r.mse > r.anomaly_threshold)[:12]
         flagged.update({f"{r.name}: flagged": originals[idx], f"{r.name}: its reconstruction": r.recons[idx]})
     save_figure(out / "anomalies.png", plots.rows_of_images(
         flagged, f"Test images above the val {ANOMALY_PERCENTILE}th percentile of per-image MSE (the first 12)"))

@@ -57,7 +57,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
         iwae_start = time.perf_counter()
         for split in ("val", "test"):
             bounds = bounds_per_image(model, data[split][0][: cfg.iwae_images], cfg.iwae_k, cfg.seed, device)
-            test_bounds = bounds
+            if split == "test":
+                test_bounds = bounds
             report[f"{split}_nelbo"] = report[f"{split}_loss"]
             report.update({f"{split}_{k}": v for k, v in iwae_bound(bounds).items()})
         report["iwae_k"] = cfg.iwae_k

@@ -90,3 +90,17 @@ def test_download_and_preprocess_import_no_torch():
     code = "import sys, stages.download, stages.preprocess; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_writer_paths_names_is_the_one_dvc_yaml_declares():
+    """paths.py names, in errors, the stage that rebuilds a file: it must be the stage
+    whose outs hold that file in dvc.yaml."""
+    import yaml
+
+    from stages.core import paths
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    outs = {stage: [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", [])]
+            for stage, spec in stages.items()}
+    for path, stage in paths.WRITTEN_BY.items():
+        assert any(Path(out) == path or Path(out) in path.parents for out in outs[stage]), (path, stage)

@@ -561,11 +561,7 @@ def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(proce
 def test_damaged_checkpoint_stops_evaluate_with_one_line(latent2, tmp_path, monkeypatch):
     shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
     (tmp_path / "models/vae.pt").write_bytes((tmp_path / "models/vae.pt").read_bytes()[:500])
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): latent2.params)
-    with pytest.raises(SystemExit) as e:
-        params_mod.run(evaluate.main)
-    msg = str(e.value.code)
+    msg = one_line_failure(evaluate.main, tmp_path, monkeypatch, latent2.params)
     assert msg.startswith("evaluate failed: models/vae.pt is not a checkpoint") and "train_vae" in msg, msg
 
 

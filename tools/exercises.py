@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
     args = parser.parse_args(argv)
     entries = [e for e in wait(args.rev, args.poll, "exercises") if e["state"] == "success"]
     base = entries[0]
-    betas = [(base, 1.0)] + [(e, v) for e in entries[1:] for k, v in changed(e, base).items()
-                             if k == "train_vae.beta" and len(changed(e, base)) == 1]
+    betas = [(base, flat(base["params"])["train_vae.beta"])]
+    betas += [(e, c["train_vae.beta"]) for e in entries[1:] if set(c := changed(e, base)) == {"train_vae.beta"}]
     betas.sort(key=lambda item: item[1])
     mnist = [e for e in entries[1:] if changed(e, base) == {"data.dataset": "mnist", "latent_dim": 8}]
     if len(betas) < 2 or not mnist:

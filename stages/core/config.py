@@ -6,6 +6,7 @@ values once. The one check across sections, a loss that suits the input scale, i
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .params import check, check_choice
@@ -149,8 +150,6 @@ class EvaluateConfig:
     arithmetic_images: int  # test images of class a per pair in the figure
 
     def __post_init__(self) -> None:
-        import re
-
         check_choice(self.projection, PROJECTIONS, "projection")
         for key in ("n_extremes", "grid_size", "interpolation_steps"):
             check(getattr(self, key) >= 2, key, f"must be >= 2, got {getattr(self, key)}")

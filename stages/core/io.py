@@ -8,6 +8,7 @@ the file and the command that fixes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -40,7 +41,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror or e}; "
-                         f"{'free some disk space' if e.errno in (28, 122) else 'check the folder can be written'} "
+                         f"{'free some disk space' if e.errno in (errno.ENOSPC, errno.EDQUOT) else 'check the folder can be written'} "
                          f"and run the stage again (any earlier {path.name} is unchanged)") from None
     finally:
         if tmp and os.path.exists(tmp):

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
+from . import timing
+
 PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
 T = TypeVar("T")
@@ -143,8 +145,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def run(main: Callable[[dict], dict]) -> None:
     """A stage's command line: load params.yaml, call ``main``, exit non-zero with a
     one-paragraph message (no traceback) on an error the user can fix."""
-    from . import timing
-
     module = main.__module__
     if module == "__main__":  # `python -m stages.<name>`: the spec keeps the real name
         module = sys.modules["__main__"].__spec__.name
