@@ -19,7 +19,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>`: put the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report compare verify exps check-page clean
+.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report compare verify exps check-page clean
 
 setup: check-python $(VENV)/.installed
 
@@ -116,6 +116,15 @@ exercises: setup
 
 exercises-report: setup
 	python tools/exercises.py $(REPORT_ARGS)
+
+# The course's models (README, "Course models"): one experiment per model.arch on its
+# course dataset, input and loss, through DVC's queue; `make course-report` waits for it
+# and writes reports/course.md and plots/course/reconstructions.png. Commit first.
+course: setup
+	python tools/course.py --queue
+
+course-report: setup
+	python tools/course.py $(REPORT_ARGS)
 
 # Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
 A ?= main

@@ -1,8 +1,9 @@
 """evaluate: what each representation keeps (AE z, VAE mu, PCA), on the test set, and
 latent arithmetic with the AE and the VAE, judged by the pixel MLP.
 
-It fits the PCA baseline (as many components as the AE's latent) and writes every
-split's codes, which downstream and ood read. Every error is per-pixel MSE on [0, 1].
+It fits the PCA baseline (as many components as the AE's latent, or all those with
+variance when the latent is larger) and writes every split's codes, which downstream
+and ood read. Every error is per-pixel MSE on [0, 1].
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from stages.core import models, paths, plots
 from stages.core.config import EvaluateConfig
-from stages.core.data import SPLITS, Split, load_split, slug
+from stages.core.data import IMAGE_SIDE, SPLITS, Split, load_split, slug
 from stages.core.device import batched, resolve_device
 from stages.core.inputs import normalize
 from stages.core.io import fmt_metrics, save_arrays, save_figure, write_csv, write_json
@@ -34,6 +35,7 @@ MODELS = ("ae", "vae")
 ANOMALY_PERCENTILE = 99  # the threshold: this percentile of the val images' per-image MSE
 INTERPOLATION_PAIRS = ((0, 5), (1, 6), (2, 7), (3, 8))  # (class a, class b): the first test image of each
 SAMPLES = 16  # decoded samples per model in samples_ae_vs_vae.png
+PIXELS = IMAGE_SIDE * IMAGE_SIDE  # PCA has at most this many components
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -45,7 +47,12 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     pairs = class_pairs(cfg.arithmetic_pairs, classes)  # checked before any model is loaded
     classifier = models.load(root / paths.CLASSIFIER).to(device).eval()
     reps = load_representations(root, device, pca=False)
-    reps["pca"] = PCARepresentation.fit(splits["train"].images, reps["ae"].dim)  # the baseline at the AE's size
+    # The baseline at the AE's size; for a code as large as the image or larger (the Keras
+    # practice's 7x7x64 map) every component with variance: the pixels rotated, all but lossless.
+    reps["pca"] = PCARepresentation.fit(splits["train"].images, reps["ae"].dim)
+    if reps["pca"].dim < reps["ae"].dim:
+        print(f"evaluate: the AE's code has {reps['ae'].dim} numbers and the images {PIXELS} pixels: "
+              f"PCA at all {reps['pca'].dim} components with variance on train is the baseline")
     reps["pca"].save(root / paths.PCA)
     results = [evaluate_one(rep, splits, root) for rep in reps.values()]
     report = {"mse": {r.name: r.summary for r in results},
@@ -183,11 +190,16 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test
     save_figure(out / "anomalies.png", plots.rows_of_images(
         flagged, f"Test images above the val {ANOMALY_PERCENTILE}th percentile of per-image MSE (the first 12)"))
     for r in results:
-        if r.rep.dim == 2 and r.name != "pca":
-            z, z1, z2 = latent_grid(r.features["test"], cfg.grid_size)
-            save_figure(out / f"manifold_{r.name}.png", plots.manifold(
-                r.rep.decode(z), z1, z2, f"{r.name}: images decoded over the latent plane, test codes on top",
-                points=r.features["test"], labels=test.labels, classes=classes))
+        if r.name == "pca":
+            continue
+        if r.rep.dim != 2:
+            print(f"evaluate: manifold_{r.name}.png skipped: the decoded latent plane needs a 2-D latent, "
+                  f"this one has {r.rep.dim} dims (latent_{r.name}.png shows its {cfg.projection} projection)")
+            continue
+        z, z1, z2 = latent_grid(r.features["test"], cfg.grid_size)
+        save_figure(out / f"manifold_{r.name}.png", plots.manifold(
+            r.rep.decode(z), z1, z2, f"{r.name}: images decoded over the latent plane, test codes on top",
+            points=r.features["test"], labels=test.labels, classes=classes))
     by_name = {r.name: r for r in results}
     rng = np.random.default_rng(cfg.seed)
     codes = by_name["ae"].features["train"]

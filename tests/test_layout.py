@@ -56,10 +56,11 @@ def test_only_plots_draws_figures():
     assert drawing == []
 
 
-def test_activation_names_are_the_models():
-    from stages.core import config, models
+def test_activation_and_arch_names_are_the_models():
+    from stages.core import archs, config
 
-    assert set(models.ACTIVATIONS) == set(config.ACTIVATIONS)
+    assert set(archs.ACTIVATIONS) == set(config.ACTIVATIONS)
+    assert list(archs.ARCHS) == list(config.ARCHS)
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])

@@ -167,6 +167,117 @@ def test_upsample_decoder_with_batch_norm_and_leaky_relu():
     assert ae(images(2, cfg.input)).shape == (2, 1, 32, 32)
 
 
+# ----------------------------------------------------------- the course's models by name
+def arch_params(arch: str) -> dict:
+    """TINY's params with ``model.arch`` set, on each course model's own input and latent."""
+    from conftest import TINY
+
+    p = copy.deepcopy(TINY)
+    p["model"]["arch"] = arch
+    if arch == "guide12":
+        p["latent_dim"] = 128
+        p["input"]["normalize"] = "symmetric"
+        p["train_ae"]["loss"] = p["train_vae"]["loss"] = "mse"
+    elif arch == "keras_practice":
+        p["latent_dim"] = 7 * 7 * 64
+        p["train_ae"]["loss"] = "bce"
+    elif arch.startswith("keras_fashion"):
+        p["input"]["pad"] = 2
+    return p
+
+
+@pytest.mark.parametrize("arch", ["backbone", "mnist_2d", "keras_fashion", "keras_fashion_upsample", "guide12",
+                                  "keras_practice"])
+def test_every_arch_is_an_ae_and_a_vae_that_learns_one_batch(arch):
+    from stages.core import builders
+
+    p = arch_params(arch)
+    for build in (builders.autoencoder, builders.vae):
+        model, _ = build(p)
+        x = images(8, model.cfg.input)
+        z = model.encode(x)
+        assert z.shape == (8, p["latent_dim"])  # a spatial latent is flattened
+        assert model.decode(z).shape == x.shape
+        rebuilt = from_checkpoint({"model": model.state_dict(), "config": checkpoint_config(model)}).eval()
+        model.eval()
+        assert torch.equal(rebuilt.encode(x), model.encode(x))
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        torch.manual_seed(0)
+        first = model.loss(x)[0].item()
+        for _ in range(40):
+            loss, _ = model.loss(x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        last = model.loss(x)[0].item()
+        assert last < 0.8 * first, (arch, build.__name__)
+
+
+def test_presets_are_the_params_the_readme_gives():
+    from stages.core import builders
+
+    ae, _ = builders.autoencoder(arch_params("mnist_2d"))
+    by_params = AutoEncoder(conv_cfg(latent_dim=2, widths=(8, 16, 32), hidden=64, activation="tanh",
+                                     decoder="convtranspose", batch_norm=False, out_conv=False))
+    assert str(ae) == str(by_params)
+    ae, _ = builders.autoencoder(arch_params("keras_fashion_upsample"))
+    assert any(isinstance(m, nn.BatchNorm2d) for m in ae.decoder.modules())
+    assert ae(images(2, ae.cfg.input)).shape == (2, 1, 32, 32)
+
+
+def test_guide12_layers_and_shapes_are_the_guides():
+    from stages.core import builders
+
+    ae, _ = builders.autoencoder(arch_params("guide12"))
+    ae.eval()  # dropout off
+    x = images(2, ae.cfg.input)
+    assert ae.encoder[0].kernel_size == (3, 3) and ae.encoder[0].padding == (0, 0)  # 28 -> 26
+    assert ae.encoder[:3](x).shape == (2, 16, 13, 13)
+    assert ae.encoder(x).shape == (2, 2704)
+    assert [type(m) for m in ae.to_latent] == [nn.Linear, nn.ReLU]
+    assert (ae.encode(x) >= 0).all()  # the guide's bottleneck is behind a ReLU
+    assert ae.decoder[:3](ae.encode(x)).shape == (2, 16, 13, 13)
+    t = ae.decoder[3]
+    assert (t.kernel_size, t.stride, t.padding) == ((6, 6), (2, 2), (1, 1))
+    assert torch.equal(ae(x), torch.tanh(ae.decoder(ae.encode(x))))  # [-1, 1] data: tanh
+    vae, _ = builders.vae(arch_params("guide12"))
+    assert isinstance(vae.to_latent, nn.Linear) and isinstance(vae.to_logvar, nn.Linear)  # mu may be negative
+
+
+def test_keras_practice_latent_is_a_7x7x64_map():
+    from stages.core import builders
+
+    ae, _ = builders.autoencoder(arch_params("keras_practice"))
+    x = images(2, ae.cfg.input)
+    assert ae.encoder(x).shape == (2, 64, 7, 7)
+    assert torch.equal(ae.encode(x), ae.encoder(x).flatten(1))  # the map itself, flattened
+    assert [m.scale_factor for m in ae.decoder if isinstance(m, nn.Upsample)] == [2.0, 2.0]
+    assert conv_modules(ae.decoder) == [("Conv2d", 64, 64), ("Conv2d", 64, 32), ("Conv2d", 32, 1)]
+    vae, _ = builders.vae(arch_params("keras_practice"))
+    assert vae.to_logvar[0].kernel_size == (1, 1)  # a Gaussian per position and channel
+
+
+@pytest.mark.parametrize("arch, changes, key, words", [
+    ("keras_practice", {"latent_dim": 2}, "latent_dim", "7x7x64 feature map, 3136 numbers, not 2"),
+    ("nonsense", {}, "model.arch", "keras_practice"),
+    ("guide12", {"input": {"normalize": "symmetric", "pad": 0}, "train_vae": "bce"}, "train_vae.loss", "bce needs"),
+])
+def test_a_combination_that_makes_no_sense_is_one_line_naming_the_key(arch, changes, key, words):
+    from stages.core import builders
+
+    p = arch_params("backbone")
+    p["model"]["arch"] = arch
+    for k, v in changes.items():
+        if k == "train_vae":
+            p[k]["loss"] = v
+        else:
+            p[k] = v
+    with pytest.raises(ParamError) as e:
+        builders.vae(p)
+    assert str(e.value).startswith(key) and words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
 # -------------------------------------------------------------------------------- KL
 def test_kl_matches_torch_distributions():
     gen = torch.Generator().manual_seed(0)

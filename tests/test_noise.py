@@ -144,3 +144,39 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
     report = (tmp_path / "reports/exercises.md").read_text()
     assert "| 4 | b4 | 0.02760 (+0.0008, BEYOND noise)" in report and "seed1" not in report
     assert "| AE (8) | 0.9000 | 0.9500 |" in report and (tmp_path / "plots/exercises/beta.png").is_file()
+
+
+def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tmp_path):
+    """A run counts for a course model when its params are the commit's with that model's
+    overrides, nothing else; the table says its latent, parameters and seconds per epoch."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from conftest import TINY
+    from tools import course
+
+    def run(name, params, mse):
+        metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},
+                   "metrics/evaluate.json": {"pca": {"test_mse": 0.001}},
+                   "metrics/downstream.json": {"downstream": {"ae": {"logreg_test_acc": 0.9, "mlp_test_acc": 0.95}}},
+                   "metrics/train_classifier.json": {"classifier": {"test_acc": 0.98, "logreg_test_acc": 0.92}}}
+        return {"name": name, "state": "success", "rev": name * 8, "timestamp": name, "params": params,
+                "metrics": metrics}
+
+    practice = course.unflat(course.overrides("keras_practice"), TINY)
+    other = course.unflat({"train_ae.seed": 3}, practice)
+    entries = [run("base", TINY, 0.026), run("course-keras_practice", practice, 0.004), run("seedrun", other, 0.5)]
+    monkeypatch.setattr(course, "wait", lambda rev, poll, who: entries)
+    monkeypatch.setattr(course, "git_json", lambda rev, path: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
+    log = "train_ae 1/7: train_loss=0.1 val_loss=0.09 * (40.5 s)\ntrain_ae 2/7: train_loss=0.08 val_loss=0.08 * (41.5 s)\n"
+    monkeypatch.setattr(course.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": log, "returncode": 0}))
+    png = tmp_path / "stand-in.png"
+    plt.imsave(png, np.zeros((8, 8)))
+    monkeypatch.setattr(course, "cached_png", lambda rev, path, root, who: png)
+    rows = course.main(["--poll", "0"], root=tmp_path)
+    assert [r["run"] for r in rows] == ["base", "course-keras_practice"]
+    report = (tmp_path / "reports/course.md").read_text()
+    assert "| keras_practice | course-keras_practice | MNIST | 28x28, [0, 1], bce | 7x7x64 = 3136 | 74,497 | 41.0 | " \
+           "0.00400 | 0.00100 (670) |" in report, report
+    assert (tmp_path / "plots/course/reconstructions.png").is_file()
+    assert course.EPOCH_LINE.findall("train_ae 1/2: train_loss=0.16116 val_loss=0.16335 * (0.1 s)") == ["0.1"]

@@ -416,6 +416,54 @@ def test_evaluate_figures_for_an_8d_latent(latent8):
         assert (out / f"{name}.png").is_file()
 
 
+@pytest.mark.parametrize("arch, changes", [
+    ("mnist_2d", {}), ("keras_fashion", {"pad": 2}), ("keras_fashion_upsample", {"pad": 2}),
+    ("guide12", {"latent_dim": 128, "normalize": "symmetric"}), ("keras_practice", {"latent_dim": 3136})])
+def test_train_ae_builds_each_course_model_by_name(arch, changes, processed, tiny, tmp_path):
+    params = with_changes(tiny, latent_dim=changes.get("latent_dim", 2))
+    params["model"] = {**params["model"], "arch": arch}
+    params["input"] = {"normalize": changes.get("normalize", "unit"), "pad": changes.get("pad", 0)}
+    params["train_ae"] = {**params["train_ae"], "loss": "mse"}
+    run = run_stages(processed, tmp_path, params, ["train_ae"])
+    checkpoint = load_checkpoint(tmp_path / "models/ae.pt")
+    assert checkpoint["config"]["arch"] == arch and checkpoint["config"]["latent_dim"] == params["latent_dim"]
+    model = from_checkpoint(checkpoint).eval()
+    x = normalize(run.split("test").images[:4], model.cfg.input)
+    assert model(x).shape == x.shape
+    assert 0 < run.json("train_ae")["ae.test_mse"] < 1
+
+
+@pytest.fixture(scope="module")
+def spatial(latent2, tiny, tmp_path_factory) -> Run:
+    """`dvc exp run -S model.arch=keras_practice -S latent_dim=3136`: the course's 7x7x64 latent."""
+    params = with_changes(tiny, latent_dim=7 * 7 * 64)
+    params["model"] = {**params["model"], "arch": "keras_practice"}
+    return run_stages(latent2.root, tmp_path_factory.mktemp("spatial"), params,
+                      ["train_ae", "train_vae", "evaluate", "downstream", "ood"])
+
+
+def test_a_spatial_latent_goes_through_evaluate_and_downstream_flattened(spatial, capsys):
+    n = {s: len(spatial.split(s).labels) for s in SPLITS}
+    pca = PCARepresentation.load(spatial.root / "models/pca.npz")
+    train = spatial.split("train")
+    assert pca.dim == np.linalg.matrix_rank(train.images.reshape(len(train.images), -1) - train.images.mean(0).ravel())
+    for name, dim in (("ae", 3136), ("vae", 3136), ("pca", pca.dim)):  # PCA: every component with variance
+        features = load_arrays(spatial.root / f"data/features/{name}.npz", [f"x_{s}" for s in SPLITS])
+        assert all(features[f"x_{s}"].shape == (n[s], dim) for s in SPLITS), name
+        assert spatial.report("downstream")[name]["dim"] == dim
+    assert np.abs(pca.decode(pca.encode(train.images)) - train.images / 255.0).max() < 1e-4  # lossless on train
+    assert not list((spatial.root / "plots/evaluate").glob("manifold_*.png"))
+    assert_finite(spatial.metrics["downstream"])
+    assert_finite(spatial.metrics["ood"])
+
+
+def test_evaluate_says_why_it_draws_no_manifold(spatial, tmp_path, capsys):
+    run_stages(spatial.root, tmp_path, spatial.params, ["evaluate"])
+    out = capsys.readouterr().out
+    assert "manifold_ae.png skipped: the decoded latent plane needs a 2-D latent, this one has 3136 dims" in out
+    assert "PCA at all " in out and "components with variance on train is the baseline" in out
+
+
 def test_latent_arithmetic_shares_and_figures(any_run):
     """Each pair of params.yaml that names two of this dataset's classes (the Fashion-MNIST
     ones here; the MNIST pairs are skipped) gets its share at alpha 0 and 1 for the AE and

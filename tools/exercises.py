@@ -11,17 +11,14 @@ md5 their commit's dvc.lock records).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
 from stages.core.io import read_json, save_figure, write_text  # noqa: E402
 from tools import noise  # noqa: E402
-from tools.experiments import flat, wait  # noqa: E402
+from tools.experiments import cached_png, flat, wait  # noqa: E402
 
 REPORT = Path("reports/exercises.md")
 SEEDS = Path("reports/seeds.json")  # the noise floor: the default run's metrics over training seeds
@@ -36,18 +33,6 @@ def changed(entry: dict, base: dict) -> dict:
     """The params ``entry`` sets differently from its commit's run."""
     mine, theirs = flat(entry["params"]), flat(base["params"])
     return {k: v for k, v in mine.items() if theirs.get(k) != v}
-
-
-def cached_png(rev: str, path: str, root: Path) -> Path:
-    """The file DVC cached for ``path`` in the run ``rev`` (its dvc.lock names the md5)."""
-    lock = yaml.safe_load(subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True,
-                                         text=True, check=True).stdout)
-    for stage in lock["stages"].values():
-        for out in stage.get("outs", []):
-            if out["path"] == path:
-                md5 = out["md5"]
-                return root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
-    raise SystemExit(f"exercises: {rev[:7]}'s dvc.lock has no {path}")
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:

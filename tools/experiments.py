@@ -1,11 +1,15 @@
-"""Reading DVC's experiments: `dvc exp show --json` as a list of runs, and waiting for
-the queue. Shared by the sweep, seed and experiment-table tools."""
+"""Reading DVC's experiments: `dvc exp show --json` as a list of runs, waiting for the
+queue, and a run's files (git-tracked ones with ``git show``, cached ones by the md5 its
+dvc.lock records). Shared by the sweep, seed, exercise, course and experiment-table tools."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import yaml
 
 PENDING = {"queued", "running"}
 
@@ -70,3 +74,15 @@ def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
                      f"`dvc queue start` (or `make {who}`), then run this again")
         print(f"{who}: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
         time.sleep(poll)
+
+
+def cached_png(rev: str, path: str, root: Path, who: str = "exercises") -> Path:
+    """The file DVC cached for ``path`` in the run ``rev`` (its dvc.lock names the md5)."""
+    lock = yaml.safe_load(subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True,
+                                         text=True, check=True).stdout)
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            if out["path"] == path:
+                md5 = out["md5"]
+                return root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    raise SystemExit(f"{who}: {rev[:7]}'s dvc.lock has no {path}")

@@ -6,6 +6,9 @@ benchmarks/bench.py. Params are checked before any data is read.
 """
 from __future__ import annotations
 
+from math import prod
+
+from .archs import ARCHS, PRESETS
 from .config import AEConfig, ClassifierConfig, InputConfig, ModelConfig, VAEConfig, check_loss_scale
 from .device import seed_everything
 from .models import MLP, VAE, AutoEncoder, ConvConfig, MLPConfig, VAEModelConfig
@@ -25,14 +28,23 @@ def classifier(params: dict, in_features: int, n_classes: int, inp: InputConfig 
 
 
 def conv_config(params: dict, section: str, loss: str) -> ConvConfig:
-    """The backbone: the ``model`` section, ``latent_dim``, the input transform and
-    ``<section>.loss``, checked against the input's scale."""
+    """The architecture: the ``model`` section (a course preset's values over its keys),
+    ``latent_dim``, the input transform and ``<section>.loss``, checked against the
+    input's scale and against a latent whose size the architecture fixes."""
     model = from_section(ModelConfig, params, "model")
+    model = vars(model) | PRESETS.get(model.arch, {})
     latent_dim = top_level(params, "latent_dim", int)
     check(latent_dim >= 1, "latent_dim", f"must be >= 1, got {latent_dim}")
     inp = input_config(params)
     check_loss_scale(section, loss, inp)
-    return ConvConfig(latent_dim=latent_dim, **vars(model), input=inp, loss=loss)
+    cfg = ConvConfig(latent_dim=latent_dim, **model, input=inp, loss=loss)
+    shape = ARCHS[cfg.arch].latent_shape(cfg)
+    if shape is not None:
+        size = "x".join(map(str, shape[1:] + shape[:1]))
+        check(latent_dim == prod(shape), "latent_dim", f"model.arch {cfg.arch}'s latent is its {size} feature map, "
+              f"{prod(shape)} numbers, not {latent_dim}; set latent_dim: {prod(shape)} "
+              f"(dvc exp run -S model.arch={cfg.arch} -S latent_dim={prod(shape)})")
+    return cfg
 
 
 def autoencoder(params: dict) -> tuple[AutoEncoder, AEConfig]:

@@ -17,6 +17,9 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu", "gelu", "silu")
 DECODERS = ("convtranspose", "upsample")
+# models.archs.ARCHS, by name (tests hold the two equal): the pipeline's backbone, the
+# course's three presets of it and its two models written out layer by layer.
+ARCHS = ("backbone", "mnist_2d", "keras_fashion", "keras_fashion_upsample", "guide12", "keras_practice")
 LOSSES = ("mse", "bce")
 PROJECTIONS = ("pca", "tsne")
 
@@ -94,8 +97,10 @@ class LogregConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``model``: the conv backbone the AE and the VAE share."""
+    """``model``: the architecture the AE and the VAE share; the keys after ``arch``
+    shape ``arch: backbone`` only (the course's models set their own)."""
 
+    arch: str  # backbone, or a course model by name (README, "Course models")
     widths: tuple[int, ...]  # conv channels, each conv with stride 2
     hidden: int  # dense layer between the convs and the latent; 0 for none
     activation: str
@@ -104,6 +109,7 @@ class ModelConfig:
     out_conv: bool  # end the decoder with a 3x3 conv to 1 channel
 
     def __post_init__(self) -> None:
+        check_choice(self.arch, ARCHS, "arch")
         check(len(self.widths) >= 1 and min(self.widths) >= 1, "widths", f"need >= 1 positive widths, got {list(self.widths)}")
         check(self.hidden >= 0, "hidden", f"must be >= 0 (0 for none), got {self.hidden}")
         check_choice(self.activation, ACTIVATIONS, "activation")

@@ -1,36 +1,27 @@
 """Models, each owning its loss: ``model.loss(x, y) -> (loss, stats)``.
 
-The MLP classifies pixels or latent codes; the AE and the VAE share one conv backbone,
-and the VAE adds only the mu/logvar heads, the reparameterization and the KL term.
+The MLP classifies pixels or latent codes; the AE and the VAE are built from the same
+parts of one architecture (:mod:`.archs`), and the VAE adds only the logvar head, the
+reparameterization and the KL term.
 Each model's config says everything that rebuilds and feeds it (its loss, beta, its
 input transform), so a checkpoint is all a later stage needs. Every ``stats`` value is
 a detached 0-d tensor; reconstruction models report ``mse`` per pixel on [0, 1].
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs import ARCHS
 from .config import InputConfig
 from .data import IMAGE_SIDE
 from .inputs import to_unit
 from .io import load_checkpoint
 from .params import PipelineError
 from .paths import rebuild_hint
-
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.2),
-    "tanh": nn.Tanh,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-}
-
 
 @dataclass(frozen=True)
 class MLPConfig:
@@ -69,8 +60,10 @@ class MLP(nn.Module):
 @dataclass(frozen=True)
 class ConvConfig:
     """The AE's architecture and loss; ``input`` sets the output activation (sigmoid for
-    [0, 1], tanh for [-1, 1]) and the image size."""
+    [0, 1], tanh for [-1, 1]) and the image size. ``arch`` names the architecture
+    (:mod:`.archs`); the keys after it shape the backbone and its presets."""
 
+    arch: str
     latent_dim: int
     widths: tuple[int, ...]  # conv channels, each conv with stride 2
     hidden: int  # dense layer between the convs and the latent; 0 for none
@@ -98,78 +91,6 @@ class VAEModelConfig(ConvConfig):
     beta: float  # weight of the KL term in training; 1 is the ELBO
 
 
-def _block(layers: list[nn.Module], channels: int, cfg: ConvConfig) -> list[nn.Module]:
-    if cfg.batch_norm:
-        layers.append(nn.BatchNorm2d(channels))
-    layers.append(ACTIVATIONS[cfg.activation]())
-    return layers
-
-
-class Encoder(nn.Module):
-    """(B, 1, S, S) -> (B, features): stride-2 convs, flatten, optional dense layer."""
-
-    def __init__(self, cfg: ConvConfig):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 1
-        for w in cfg.widths:
-            layers += _block([nn.Conv2d(c_in, w, 3, stride=2, padding=1)], w, cfg)
-            c_in = w
-        side = cfg.sizes()[-1]
-        layers.append(nn.Flatten())  # (B, C * s * s)
-        self.features = c_in * side * side
-        if cfg.hidden:
-            layers += [nn.Linear(self.features, cfg.hidden), ACTIVATIONS[cfg.activation]()]
-            self.features = cfg.hidden
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (B, features)
-
-
-class Decoder(nn.Module):
-    """(B, latent) -> (B, 1, S, S) logits; mirrors the encoder.
-
-    Transposed convs (or upsample + conv) take the widths in reverse. Without
-    ``out_conv`` the last one outputs the image (the course's MNIST AE: 32 -> 16 -> 8
-    -> 1); with it, they output ``reversed(widths)`` and a 3x3 conv makes the image
-    (the course's Fashion-MNIST AE: dense -> 4x4x128, 128 -> 64 -> 32, conv -> 1).
-    """
-
-    def __init__(self, cfg: ConvConfig):
-        super().__init__()
-        act = ACTIVATIONS[cfg.activation]
-        sizes = cfg.sizes()
-        c0, s0 = cfg.widths[-1], sizes[-1]
-        dense: list[nn.Module] = []
-        width = cfg.latent_dim
-        if cfg.hidden:
-            dense += [nn.Linear(width, cfg.hidden), act()]
-            width = cfg.hidden
-        dense += [nn.Linear(width, c0 * s0 * s0), act(), nn.Unflatten(1, (c0, s0, s0))]  # (B, C, s, s)
-        outs = list(reversed(cfg.widths))
-        outs = outs if cfg.out_conv else outs[1:] + [1]
-        layers: list[nn.Module] = []
-        c_in, side = c0, s0
-        for i, c_out in enumerate(outs):
-            target = sizes[-2 - i]
-            if cfg.decoder == "convtranspose":
-                # output_padding picks 7 or 8 from 4: out = 2 * in - 1 + output_padding
-                layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=target - (2 * side - 1)))
-            else:
-                layers += [nn.Upsample(size=(target, target), mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)]
-            is_image = not cfg.out_conv and i == len(outs) - 1
-            if not is_image:
-                _block(layers, c_out, cfg)
-            c_in, side = c_out, target
-        if cfg.out_conv:
-            layers.append(nn.Conv2d(c_in, 1, 3, padding=1))
-        self.net = nn.Sequential(*dense, *layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)  # (B, 1, S, S) logits
-
-
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, normalize: str) -> torch.Tensor:
     """Per-image reconstruction loss summed over pixels, (B,), on the training scale."""
     if kind == "bce":
@@ -189,16 +110,18 @@ def unit_mse(x_hat: torch.Tensor, x: torch.Tensor, pre: InputConfig) -> torch.Te
 
 
 class AutoEncoder(nn.Module):
-    """Encoder, a linear map to z, decoder."""
+    """Encoder, a head to z, decoder: the parts of ``cfg.arch``."""
 
     kind = "ae"
+    variational = False
 
     def __init__(self, cfg: ConvConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.to_latent = nn.Linear(self.encoder.features, cfg.latent_dim)
-        self.decoder = Decoder(cfg)
+        arch = ARCHS[cfg.arch]
+        self.encoder = arch.encoder(cfg)
+        self.to_latent = arch.head(cfg, self.variational)  # the VAE's mu head
+        self.decoder = arch.decoder(cfg)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_latent(self.encoder(x))  # (B, latent)
@@ -238,10 +161,11 @@ class VAE(AutoEncoder):
     """
 
     kind = "vae"
+    variational = True
 
     def __init__(self, cfg: VAEModelConfig):
         super().__init__(cfg)
-        self.to_logvar = nn.Linear(self.encoder.features, cfg.latent_dim)  # to_latent is the mu head
+        self.to_logvar = ARCHS[cfg.arch].head(cfg, True)  # to_latent is the mu head
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)

@@ -49,11 +49,15 @@ def image_grid(images, titles: list[str] | None = None, ncols: int = 8, suptitle
 
 
 def rows_of_images(rows: dict[str, np.ndarray], title: str = "") -> Figure:
-    """One labelled row per entry: originals over reconstructions, interpolation strips."""
+    """One labelled row per entry: originals over reconstructions, interpolation strips;
+    a row without images says "none" (no test image above an anomaly threshold)."""
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.5 * len(rows)), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         images = _images(images)
-        ax.imshow(_tile(images, len(images), padding=2, pad_value=1.0), cmap="gray", vmin=0, vmax=1)
+        if len(images):
+            ax.imshow(_tile(images, len(images), padding=2, pad_value=1.0), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_xticks([])
         ax.set_yticks([])
