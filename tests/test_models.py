@@ -202,15 +202,8 @@ def test_every_arch_is_an_ae_and_a_vae_that_learns_one_batch(arch):
         model.eval()
         assert torch.equal(rebuilt.encode(x), model.encode(x))
         model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         torch.manual_seed(0)
-        first = model.loss(x)[0].item()
-        for _ in range(40):
-            loss, _ = model.loss(x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        last = model.loss(x)[0].item()
+        first, last = overfit(model, x, 40)
         assert last < 0.8 * first, (arch, build.__name__)
 
 
@@ -430,18 +423,23 @@ def test_damaged_checkpoint_is_refused_with_one_line_naming_the_stage(damage, tm
 
 
 # ----------------------------------------------------------------- overfit one batch
-def test_autoencoder_overfits_one_tiny_batch():
-    torch.manual_seed(0)
-    ae = AutoEncoder(conv_cfg(latent_dim=4, widths=(8, 16), hidden=32, batch_norm=False))
-    x = images(8)
-    opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
-    first = ae.loss(x)[0].item()
-    for _ in range(200):
-        loss, _ = ae.loss(x)
+def overfit(model: nn.Module, x: torch.Tensor, steps: int) -> tuple[float, float]:
+    """The loss on ``x`` before and after ``steps`` Adam steps on it alone."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.loss(x)[0].item()
+    for _ in range(steps):
+        loss, _ = model.loss(x)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert ae.loss(x)[0].item() < 0.1 * first  # reaches ~0.03
+    return first, model.loss(x)[0].item()
+
+
+def test_autoencoder_overfits_one_tiny_batch():
+    torch.manual_seed(0)
+    ae = AutoEncoder(conv_cfg(latent_dim=4, widths=(8, 16), hidden=32, batch_norm=False))
+    first, last = overfit(ae, images(8), 200)
+    assert last < 0.1 * first  # reaches ~0.03
 
 
 def test_mlp_memorizes_random_labels():
