@@ -18,7 +18,7 @@ import torch
 
 from stages.core import models, paths, plots
 from stages.core.config import EvaluateConfig
-from stages.core.data import IMAGE_SIDE, SPLITS, Split, load_split, slug
+from stages.core.data import SPLITS, Split, load_split, slug
 from stages.core.device import batched, resolve_device
 from stages.core.inputs import normalize
 from stages.core.io import fmt_metrics, save_arrays, save_figure, write_csv, write_json
@@ -35,7 +35,6 @@ MODELS = ("ae", "vae")
 ANOMALY_PERCENTILE = 99  # the threshold: this percentile of the val images' per-image MSE
 INTERPOLATION_PAIRS = ((0, 5), (1, 6), (2, 7), (3, 8))  # (class a, class b): the first test image of each
 SAMPLES = 16  # decoded samples per model in samples_ae_vs_vae.png
-PIXELS = IMAGE_SIDE * IMAGE_SIDE  # PCA has at most this many components
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -51,7 +50,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     # practice's 7x7x64 map) every component with variance: the pixels rotated, all but lossless.
     reps["pca"] = PCARepresentation.fit(splits["train"].images, reps["ae"].dim)
     if reps["pca"].dim < reps["ae"].dim:
-        print(f"evaluate: the AE's code has {reps['ae'].dim} numbers and the images {PIXELS} pixels: "
+        print(f"evaluate: the AE's code has {reps['ae'].dim} numbers, more than the train images vary in: "
               f"PCA at all {reps['pca'].dim} components with variance on train is the baseline")
     reps["pca"].save(root / paths.PCA)
     results = [evaluate_one(rep, splits, root) for rep in reps.values()]

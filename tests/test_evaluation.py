@@ -298,6 +298,24 @@ def test_knn_accuracy_against_a_hand_made_case():
     assert out["k=3"]["test_acc"] == pytest.approx(2 / 3)
 
 
+def test_knn_accuracy_above_the_k_d_tree_bound_is_exact_nearest_neighbours():
+    """Codes wider than KD_TREE_MAX_DIM go through brute force: the same neighbours as
+    exact distances computed here."""
+    from stages.core.probes import KD_TREE_MAX_DIM, knn_accuracy
+
+    rng = np.random.default_rng(0)
+    d = KD_TREE_MAX_DIM + 8
+    x = {s: rng.standard_normal((n, d)) for s, n in (("train", 200), ("val", 50), ("test", 60))}
+    y = {s: rng.integers(0, 3, len(v)) for s, v in x.items()}
+    out = knn_accuracy(x, y, (1, 5))
+    for s in ("val", "test"):
+        dist = ((x[s][:, None, :] - x["train"][None, :, :]) ** 2).sum(-1)
+        nearest = np.argsort(dist, axis=1)
+        assert out["k=1"][f"{s}_acc"] == pytest.approx((y["train"][nearest[:, 0]] == y[s]).mean())
+        votes = np.array([np.bincount(y["train"][row[:5]], minlength=3).argmax() for row in nearest])
+        assert out["k=5"][f"{s}_acc"] == pytest.approx((votes == y[s]).mean())
+
+
 KERNEL_FREE = """
 import hashlib, sys
 import numpy as np
@@ -337,3 +355,14 @@ def test_pca_logreg_and_knn_give_the_same_bytes_whatever_the_blas_thread_count()
 
     one = run("1")
     assert len(one.split()) == 6 and run("2") == one
+
+
+def test_a_row_without_images_says_none():
+    """The anomaly figure of a representation that flags no test image (PCA of a code
+    larger than the image) still draws, that row reading "none"."""
+    from stages.core.plots import rows_of_images
+
+    fig = rows_of_images({"pca: flagged": np.zeros((0, 28, 28)), "ae: flagged": np.zeros((3, 28, 28))})
+    empty, full = fig.axes
+    assert [t.get_text() for t in empty.texts] == ["none"] and not empty.images
+    assert len(full.images) == 1 and not full.texts

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import builders, plots  # noqa: E402
-from stages.core.archs import ARCHS  # noqa: E402
+from stages.core.archs import ARCHS, latent_text  # noqa: E402
 from stages.core.io import save_figure, write_text  # noqa: E402
 from tools.experiments import cached_png, flat, wait  # noqa: E402
 
@@ -94,12 +94,12 @@ def row(entry: dict, name: str, seconds: float | None) -> dict:
     model, _ = builders.autoencoder(params)
     shape = ARCHS[model.cfg.arch].latent_shape(model.cfg)  # (C, H, W) of a spatial latent, else None
     down = git_json(entry["rev"], "reports/downstream.json")
-    inp = model.cfg.input
+    inp, side = model.cfg.input, model.cfg.sizes()[0]
     return {
         "model": name, "run": entry["name"], "rev": entry["rev"], "dataset": params["data"]["dataset"],
-        "input": f"{28 + 2 * inp.pad}x{28 + 2 * inp.pad}, {'[-1, 1]' if inp.normalize == 'symmetric' else '[0, 1]'}, "
+        "input": f"{side}x{side}, {'[-1, 1]' if inp.normalize == 'symmetric' else '[0, 1]'}, "
                  f"{params['train_ae']['loss']}",
-        "latent": f"{shape[1]}x{shape[2]}x{shape[0]} = {params['latent_dim']}" if shape else str(params["latent_dim"]),
+        "latent": f"{latent_text(shape)} = {params['latent_dim']}" if shape else str(params["latent_dim"]),
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds_per_epoch": seconds,
         "ae_mse": m["metrics/train_ae.json.ae.test_mse"],

@@ -217,5 +217,10 @@ class KerasPractice:
         return (64, side, side)  # (C, H, W): 64 x 7 x 7
 
 
+def latent_text(shape: tuple[int, ...]) -> str:
+    """A spatial latent's size as the course writes it: (64, 7, 7) -> "7x7x64"."""
+    return "x".join(map(str, shape[1:] + shape[:1]))
+
+
 ARCHS = {"backbone": Backbone, **{name: Backbone for name in PRESETS}, "guide12": Guide12,
          "keras_practice": KerasPractice}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from math import prod
 
-from .archs import ARCHS, PRESETS
+from .archs import ARCHS, PRESETS, latent_text
 from .config import AEConfig, ClassifierConfig, InputConfig, ModelConfig, VAEConfig, check_loss_scale
 from .device import seed_everything
 from .models import MLP, VAE, AutoEncoder, ConvConfig, MLPConfig, VAEModelConfig
@@ -40,9 +40,8 @@ def conv_config(params: dict, section: str, loss: str) -> ConvConfig:
     cfg = ConvConfig(latent_dim=latent_dim, **model, input=inp, loss=loss)
     shape = ARCHS[cfg.arch].latent_shape(cfg)
     if shape is not None:
-        size = "x".join(map(str, shape[1:] + shape[:1]))
-        check(latent_dim == prod(shape), "latent_dim", f"model.arch {cfg.arch}'s latent is its {size} feature map, "
-              f"{prod(shape)} numbers, not {latent_dim}; set latent_dim: {prod(shape)} "
+        check(latent_dim == prod(shape), "latent_dim",
+              f"model.arch {cfg.arch}'s latent is its {latent_text(shape)} feature map, {prod(shape)} numbers, not {latent_dim}; set latent_dim: {prod(shape)} "
               f"(dvc exp run -S model.arch={cfg.arch} -S latent_dim={prod(shape)})")
     return cfg
 

@@ -68,7 +68,7 @@ class PCARepresentation(Representation):
     # A component whose train variance is below this share of the largest is left out:
     # standardized for a probe, its near-zero spread would blow up any image that has ink
     # there (MNIST's 67 always-blank pixels). It matters only for codes near the image's
-    # size: MNIST has 670 components above it, Fashion-MNIST 775.
+    # size: MNIST's train split has 671 components above it.
     MIN_VARIANCE_SHARE = 1e-6
 
     def __init__(self, components: np.ndarray, sums: np.ndarray, n: int):
