@@ -30,6 +30,7 @@ from stages.core import builders, plots  # noqa: E402
 from stages.core.archs import ARCHS, latent_text  # noqa: E402
 from stages.core.io import save_figure, write_text  # noqa: E402
 from tools.experiments import cached_png, flat, wait  # noqa: E402
+from tools import cli  # noqa: E402
 
 REPORT = Path("reports/course.md")
 FIGURE = Path("plots/course/reconstructions.png")
@@ -168,4 +169,4 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -19,6 +19,7 @@ from stages.core import plots  # noqa: E402
 from stages.core.io import read_json, save_figure, write_text  # noqa: E402
 from tools import noise  # noqa: E402
 from tools.experiments import cached_png, flat, wait  # noqa: E402
+from tools import cli  # noqa: E402
 
 REPORT = Path("reports/exercises.md")
 SEEDS = Path("reports/seeds.json")  # the noise floor: the default run's metrics over training seeds
@@ -86,4 +87,4 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

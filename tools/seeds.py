@@ -31,6 +31,7 @@ from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_json, write_text  # noqa: E402
 from tools import noise  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, wait  # noqa: E402
+from tools import cli  # noqa: E402
 
 # (name, a, b): the paired differences a - b the README's conclusions rest on; b None: a
 # is a difference already.
@@ -150,4 +151,4 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -28,6 +28,7 @@ from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_csv, write_text  # noqa: E402
 from tools import noise  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, runs, wait  # noqa: E402
+from tools import cli  # noqa: E402
 
 REPORT = Path("reports/sweep.md")
 PLOTS_DIR = Path("plots/sweep")
@@ -112,4 +113,4 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

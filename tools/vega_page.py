@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core.io import atomic_path  # noqa: E402
+from tools import cli  # noqa: E402
 
 PAGE = Path(__file__).resolve().parents[1] / ".dvc" / "plots" / "page.html"
 BUILDS = {"vega": "build/vega.min.js", "vega-lite": "build/vega-lite.min.js", "vega-embed": "build/vega-embed.min.js"}
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

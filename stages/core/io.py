@@ -2,12 +2,15 @@
 
 Writes go to a temporary file beside the destination, renamed into place on success,
 so an interrupted stage or a full disk never leaves a half-written file, and the old
-one stays. A missing or damaged input, or a failed write, is one PipelineError naming
-the file and the command that fixes it.
+one stays. Inside ``all_or_nothing()`` (a stage's command line, params.run) the renames
+wait for the stage's end, so a stage that fails at its third file leaves all of its old
+files, not two new ones beside old ones. A missing or damaged input, or a failed write,
+is one PipelineError naming the file and the command that fixes it.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import json
 import os
@@ -24,12 +27,45 @@ from .paths import rebuild_hint
 
 
 class WriteError(PipelineError):
-    """A file could not be written (disk full, no permission); the old one is left as it was."""
+    """A file could not be written (disk full, read-only, no permission); the old one is left as it was."""
+
+
+# What to do about a write that failed with this errno; any other errno: the generic advice.
+_FIXES = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some disk space (or raise your quota)",
+    errno.EROFS: "remount it read-write (or work in a writable copy)",
+}
+# The temporary files of an open all_or_nothing(), with their destinations, in write order.
+_PENDING: contextvars.ContextVar[list[tuple[str, Path]] | None] = contextvars.ContextVar("pending", default=None)
+
+
+def os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError with an errno behind ``exc``: itself, or the first in its chain of causes.
+
+    Libraries wrap a failed write in their own exceptions: torch.save's zip writer turns
+    ENOSPC into ``RuntimeError: unexpected pos ...`` as it closes the archive, with the
+    OSError as its context.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
+    fix = _FIXES.get(e.errno, "check the folder can be written")
+    return WriteError(f"cannot write {path}: {e.strerror or e}; {fix} and run the stage again "
+                      f"(any earlier {path.name} is unchanged)")
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success only."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success only
+    (inside all_or_nothing(): when the whole stage has succeeded)."""
     path = Path(path)
     tmp = None
     try:
@@ -38,14 +74,46 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         yield Path(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise WriteError(f"cannot write {path}: {e.strerror or e}; "
-                         f"{'free some disk space' if e.errno in (errno.ENOSPC, errno.EDQUOT) else 'check the folder can be written'} "
-                         f"and run the stage again (any earlier {path.name} is unchanged)") from None
+        pending = _PENDING.get()
+        if pending is None:
+            os.replace(tmp, path)
+        else:
+            pending.append((tmp, path))
+            tmp = None  # all_or_nothing() renames or removes it
+    except Exception as e:
+        cause = os_error(e)
+        if cause is None:
+            raise
+        raise _write_error(path, cause) from None
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Hold every atomic write in this block as a temporary file and rename them all into
+    place when the block ends without an error; on an error remove them, so every old
+    file stays. A rename needs no space, so the renames at the end do not fail on a full disk."""
+    pending: list[tuple[str, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+        _PENDING.reset(token)
+        token = None
+        while pending:
+            tmp, path = pending[0]
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise _write_error(path, e) from None
+            pending.pop(0)
+    finally:
+        if token is not None:
+            _PENDING.reset(token)
+        for tmp, _ in pending:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
 
 
 def _umask() -> int:
@@ -122,10 +190,12 @@ def load_arrays(path: Path, keys: Iterable[str] = ()) -> dict[str, np.ndarray]:
 def save_figure(path: Path, fig: Any) -> None:
     import matplotlib.pyplot as plt
 
-    with timing.phase("figures"), atomic_path(path) as tmp:
-        # A fixed Software tag keeps the PNG bytes free of the matplotlib version.
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    try:
+        with timing.phase("figures"), atomic_path(path) as tmp:
+            # A fixed Software tag keeps the PNG bytes free of the matplotlib version.
+            fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    finally:
+        plt.close(fig)
 
 
 def save_checkpoint(path: Path, state: dict, config: dict) -> None:

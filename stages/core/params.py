@@ -144,18 +144,22 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def run(main: Callable[[dict], dict]) -> None:
     """A stage's command line: load params.yaml, call ``main``, exit non-zero with a
-    one-paragraph message (no traceback) on an error the user can fix."""
+    one-paragraph message (no traceback) on an error the user can fix. The stage's
+    files are renamed into place together when it succeeds (io.all_or_nothing)."""
     module = main.__module__
     if module == "__main__":  # `python -m stages.<name>`: the spec keeps the real name
         module = sys.modules["__main__"].__spec__.name
     stage = module.rsplit(".", 1)[-1]
+    from .io import all_or_nothing  # io reads PipelineError from here
+
     start = time.perf_counter()
     try:
-        main(load_params())
+        with all_or_nothing():  # a failed stage leaves every old file of it, none half-new
+            main(load_params())
     except PipelineError as e:
         sys.exit(f"{stage} failed: {e}")
-    except KeyboardInterrupt:  # every write is atomic: nothing half-written is left
-        print(f"{stage} interrupted (Ctrl-C); no output of it was half-written; "
+    except KeyboardInterrupt:  # all_or_nothing: every file of the stage is as it was
+        print(f"{stage} interrupted (Ctrl-C); its files are as they were before it started; "
               "run `dvc repro` to start it again", file=sys.stderr)
         sys.exit(130)
     timing.record(stage, time.perf_counter() - start)
