@@ -165,6 +165,10 @@ def test_seed_runs_from_two_machines_meet_in_one_report(tmp_path, mirror):
     assert report["metrics"]["ae.test_mse"]["n"] == 3 and report["metrics"]["ae.test_mse"]["sd"] > 0
     assert "seed2-beta (seed 2, beta)" in (reporter / "reports/seeds.md").read_text()
     assert (reporter / "plots/seeds/errors.png").is_file()
+    # make compare between two seed runs: the floor of their own configuration, and no flag
+    compared = sh([sys.executable, str(REPO / "tools/compare.py"), "seed1-alpha", "seed2-beta"], reporter, env)
+    assert "A's floor: reports/seeds.json, 3 seeds at these params" in compared.stdout, compared.stdout
+    assert "BEYOND" not in compared.stdout and "no floor" not in compared.stdout, compared.stdout
     # the artifacts came through the DVC remote too: the reporter can check one out
     sh(["dvc", "exp", "apply", "seed1-alpha"], reporter, env)
     sh(["dvc", "checkout", "models/ae.pt"], reporter, env)

@@ -59,21 +59,74 @@ def flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def duration(seconds: float) -> str:
+    """3725 -> '1 h 02 min', 130 -> '2 min 10 s', 42 -> '42 s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class Progress:
+    """How far the queue is, from successive looks at it: the runs pending at the first
+    look are the work; a line says how many are done, which one runs and for how long,
+    the time since the first look, and the rest at the mean time of the runs done."""
+
+    def __init__(self, who: str):
+        self.who, self.clock = who, time.monotonic
+        self.start = self.clock()
+        self.work: list[str] = []
+        self.running_since: dict[str, float] = {}
+
+    def line(self, entries: list[dict]) -> str:
+        now = self.clock()
+        pending = {e["name"]: e["state"] for e in entries if e["state"] in PENDING}
+        self.work += [n for n in pending if n not in self.work]
+        done = [n for n in self.work if n not in pending]
+        running = [n for n, state in pending.items() if state == "running"]
+        for n in running:
+            self.running_since.setdefault(n, now)
+        elapsed = now - self.start
+        failed = sum(e["state"] == "failed" for e in entries if e["name"] in done)
+        parts = [f"{self.who}: {len(done)} of {len(self.work)} runs done" + (f" ({failed} failed)" if failed else "")]
+        if not pending:
+            return parts[0] + f" in {duration(elapsed)}" + (f" ({duration(elapsed / len(done))} a run)" if done else "")
+        parts += [f"running {n} ({duration(now - self.running_since[n])})" for n in running] or ["none running yet"]
+        parts.append(f"elapsed {duration(elapsed)}")
+        if done:
+            per_run = elapsed / len(done)  # the runs done so far, one worker after another
+            parts.append(f"about {duration(per_run * (len(self.work) - len(done)))} left "
+                         f"({duration(per_run)} a run)")
+        else:
+            parts.append("an estimate after the first run")
+        return ", ".join(parts)
+
+
 def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
-    """The runs of ``rev`` once none is queued or running. Queued runs with none running
-    on two looks in a row mean no worker: stop and say so rather than wait forever."""
+    """The runs of ``rev`` once none is queued or running, with a line of progress at each
+    look. Queued runs with none running on two looks in a row mean no worker: stop and
+    say so rather than wait forever."""
     idle = 0
+    progress = Progress(who)
     while True:
         entries = runs(dvc_exp_show(rev))
         pending = [e["name"] for e in entries if e["state"] in PENDING]
         if not pending:
+            if progress.work:
+                print(progress.line(entries), flush=True)
             return entries
         idle = idle + 1 if all(e["state"] == "queued" for e in entries if e["state"] in PENDING) else 0
         if idle >= 2:
             sys.exit(f"{who}: {len(pending)} experiment(s) queued but none running; start the workers with "
                      f"`dvc queue start` (or `make {who}`), then run this again")
-        print(f"{who}: waiting for {len(pending)} experiment(s): {', '.join(pending)}", flush=True)
+        print(progress.line(entries), flush=True)
         time.sleep(poll)
+
+
+def git_json(rev: str, path: str) -> dict:
+    """A git-tracked JSON file of the run ``rev`` (its reports/), or {} where it has none."""
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else {}
 
 
 def cached_png(rev: str, path: str, root: Path, who: str = "exercises") -> Path:

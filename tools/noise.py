@@ -1,23 +1,39 @@
 """How far a number moves when only the training seeds change, and when a change between
 two runs is beyond that.
 
-The seed report (`make seeds-report`) summarizes N runs of the same params that differ
-only in their training seeds: per metric the mean, the sample sd and a 95 % confidence
-interval of the mean (Student's t, N - 1 degrees of freedom); per comparison the same for
-the paired difference, run by run (both numbers of one run share its seeds and its data).
+The seed report (`make seeds-report`) summarizes n runs of one configuration (the params
+but the training seeds) that differ only in their training seeds: per metric the mean,
+the sample sd s and a 95 % confidence interval of the mean (Student's t, n - 1 degrees
+of freedom); per comparison the same for the paired difference, run by run (both numbers
+of one run share its seeds and its data).
+
 A reviewer's comparison of two single runs (`make compare`) asks whether their change is
-beyond what two seeds alone give: two independent runs differ by a change of sd
-sqrt(2) * sd, and the rule flags |change| > 2 * sqrt(2) * sd (about 95 % two-sided, for
-normal noise). A metric the seeds do not move (sd 0) flags any change.
+beyond what the seeds alone give. Two runs of one configuration differ by a change with
+sd sqrt(2) * sigma; with sigma estimated by s from n seeds, change / (sqrt(2) * s) is
+Student's t with n - 1 degrees of freedom. Two configurations with a seed report each:
+sd sqrt(s_a^2 + s_b^2), Welch-Satterthwaite degrees of freedom.
+
+A headline table has a dozen or two metrics that move with the seed, and a rule that
+flags each at 5 % flags one of them on most pure reseeds. So the family of metrics is
+judged together: each metric's two-sided p-value, then Holm's step-down procedure at a
+family-wise rate of 5 %: a pure reseed flags anything at all in at most 5 % of
+comparisons, whatever the correlation between the metrics (Holm, 1979). The floor shown
+beside a metric is Holm's first step (Bonferroni: the change that alone would be
+flagged); later steps flag somewhat smaller changes once larger ones are.
+
+A metric the seeds do not move (sd 0: PCA, the probes on pixels) is judged against a
+stated numerical tolerance instead: the solver's and the kernels' last digits
+(``tolerance``).
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-Z = 2.0  # the comparison rule's multiple of the sd of a difference of two runs
+ALPHA = 0.05  # the family-wise rate of false flags on a pure reseed
 
 
 def summary(values: list[float]) -> dict:
@@ -36,16 +52,116 @@ def excludes_zero(s: dict) -> bool:
     return low > 0 or high < 0
 
 
-def floor(sd: float) -> float:
-    """The smallest |change| between two single runs that the rule calls beyond the noise."""
-    return Z * math.sqrt(2) * sd
+def tolerance(key: str, value: float) -> float:
+    """The change a metric the seeds do not move may show without meaning anything: for a
+    share of test images (an accuracy, an AUROC, a target share) 5e-4, five of the 10,000
+    test images (lbfgs stops at ``logreg.tol``, and a near-tie may flip); for any other
+    number 1e-4 of its size (the files keep six significant digits; a kernel's summation
+    order moves the last of them)."""
+    share = any(word in key for word in ("acc", "auroc", "share"))
+    return 5e-4 if share else 1e-4 * abs(value)
 
 
-def verdict(change: float, sd: float | None) -> str:
-    """'identical', 'within noise', 'BEYOND noise', or 'no floor' for a metric the seed
-    report does not know."""
-    if change == 0:
-        return "identical"
-    if sd is None or math.isnan(sd):
-        return "no floor"
-    return "BEYOND noise" if abs(change) > floor(sd) else "within noise"
+def sd_of_change(a: dict, b: dict | None = None) -> tuple[float, float]:
+    """The sd of the change between one run of configuration ``a`` and one of ``b`` (the
+    same configuration when None), and its degrees of freedom; each is a seed report's
+    entry for the metric ({"sd", "n"})."""
+    if b is None:
+        return math.sqrt(2) * a["sd"], a["n"] - 1
+    va, vb = a["sd"] ** 2, b["sd"] ** 2
+    sd = math.sqrt(va + vb)
+    if va + vb == 0:
+        return 0.0, min(a["n"], b["n"]) - 1
+    dof = (va + vb) ** 2 / (va ** 2 / (a["n"] - 1) + vb ** 2 / (b["n"] - 1))  # Welch-Satterthwaite
+    return sd, dof
+
+
+def floor(sd: float, dof: float, family: int) -> float:
+    """The smallest |change| that Holm's first step flags in a family of ``family`` metrics."""
+    return float(stats.t.ppf(1 - ALPHA / (2 * max(family, 1)), dof) * sd)
+
+
+def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
+    """The keys Holm's step-down procedure rejects at family-wise rate ``alpha``."""
+    ordered = sorted(p_values, key=p_values.get)
+    rejected = set()
+    for i, key in enumerate(ordered):
+        if p_values[key] > alpha / (len(ordered) - i):
+            break
+        rejected.add(key)
+    return rejected
+
+
+def judge(changes: dict[str, float], floors: dict[str, tuple[float, float] | None],
+          values: dict[str, float]) -> dict[str, dict]:
+    """Per metric its verdict and what it rests on.
+
+    ``changes``: new - old; ``floors``: per metric (sd of the change, dof) from the seed
+    reports, or None where no report of these configurations knows it; ``values``: the
+    old numbers (for the tolerance). A verdict is 'identical', 'within noise', 'BEYOND
+    noise' (Holm over the metrics with sd > 0), 'within tolerance' / 'BEYOND tolerance'
+    (sd 0), or 'no floor'.
+    """
+    family = {k: f for k, f in floors.items() if k in changes and f is not None and f[0] > 0}
+    keys = list(family)
+    sd, dof = (np.array([family[k][i] for k in keys], dtype=np.float64) for i in (0, 1))
+    change = np.array([changes[k] for k in keys], dtype=np.float64)
+    p = dict(zip(keys, (2 * stats.t.sf(np.abs(change) / sd, dof)).tolist())) if keys else {}
+    at_first_step = dict(zip(keys, (stats.t.ppf(1 - ALPHA / (2 * len(keys)), dof) * sd).tolist())) if keys else {}
+    flagged = holm(p)
+    out = {}
+    for key, change in changes.items():
+        f = floors.get(key)
+        row = {"change": change, "p": p.get(key) if change != 0 else None, "floor": None}
+        if change == 0:
+            row["verdict"] = "identical"
+        elif f is None:
+            row["verdict"] = "no floor"
+        elif f[0] == 0:
+            tol = tolerance(key, values.get(key, 0.0))
+            row.update(floor=tol, verdict="BEYOND tolerance" if abs(change) > tol else "within tolerance")
+        else:
+            row.update(floor=at_first_step[key], verdict="BEYOND noise" if key in flagged else "within noise")
+        out[key] = row
+    return out
+
+
+SEED_REPORTS = "reports/seeds*.json"
+
+
+def configuration(params: dict, seed_keys: tuple[str, ...]) -> dict[str, str]:
+    """A run's configuration: its flat params but the training seeds, values as text (as
+    `dvc params diff` prints lists), so configurations from any source compare equal."""
+    return {k: str(v) for k, v in params.items() if k not in seed_keys and v is not None}
+
+
+def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
+    """The committed seed reports that say which configuration they were measured at."""
+    import json
+
+    found = []
+    for path in sorted(root.glob(SEED_REPORTS)):
+        rep = json.loads(path.read_text())
+        if "config" in rep:
+            found.append((path.relative_to(root), rep))
+    return found
+
+
+def report_for(config: dict[str, str], reports: list[tuple[Path, dict]]) -> tuple[Path, dict] | None:
+    """The seed report measured at exactly ``config``, if any: a floor is never borrowed
+    from another configuration."""
+    for path, rep in reports:
+        if {k: str(v) for k, v in rep["config"].items()} == config:
+            return path, rep
+    return None
+
+
+def floors(keys: list[str], a: dict | None, b: dict | None) -> dict[str, tuple[float, float] | None]:
+    """Per metric (sd of the change, dof) between a run of the configuration of report
+    ``a`` and one of ``b`` (``b is a``: the same configuration); None where a side has no
+    report or its report lacks the metric."""
+    out = {}
+    for key in keys:
+        ma, mb = (a or {}).get("metrics", {}).get(key), (b or {}).get("metrics", {}).get(key)
+        out[key] = None if ma is None or mb is None else sd_of_change(ma) if a is b else sd_of_change(ma, mb)
+    return out

@@ -28,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
-from stages.core.io import save_figure, write_json, write_text  # noqa: E402
+from stages.core.io import read_json, save_figure, write_json, write_text  # noqa: E402
 from tools import noise  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, wait  # noqa: E402
 from tools import cli  # noqa: E402
@@ -87,6 +87,11 @@ def report(rows: list[dict]) -> dict:
         values = [r["metrics"][a] - (r["metrics"][b] if b else 0.0) for r in rows]
         s = noise.summary(values)
         differences[name] = {**s, "values": values, "excludes_zero": noise.excludes_zero(s)}
+    # The differences are a family too: Holm over their one-sample t tests (tools/noise.py).
+    p = noise.judge({k: d["mean"] for k, d in differences.items()},
+                    {k: (d["sd"] / len(rows) ** 0.5, len(rows) - 1) for k, d in differences.items()}, {})
+    for k, d in differences.items():
+        d["beyond_after_holm"] = p[k]["verdict"] in ("BEYOND noise", "BEYOND tolerance")
     return {"runs": [{k: r[k] for k in ("experiment", "seed", "machine")} for r in rows],
             "metrics": metrics, "differences": differences}
 
@@ -95,20 +100,39 @@ def fmt(x: float) -> str:
     return f"{x:.5f}" if abs(x) < 0.1 else f"{x:.4f}" if abs(x) < 10 else f"{x:.2f}"
 
 
+def family_floors(rep: dict) -> dict[str, float | None]:
+    """Per metric the floor of one run against another of this configuration: Holm's first
+    step over the metrics that move with the seed (tools/noise.py), or the numerical
+    tolerance (None) for a metric the seeds do not move."""
+    moving = [k for k, s in rep["metrics"].items() if s["sd"] > 0]
+    return {k: noise.floor(*noise.sd_of_change(s), len(moving)) if s["sd"] > 0 else None
+            for k, s in rep["metrics"].items()}
+
+
 def markdown(rep: dict, title: str) -> str:
     made = ", ".join(f"{r['experiment']} (seed {r['seed']}, {r['machine']})" for r in rep["runs"])
-    lines = [f"{title}: {len(rep['runs'])} runs that differ only in the training seeds: {made}.",
-             "", "| metric | mean | sd | 95 % interval of the mean | floor for one run vs another (2·√2·sd) |",
+    n = len(rep["runs"])
+    floors = family_floors(rep)
+    moving = sum(f is not None for f in floors.values())
+    lines = [f"{title}: {n} runs that differ only in the training seeds: {made}.", "",
+             f"Floor: the smallest change between two single runs of these params that `make compare` flags, "
+             f"t with {n - 1} degrees of freedom, Holm over the {moving} metrics that move with the seed "
+             f"(5 % family-wise; tools/noise.py). A metric the seeds do not move is judged against a "
+             f"tolerance instead: 5e-4 for a share of test images, 1e-4 of its size otherwise.", "",
+             "| metric | mean | sd | 95 % interval of the mean | floor for one run vs another |",
              "|---|---|---|---|---|"]
     for key, s in rep["metrics"].items():
+        f = floors[key]
+        floor = fmt(f) if f is not None else f"tolerance {noise.tolerance(key, s['mean']):.2g}"
         lines.append(f"| {key} | {fmt(s['mean'])} | {fmt(s['sd'])} | [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}] | "
-                     f"{fmt(noise.floor(s['sd']))} |")
+                     f"{floor} |")
     lines += ["", "Paired differences (each run's two numbers share its seeds):", "",
-              "| difference | mean | sd | 95 % interval | beyond the noise? |", "|---|---|---|---|---|"]
+              "| difference | mean | sd | 95 % interval | beyond the noise? | after Holm over the "
+              f"{len(rep['differences'])} differences |", "|---|---|---|---|---|---|"]
     for name, s in rep["differences"].items():
         verdict = "yes: the interval excludes 0" if s["excludes_zero"] else "no: the interval contains 0"
         lines.append(f"| {name} | {fmt(s['mean'])} | {fmt(s['sd'])} | [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}] | "
-                     f"{verdict} |")
+                     f"{verdict} | {'beyond' if s['beyond_after_holm'] else 'not beyond'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -125,6 +149,12 @@ def figure(rep: dict, title: str):
                             f"{title}: mean and 95 % interval over {len(rep['runs'])} seeds")
 
 
+def rows_of(rep: dict) -> list[dict]:
+    """The runs of a written report, each with its metrics, from the values it keeps."""
+    return [{**run, "metrics": {k: m["values"][i] for k, m in rep["metrics"].items()}}
+            for i, run in enumerate(rep["runs"])]
+
+
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default="HEAD", help="the baseline commit whose experiments to read")
@@ -132,17 +162,28 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
                         help="params these runs set besides the seeds (as given to `make seeds SET=...`)")
     parser.add_argument("--out", default="seeds", help="the report's name: reports/<out>.{json,md}, plots/<out>/")
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    parser.add_argument("--refresh", action="store_true",
+                        help="no runs: rewrite reports/<out>.* from the values it keeps, by the current rules")
+    parser.add_argument("--drop", action="append", default=[], metavar="METRIC",
+                        help="with --refresh: a metric whose definition has changed since the runs")
     args = parser.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    entries = wait(args.rev, args.poll, "seeds")
-    rows = seed_runs(entries, overrides)
-    if len(rows) < 2:
-        sys.exit(f"seeds: {len(rows)} finished run(s) of {args.rev} differ only in their seeds; "
-                 "a noise floor needs 2 or more: run `make seeds` first")
+    if args.refresh:
+        old = read_json(root / "reports" / f"{args.out}.json")
+        rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k not in args.drop}} for r in rows_of(old)]
+        config = old.get("config") or {k: v for k, v in {**flat(yaml.safe_load((root / "params.yaml").read_text())),
+                                                         **old.get("params", {})}.items() if k not in SEED_KEYS}
+    else:
+        entries = wait(args.rev, args.poll, "seeds")
+        rows = seed_runs(entries, overrides)
+        if len(rows) < 2:
+            sys.exit(f"seeds: {len(rows)} finished run(s) of {args.rev} differ only in their seeds; "
+                     "a noise floor needs 2 or more: run `make seeds` first")
+        config = {k: v for k, v in {**flat(entries[0]["params"]), **overrides}.items() if k not in SEED_KEYS}
     rep = report(rows)
-    rep["params"] = overrides
-    params = {**flat(entries[0]["params"]), **overrides}
-    title = f"{params['data.dataset']}, latent_dim={params['latent_dim']}"
+    rep["params"] = overrides if not args.refresh else old.get("params", {})
+    rep["config"] = config  # the configuration this floor belongs to (tools/compare.py matches it)
+    title = f"{config['data.dataset']}, latent_dim={config['latent_dim']}"
     write_json(root / "reports" / f"{args.out}.json", rep)
     write_text(root / "reports" / f"{args.out}.md", markdown(rep, title))
     save_figure(root / "plots" / args.out / "errors.png", figure(rep, title))

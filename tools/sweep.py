@@ -22,52 +22,74 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
-from stages.core.io import save_figure, write_csv, write_text  # noqa: E402
+from stages.core.io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from tools import noise  # noqa: E402
-from tools.experiments import SEED_KEYS, flat, runs, wait  # noqa: E402
+from tools.experiments import SEED_KEYS, flat, git_json, wait  # noqa: E402
 from tools import cli  # noqa: E402
 
-REPORT = Path("reports/sweep.md")
-PLOTS_DIR = Path("plots/sweep")
+REPORT = "sweep"  # reports/<out>.{md,json} and plots/<out>/, <out> sweep unless --out names another
 MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
        "pca": ("metrics/evaluate.json", "pca", "test_mse")}
 PIXELS = {"pixels_logreg": "logreg_test_acc", "pixels_mlp": "test_acc"}
+PROBES = ("logreg", "mlp", "knn5")
+# Per run a - b, both from the same run (its seeds, its data): judged by the size's own seeds.
+PAIRED = {"AE - VAE, test MSE": ("ae_mse", "vae_mse"), "AE - VAE, MLP probe": ("ae_mlp", "vae_mlp"),
+          "AE - VAE, 5-NN": ("ae_knn5", "vae_knn5"), "AE - PCA, MLP probe": ("ae_mlp", "pca_mlp"),
+          "best latent - pixels, same classifier": ("best_minus_pixels", None)}
 
 
-def _free(params: dict) -> dict:
+def _free(params: dict, overrides: dict) -> dict:
     """The params a sweep point may not change: all but latent_dim and the training seeds."""
-    return {k: v for k, v in flat(params).items() if k != "latent_dim" and k not in SEED_KEYS}
+    return {k: v for k, v in {**flat(params), **overrides}.items() if k != "latent_dim" and k not in SEED_KEYS}
 
 
-def table(entries: list[dict]) -> pd.DataFrame:
+def run_row(e: dict, knn: dict | None = None) -> dict:
+    """One run's numbers; ``knn``: its reports/downstream.json (5-NN lives there, not in metrics)."""
+    m = e["metrics"]
+    down = m["metrics/downstream.json"]["downstream"]
+    classifier = m["metrics/train_classifier.json"]["classifier"]
+    row = {f"{r}_mse": m[f][k][key] for r, (f, k, key) in MSE.items()}
+    row.update({f"{r}_{c}": down[r][f"{c}_test_acc"] for r in MSE for c in ("logreg", "mlp")})
+    row.update({f"{r}_knn5": (knn or {}).get(r, {}).get("knn", {}).get("k=5", {}).get("test_acc", float("nan"))
+                for r in MSE})
+    row.update({name: classifier[key] for name, key in PIXELS.items()})
+    row["best_minus_pixels"] = down["best_latent_minus_pixels"]
+    row["vae_active_units"] = m["metrics/train_vae.json"]["vae"]["active_units"]
+    for name, (a, b) in PAIRED.items():
+        row[name] = row[a] - (row[b] if b else 0.0)
+    return row
+
+
+def table(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}) -> pd.DataFrame:
     """One row per latent size among the runs whose params differ from the baseline's (the
-    first entry) in ``latent_dim`` and the training seeds alone (one value for the three):
-    the newest run per (size, seed), then per size the mean of each number over its seeds,
-    ``n`` the seeds and ``<number>_ci`` the half-width of its 95 % interval (0 for one seed)."""
+    first entry, with ``overrides``) in ``latent_dim`` and the training seeds alone (one
+    value for the three): the newest run per (size, seed), then per size the mean of each
+    number over its seeds, ``n`` the seeds and ``<number>_ci`` the half-width of its 95 %
+    interval (t with n - 1 dof; 0 for one seed). ``knn(rev)``: a run's reports/downstream.json."""
+    overrides = overrides or {}
     rows = []
-    fixed = _free(entries[0]["params"]) if entries else {}
+    fixed = _free(entries[0]["params"], overrides) if entries else {}
     for e in entries:
-        m, d = e["metrics"], e["params"].get("latent_dim")
-        if e["state"] != "success" or d is None or "metrics/downstream.json" not in m:
+        d = e["params"].get("latent_dim")
+        if e["state"] != "success" or d is None or "metrics/downstream.json" not in e["metrics"]:
             continue
         seeds = {flat(e["params"]).get(k) for k in SEED_KEYS}
-        if _free(e["params"]) != fixed or len(seeds) != 1:
+        if _free(e["params"], {}) != fixed or len(seeds) != 1:
             continue  # another experiment (another dataset, another model): not this sweep
-        down = m["metrics/downstream.json"]["downstream"]
-        classifier = m["metrics/train_classifier.json"]["classifier"]
-        row = {"latent_dim": d, "seed": seeds.pop(), "experiment": e["name"], "timestamp": e["timestamp"]}
-        row.update({f"{r}_mse": m[f][k][key] for r, (f, k, key) in MSE.items()})
-        row.update({f"{r}_{c}": down[r][f"{c}_test_acc"] for r in MSE for c in ("logreg", "mlp")})
-        row.update({name: classifier[key] for name, key in PIXELS.items()})
-        rows.append(row)
+        rows.append({"latent_dim": d, "seed": seeds.pop(), "experiment": e["name"], "timestamp": e["timestamp"],
+                     "rev": e.get("rev", "")})
     if not rows:
         return pd.DataFrame()
+    by_name = {e["name"]: e for e in entries}
     df = pd.DataFrame(rows).sort_values(["latent_dim", "seed", "timestamp"])
     df = df.groupby(["latent_dim", "seed"], dropna=False).tail(1)
-    numbers = [c for c in df.columns if c not in ("latent_dim", "seed", "experiment", "timestamp")]
+    df = pd.concat([df.reset_index(drop=True), pd.DataFrame(
+        [run_row(by_name[n], knn(by_name[n].get("rev", ""))) for n in df["experiment"]])], axis=1)
+    numbers = [c for c in df.columns if c not in ("latent_dim", "seed", "experiment", "timestamp", "rev")]
     out = []
     for d, group in df.groupby("latent_dim"):
         row = {"latent_dim": d, "experiment": " ".join(group["experiment"]), "n": len(group)}
@@ -78,19 +100,44 @@ def table(entries: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def markdown(df: pd.DataFrame) -> str:
-    """The table; with several seeds per size each number is its mean ± the 95 % half-width."""
-    def cell(r, c: str, digits: int) -> str:
-        return f"{r[c]:.{digits}f}" + (f" ± {r[f'{c}_ci']:.{digits}f}" if r["n"] > 1 else "")
+def _cell(r, c: str, digits: int) -> str:
+    if pd.isna(r[c]):
+        return "–"
+    return f"{r[c]:.{digits}f}" + (f" ± {r[f'{c}_ci']:.{digits}f}" if r["n"] > 1 else "")
 
-    lines = ["| latent_dim | seeds | experiment | AE MSE | VAE MSE | PCA MSE | AE logreg / MLP | VAE logreg / MLP | "
-             "PCA logreg / MLP |", "|---|---|---|---|---|---|---|---|---|"]
+
+def _verdict(r, c: str) -> str:
+    if r["n"] < 2 or pd.isna(r[c]):
+        return "one run: not judged"
+    low, high = r[c] - r[f"{c}_ci"], r[c] + r[f"{c}_ci"]
+    return "yes: the interval excludes 0" if low > 0 or high < 0 else "no: the interval contains 0"
+
+
+def markdown(df: pd.DataFrame, title: str) -> str:
+    """The tables; with several seeds per size each number is its mean ± the 95 % half-width
+    over that size's own seeds (t with n - 1 dof), and a paired difference is judged by
+    whether its interval excludes 0."""
+    lines = [f"# {title}", "", "Each number: the mean over the size's seeds ± the half-width of its 95 % interval "
+             "(Student's t, n - 1 degrees of freedom); test set; MSE per pixel on [0, 1].", "",
+             "| latent_dim | seeds | AE MSE | VAE MSE | PCA MSE | VAE active units | best latent - pixels |",
+             "|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        lines.append(f"| {r['latent_dim']} | {r['n']} | {r['experiment']} | " + " | ".join(
-            cell(r, f"{x}_mse", 5) for x in MSE) + " | " + " | ".join(
-            f"{cell(r, f'{x}_logreg', 4)} / {cell(r, f'{x}_mlp', 4)}" for x in MSE) + " |")
+        lines.append(f"| {r['latent_dim']} | {r['n']} | " + " | ".join(_cell(r, f"{x}_mse", 5) for x in MSE) +
+                     f" | {_cell(r, 'vae_active_units', 1)} | {_cell(r, 'best_minus_pixels', 4)} |")
+    lines += ["", "Probes on each representation, logistic regression / MLP / 5-NN:", "",
+              "| latent_dim | AE | VAE | PCA |", "|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['latent_dim']} | " + " | ".join(
+            " / ".join(_cell(r, f"{x}_{c}", 4) for c in PROBES) for x in MSE) + " |")
     last = df.iloc[-1]
-    lines.append(f"\nPixels (not rerun): logreg {last['pixels_logreg']:.4f}, MLP {last['pixels_mlp']:.4f}.")
+    lines += ["", f"Pixels, the line to reach (the same at every size): logreg {_cell(last, 'pixels_logreg', 4)}, "
+                  f"MLP {_cell(last, 'pixels_mlp', 4)}.", "",
+              "Paired differences per size, each run's two numbers from the same seeds:", "",
+              "| latent_dim | difference | mean ± 95 % | beyond the noise? |", "|---|---|---|---|"]
+    for _, r in df.iterrows():
+        for name in PAIRED:
+            lines.append(f"| {r['latent_dim']} | {name} | {_cell(r, name, 4)} | {_verdict(r, name)} |")
+    lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}: {r['experiment']}" for _, r in df.iterrows()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -98,17 +145,27 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default="HEAD", help="the baseline commit whose experiments to read")
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="params the sweep's runs set besides latent_dim and the seeds (make sweep SET=...)")
+    parser.add_argument("--out", default=REPORT, help="reports/<out>.{md,json}, plots/<out>/")
     args = parser.parse_args(argv)
-    df = table(wait(args.rev, args.poll))
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    entries = wait(args.rev, args.poll)
+    df = table(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"))
     if df.empty:
         sys.exit(f"sweep: no finished experiment of {args.rev} has metrics; run `make sweep` first")
-    write_text(root / REPORT, markdown(df))
-    write_csv(root / PLOTS_DIR / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in MSE)]])
-    write_csv(root / PLOTS_DIR / "accuracy.csv", df[["latent_dim", "n", "experiment",
-                                                      *(f"{r}_{c}" for r in MSE for c in ("logreg", "mlp")),
-                                                      *PIXELS]])
-    save_figure(root / PLOTS_DIR / "sweep.png", plots.sweep(df, list(MSE)))
-    print(markdown(df))
+    dataset = {**flat(entries[0]["params"]), **overrides}["data.dataset"]
+    title = f"Latent-size sweep, {dataset}"
+    plots_dir = root / "plots" / args.out
+    write_text(root / "reports" / f"{args.out}.md", markdown(df, title))
+    write_json(root / "reports" / f"{args.out}.json", {"dataset": dataset, "params": overrides,
+                                                      "sizes": df.drop(columns="experiment").to_dict("records"),
+                                                      "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"]))})
+    write_csv(plots_dir / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in MSE)]])
+    write_csv(plots_dir / "accuracy.csv", df[["latent_dim", "n", "experiment",
+                                              *(f"{r}_{c}" for r in MSE for c in ("logreg", "mlp")), *PIXELS]])
+    save_figure(plots_dir / "sweep.png", plots.sweep(df, list(MSE)))
+    print(markdown(df, title))
     return df
 
 
