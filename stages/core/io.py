@@ -189,13 +189,15 @@ def load_arrays(path: Path, keys: Iterable[str] = ()) -> dict[str, np.ndarray]:
 
 def save_figure(path: Path, fig: Any) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     try:
         with timing.phase("figures"), atomic_path(path) as tmp:
             # A fixed Software tag keeps the PNG bytes free of the matplotlib version.
             fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
     finally:
-        plt.close(fig)
+        if isinstance(fig, Figure):  # closed on failure too: a failed stage keeps no figure open
+            plt.close(fig)
 
 
 def save_checkpoint(path: Path, state: dict, config: dict) -> None:
