@@ -19,9 +19,15 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>`: put the venv's python first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report compare verify exps check-page clean
+# `make` alone lists the targets; each target's line ends with its `## ` description.
+.DEFAULT_GOAL := help
+.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report compare verify exps check-page clean
 
-setup: check-python $(VENV)/.installed
+help: ## list the targets, one line each
+	@echo "make <target>; variables such as PYTHON, A, B, SEEDS are described in the Makefile."
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: check-python $(VENV)/.installed ## create .venv if missing, install the pinned packages
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +37,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # One line naming what is wrong: no supported Python to make the venv with, a named one
 # that is not supported, or a venv of another version than the PYTHON named.
 VERSION_OF = $$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-check-python:
+check-python: ## say in one line why no supported Python makes the venv, if none does
 	@if [ -x $(BIN)/python ]; then \
 	  if [ "$(PYTHON_FROM)" = named ] && [ "$(call VERSION_OF,$(BIN)/python)" != "$(call VERSION_OF,$(PYTHON))" ]; then \
 	    echo "make: $(VENV) is Python $(call VERSION_OF,$(BIN)/python), not PYTHON=$(PYTHON)'s; make clean first, or keep both: make PYTHON=$(PYTHON) VENV=$(VENV)-$(call VERSION_OF,$(PYTHON)) $(MAKECMDGOALS)" >&2; exit 1; fi; \
@@ -42,54 +48,51 @@ check-python:
 	elif ! $(PYTHON) -c '$(IS_SUPPORTED)' 2>/dev/null; then \
 	  echo "make: PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>&1 | head -n 1); this project supports Python $(SUPPORTED_TEXT): make PYTHON=python3.12 $(MAKECMDGOALS)" >&2; exit 1; fi
 
-repro: setup
+repro: setup ## set up, then run the pipeline (dvc repro)
 	dvc repro
 
-test: setup
+test: setup ## set up, then the default tests (CPU only, no network, about 1 min)
 	python -m pytest
 
-test-all: setup
+test-all: setup ## the default tests and the slow ones (what CI runs)
 	python -m pytest -m ''
 
 # On each of PYTHONS (default python3.11 python3.12 python3.13): a fresh clone of HEAD under
 # build/pythons/, `make repro` then `make test` there, timed, and its metrics against HEAD's.
-test-pythons:
+test-pythons: ## make repro, then make test, in a fresh clone per Python version
 	bash tools/test_pythons.sh
 
-# The experiments in one screen: changed params and headline metrics, under 120 columns.
-exps: setup
+exps: setup ## every experiment: its changed params and headline metrics, under 120 columns
 	python tools/exps.py $(ARGS)
 
-# The `dvc plots show` page in headless Chromium, offline: every plot of dvc.yaml drew.
-check-page: setup
+check-page: setup ## the dvc plots show page in headless Chromium, offline: did every plot draw?
 	python tools/check_page.py --screenshot build/plots_page.png
 
-# Each stage's seconds, training images/s against the course's loop, share of fp32 peak.
-bench: setup
+bench: setup ## each stage's seconds, training images/s against the course's loop, share of fp32 peak
 	python benchmarks/bench.py
 
-# Rewrite README.md's results block from the committed metrics/ and reports/.
-readme: setup
+readme: setup ## rewrite the results blocks of README.md and docs/results.md from metrics/ and reports/
 	python tools/readme_results.py
 
-# The latent-size sweep through DVC's own queue (README, "Latent-size sweep"): queue one
+# The latent-size sweep through DVC's own queue (docs/experiments.md): queue one
 # experiment per size (SEEDS_PER_SIZE > 1: that many training seeds per size, 0, 1, ...),
-# start JOBS workers; `make sweep-report` waits for the queue and writes reports/sweep.md
-# and plots/sweep/. Commit first: the queue runs HEAD.
+# start JOBS workers; `make sweep-report` waits for the queue, printing its progress, and
+# writes reports/sweep.{md,json} and plots/sweep/. Commit first: the queue runs HEAD. MNIST:
+# make sweep SET="-S data.dataset=mnist"; make sweep-report REPORT_ARGS="--set data.dataset=mnist --out sweep_mnist"
 SWEEP ?= 2,4,8,16,32
 SEEDS_PER_SIZE ?= 1
 JOBS ?= 1
 SEED_KEYS := train_classifier.seed train_ae.seed train_vae.seed
 seed_args = $(foreach k,$(SEED_KEYS),-S $(k)=$(1))
-sweep: setup
+sweep: setup ## queue one experiment per latent size (SWEEP) and start the queue
 	for s in $$(seq 0 $$(($(SEEDS_PER_SIZE) - 1))); do \
-	  dvc exp run --queue -S 'latent_dim=$(SWEEP)' $(call seed_args,$$s) || exit 1; done
+	  dvc exp run --queue -S 'latent_dim=$(SWEEP)' $(SET) $(call seed_args,$$s) || exit 1; done
 	dvc queue start -j $(JOBS)
 
-sweep-report: setup
-	python tools/sweep.py
+sweep-report: setup ## wait for the sweep, write reports/sweep.md and plots/sweep/
+	python tools/sweep.py $(REPORT_ARGS)
 
-# The noise floor (README, "Noise floor"): HEAD's params with the training seeds set to
+# The noise floor (docs/experiments.md): HEAD's params with the training seeds set to
 # each of SEEDS (HEAD's committed run is seed 0), through DVC's queue, named
 # [TAG]seed<s>-<MACHINE>; SET adds params (SET="-S data.dataset=mnist" TAG=mnist- SEEDS="0 1 2").
 # `make seeds-report` waits for the queue and writes reports/seeds.{json,md}, plots/seeds/
@@ -97,46 +100,46 @@ sweep-report: setup
 SEEDS ?= 1 2 3 4
 SET ?=
 MACHINE ?= $(shell hostname)
-seeds: setup
+seeds: setup ## queue HEAD's params with the training seeds SEEDS, start the queue
 	for s in $(SEEDS); do \
 	  dvc exp run --queue --name $(TAG)seed$$s-$(MACHINE) $(SET) $(call seed_args,$$s) || exit 1; done
 	dvc queue start -j $(JOBS)
 
-seeds-report: setup
+seeds-report: setup ## wait for the seed runs, write reports/seeds.{json,md} and plots/seeds/
 	python tools/seeds.py $(REPORT_ARGS)
 
-# The course's exercises (README, "Exercises"): the β sweep (0.25 and 4; HEAD's run is 1)
+# The course's exercises (docs/course.md): the β sweep (0.25 and 4; HEAD's run is 1)
 # and MNIST with an 8-D latent, through DVC's queue; `make exercises-report` waits for it
 # and writes reports/exercises.md and plots/exercises/beta.png. Commit first.
-exercises: setup
+exercises: setup ## queue the course's exercises (beta 0.25 and 4, MNIST at d = 8)
 	dvc exp run --queue --name beta-0.25 -S train_vae.beta=0.25
 	dvc exp run --queue --name beta-4 -S train_vae.beta=4
 	dvc exp run --queue --name mnist-d8 -S data.dataset=mnist -S latent_dim=8
 	dvc queue start -j $(JOBS)
 
-exercises-report: setup
+exercises-report: setup ## wait for them, write reports/exercises.md and plots/exercises/
 	python tools/exercises.py $(REPORT_ARGS)
 
-# The course's models (README, "Course models"): one experiment per model.arch on its
+# The course's models (docs/course.md): one experiment per model.arch on its
 # course dataset, input and loss, through DVC's queue; `make course-report` waits for it
 # and writes reports/course.md and plots/course/reconstructions.png. Commit first.
-course: setup
+course: setup ## queue one experiment per course model, on its course settings
 	python tools/course.py --queue
 
-course-report: setup
+course-report: setup ## wait for them, write reports/course.md and plots/course/
 	python tools/course.py $(REPORT_ARGS)
 
 # Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
 A ?= main
 B ?= workspace
-compare: setup
+compare: setup ## A against B (main, workspace), each headline metric against the noise floor
 	python tools/compare.py $(A) $(B)
 
 # Rerun every stage here and compare with HEAD's committed results: identical, within
 # the noise floor, or beyond it (exit 1).
-verify: setup
+verify: setup ## rerun every stage here and compare with HEAD's committed results
 	dvc repro --force
 	python tools/compare.py HEAD workspace --strict
 
-clean:
+clean: ## remove .venv
 	rm -rf $(VENV)

@@ -1,10 +1,10 @@
 """train_vae: the convolutional VAE on the same backbone as the AE.
 
 Loss per image: reconstruction summed over pixels + beta * KL (the course's 500 * mean
-BCE + KL is beta = 784 / 500; README, "VAE loss and beta"). On val and test the loss is
+BCE + KL is beta = 784 / 500; docs/vae.md, "VAE loss and β"). On val and test the loss is
 the negative ELBO (beta = 1), the best epoch is chosen on it, and with the Bernoulli
-decoder it and the IWAE bound are in nats per image (README, "The VAE as a density
-model"). The headline negative ELBO is on the same images and draws as the IWAE bound
+decoder it and the IWAE bound are in nats per image (docs/vae.md, "The VAE as a
+density model"). The headline negative ELBO is on the same images and draws as the IWAE bound
 beside it. The per-image bounds of the test images are kept for the ood stage, which
 would otherwise compute them again.
 """

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from tools.readme_results import README, readme_block, results_markdown
+from tools.readme_results import BLOCKS, README, readme_block, results_markdown
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 # What `dvc status` says of an output that is simply not here: "deleted" where it was
@@ -86,10 +86,11 @@ def test_committed_results_match_the_code_and_params(head):
 
 
 @GIT_CHECKOUT
-def test_readme_results_block_is_generated_from_the_committed_reports(head):
-    block = readme_block((head / README).read_text())
-    assert block, "README.md lost its results markers; see tools/readme_results.py"
-    assert block == results_markdown(head), "README results are stale: run `make readme` and commit"
+@pytest.mark.parametrize("name", list(BLOCKS), ids=str)
+def test_results_blocks_are_generated_from_the_committed_reports(head, name):
+    block = readme_block((head / name).read_text())
+    assert block, f"{name} lost its results markers; see tools/readme_results.py"
+    assert block == BLOCKS[name](head), f"{name}: results are stale: run `make readme` and commit"
 
 
 def project_imports(path: Path) -> set[Path]:
@@ -131,20 +132,77 @@ def test_each_stage_lists_exactly_the_code_it_imports(stage):
                                f"listed but not imported {sorted(map(str, listed - imported))}"
 
 
+def committed_results(head: Path, tmp_path: Path) -> Path:
+    """The committed metrics/, reports/ and params.yaml in ``tmp_path``: a repro may be
+    under way in the workspace."""
+    for folder in ("metrics", "reports"):
+        shutil.copytree(head / folder, tmp_path / folder)
+    shutil.copy(head / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
 @GIT_CHECKOUT
-def test_make_readme_rewrites_only_the_block_and_refuses_a_readme_without_markers(head, tmp_path):
-    from tools.readme_results import BEGIN, END, main
+def test_make_readme_rewrites_only_the_blocks_and_refuses_a_file_without_markers(head, tmp_path):
+    from tools.readme_results import BEGIN, DETAILS, END, main
 
-    shutil.copytree(head / "reports", tmp_path / "reports")  # the committed ones: a repro may be under way here
-    (tmp_path / README).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n")
-    main(tmp_path)
-    text = (tmp_path / README).read_text()
-    assert text == f"intro\n{BEGIN}\n{results_markdown(tmp_path)}\n{END}\noutro\n"
+    root = committed_results(head, tmp_path)
+    (root / DETAILS).parent.mkdir()
+    for name in BLOCKS:
+        (root / name).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n")
+    main(root)
+    for name, block in BLOCKS.items():
+        assert (root / name).read_text() == f"intro\n{BEGIN}\n{block(root)}\n{END}\noutro\n"
 
-    (tmp_path / README).write_text("no markers here\n")
+    (root / DETAILS).write_text("no markers here\n")
+    (root / README).write_text(f"{BEGIN}\nstale\n{END}\n")
     with pytest.raises(SystemExit, match="markers of the results block are missing"):
-        main(tmp_path)
-    assert (tmp_path / README).read_text() == "no markers here\n"  # nothing half-written
+        main(root)
+    assert (root / DETAILS).read_text() == "no markers here\n"
+    assert (root / README).read_text() == f"{BEGIN}\nstale\n{END}\n"  # nothing written when one file lacks them
+
+
+@GIT_CHECKOUT
+def test_headline_table_gives_intervals_only_from_a_seed_report_of_the_committed_params(head, tmp_path):
+    import json
+
+    from tools.experiments import SEED_KEYS, flat
+
+    root = committed_results(head, tmp_path)
+    for old in root.glob("reports/seeds*.json"):
+        old.unlink()
+    params = flat(yaml.safe_load((root / "params.yaml").read_text()))
+    summary = {"mean": 0.02616, "half_width": 0.000304147, "sd": 0.000244951, "n": 5}
+    report = {"config": {k: v for k, v in params.items() if k not in SEED_KEYS},
+              "runs": [{"experiment": f"s{i}", "seed": i, "machine": "m"} for i in range(5)],
+              "metrics": {"ae.test_mse": summary}, "differences": {}}
+    (root / "reports/seeds.json").write_text(json.dumps(report))
+    table = results_markdown(root)
+    assert "5 runs of `reports/seeds.json`" in table
+    ae = next(line for line in table.splitlines() if line.startswith("| AE test MSE"))
+    assert ae.endswith("| 0.02616 ± 0.00030 |"), ae
+    assert all(line.endswith("| one run |") for line in table.splitlines()
+               if line.startswith("| ") and "±" not in line and not line.startswith("| metric")), table
+
+    # Measured at another latent size: no interval is borrowed from it.
+    report["config"]["latent_dim"] = params["latent_dim"] + 6
+    (root / "reports/seeds.json").write_text(json.dumps(report))
+    table = results_markdown(root)
+    assert "±" not in table and "No seed report was measured at these params" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| metric")]
+    assert rows and all(line.endswith("| one run |") for line in rows)
+
+    # A report that does not say where it was measured is not used either.
+    del report["config"]
+    (root / "reports/seeds.json").write_text(json.dumps(report))
+    assert "±" not in results_markdown(root)
+
+
+def test_plus_minus_keeps_two_significant_digits_of_the_half_width():
+    from tools.readme_results import plus_minus
+
+    assert plus_minus({"mean": -0.18004, "half_width": 0.00624953}) == "-0.1800 ± 0.0062"
+    assert plus_minus({"mean": 257.652, "half_width": 0.3318}) == "257.65 ± 0.33"
+    assert plus_minus({"mean": 0.8458, "half_width": 0.0}) == "0.8458 ± 0"
 
 
 def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
@@ -153,11 +211,13 @@ def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
     from tools.sweep import table
 
     def data(d, ts, dataset="fashion_mnist", mse=0.01):
-        metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}}, "metrics/train_vae.json": {"vae": {"test_mse": mse}},
+        metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},
+                   "metrics/train_vae.json": {"vae": {"test_mse": mse, "active_units": min(d, 6)}},
                    "metrics/evaluate.json": {"pca": {"test_mse": 2 * mse}},
                    "metrics/train_classifier.json": {"classifier": {"test_acc": 0.89, "logreg_test_acc": 0.85}},
-                   "metrics/downstream.json": {"downstream": {r: {"logreg_test_acc": 0.5, "mlp_test_acc": 0.6}
-                                                              for r in ("ae", "vae", "pca")}}}
+                   "metrics/downstream.json": {"downstream": {**{r: {"logreg_test_acc": 0.5, "mlp_test_acc": 0.6}
+                                                                 for r in ("ae", "vae", "pca")},
+                                                              "best_latent_minus_pixels": -0.29}}}
         return {"timestamp": ts,
                 "params": {"params.yaml": {"data": {"latent_dim": d, "data": {"dataset": dataset}}}},
                 "metrics": {f: {"data": v} for f, v in metrics.items()}}

@@ -6,7 +6,7 @@ set to one value per run; the split, PCA's and the evaluation's seeds stay, so e
 is scored on the same test images), named ``seed<s>-<machine>``. This waits for the queue,
 reads the runs of the baseline commit with ``dvc exp show --json`` (HEAD's own committed
 run is seed 0), and writes, per headline metric, the mean, sd and 95 % interval, and per
-comparison the README draws the same for the paired difference (stages/core/noise.py):
+comparison the docs draw the same for the paired difference (tools/noise.py):
 
 - ``reports/<out>.json`` (what `make compare` reads as the floor) and ``reports/<out>.md``;
 - ``plots/<out>/errors.png``: the probes and the errors with their intervals.
@@ -33,7 +33,7 @@ from tools import noise  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, wait  # noqa: E402
 from tools import cli  # noqa: E402
 
-# (name, a, b): the paired differences a - b the README's conclusions rest on; b None: a
+# (name, a, b): the paired differences a - b the docs' conclusions rest on; b None: a
 # is a difference already.
 COMPARISONS = [
     ("AE - VAE, test MSE", "ae.test_mse", "vae.test_mse"),

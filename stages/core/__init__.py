@@ -1,1 +1,1 @@
-"""Code the stages share, one module per concern (README, "The pipeline", lists them)."""
+"""Code the stages share, one module per concern (docs/pipeline.md lists them)."""

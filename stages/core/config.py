@@ -100,7 +100,7 @@ class ModelConfig:
     """``model``: the architecture the AE and the VAE share; the keys after ``arch``
     shape ``arch: backbone`` only (the course's models set their own)."""
 
-    arch: str  # backbone, or a course model by name (README, "Course models")
+    arch: str  # backbone, or a course model by name (docs/course.md)
     widths: tuple[int, ...]  # conv channels, each conv with stride 2
     hidden: int  # dense layer between the convs and the latent; 0 for none
     activation: str

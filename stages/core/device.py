@@ -26,7 +26,7 @@ def seed_everything(seed: int) -> None:
     """Same seed, same params, same CPU: same metrics and same model bytes.
 
     On CUDA, deterministic algorithms are requested too; a few kernels have none and
-    then raise rather than silently differ (see README, "Determinism").
+    then raise rather than silently differ (docs/determinism.md).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
@@ -63,8 +63,7 @@ def reconstructions(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
 
 def on_device(model: nn.Module, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``tensors`` on the model's device; images (4-D) and the model's conv weights in
-    channels-last layout, which oneDNN and cuDNN run faster for these small convs
-    (1.6x for the AE training step on 2 CPU cores; benchmarks/bench.py)."""
+    channels-last layout, which oneDNN and cuDNN run faster for these small convs."""
     device = next(model.parameters()).device
     model.to(memory_format=torch.channels_last)
     return tuple(t.to(device, memory_format=torch.channels_last) if t.dim() == 4 else t.to(device) for t in tensors)

@@ -27,8 +27,8 @@ class TrainingError(PipelineError):
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # foreach: one multi-tensor update instead of a loop over parameters (~25 % of a
-    # small MLP's step on 2 CPU cores; a GPU's default already).
+    # foreach: one multi-tensor update instead of a loop over parameters (a GPU's
+    # default already).
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, foreach=True)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
