@@ -76,9 +76,9 @@ def sd_of_change(a: dict, b: dict | None = None) -> tuple[float, float]:
     return sd, dof
 
 
-def floor(sd: float, dof: float, family: int) -> float:
+def floor(sd, dof, family: int):
     """The smallest |change| that Holm's first step flags in a family of ``family`` metrics."""
-    return float(stats.t.ppf(1 - ALPHA / (2 * max(family, 1)), dof) * sd)
+    return stats.t.ppf(1 - ALPHA / (2 * max(family, 1)), dof) * sd  # scalars or arrays
 
 
 def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
@@ -107,7 +107,7 @@ def judge(changes: dict[str, float], floors: dict[str, tuple[float, float] | Non
     sd, dof = (np.array([family[k][i] for k in keys], dtype=np.float64) for i in (0, 1))
     change = np.array([changes[k] for k in keys], dtype=np.float64)
     p = dict(zip(keys, (2 * stats.t.sf(np.abs(change) / sd, dof)).tolist())) if keys else {}
-    at_first_step = dict(zip(keys, (stats.t.ppf(1 - ALPHA / (2 * len(keys)), dof) * sd).tolist())) if keys else {}
+    at_first_step = dict(zip(keys, floor(sd, dof, len(keys)).tolist())) if keys else {}
     flagged = holm(p)
     out = {}
     for key, change in changes.items():

@@ -105,7 +105,7 @@ def family_floors(rep: dict) -> dict[str, float | None]:
     step over the metrics that move with the seed (tools/noise.py), or the numerical
     tolerance (None) for a metric the seeds do not move."""
     moving = [k for k, s in rep["metrics"].items() if s["sd"] > 0]
-    return {k: noise.floor(*noise.sd_of_change(s), len(moving)) if s["sd"] > 0 else None
+    return {k: float(noise.floor(*noise.sd_of_change(s), len(moving))) if s["sd"] > 0 else None
             for k, s in rep["metrics"].items()}
 
 
