@@ -316,3 +316,13 @@ def test_the_queue_says_how_far_it_is(monkeypatch, capsys):
         "sweep: 2 of 3 runs done, running d8 (0 s), elapsed 5 min 00 s, about 2 min 30 s left (2 min 30 s a run)",
         "sweep: 3 of 3 runs done (1 failed) in 7 min 30 s (2 min 30 s a run)"]
     assert experiments.duration(3725) == "1 h 02 min"
+
+
+def test_a_damaged_seed_report_is_one_line_naming_it(tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/seeds.json").write_text('{"config": {"latent_dim": 2}, "runs": [')  # cut short
+    from stages.core.params import PipelineError
+
+    with pytest.raises(PipelineError) as e:
+        noise.seed_reports(tmp_path)
+    assert "reports/seeds.json is damaged (not valid JSON" in str(e.value), e.value

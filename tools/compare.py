@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools import noise  # noqa: E402
+from tools import cli  # noqa: E402
 from tools.experiments import SEED_KEYS  # noqa: E402
 
 def _dvc_diff(kind: str, a: str, b: str) -> dict[str, tuple]:
@@ -130,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -136,12 +136,13 @@ def configuration(params: dict, seed_keys: tuple[str, ...]) -> dict[str, str]:
 
 
 def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
-    """The committed seed reports that say which configuration they were measured at."""
-    import json
+    """The committed seed reports that say which configuration they were measured at (a
+    damaged one is a one-line error naming it, as every report the pipeline reads)."""
+    from stages.core.io import read_json
 
     found = []
     for path in sorted(root.glob(SEED_REPORTS)):
-        rep = json.loads(path.read_text())
+        rep = read_json(path)
         if "config" in rep:
             found.append((path.relative_to(root), rep))
     return found
