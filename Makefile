@@ -81,13 +81,18 @@ readme: setup ## rewrite the results blocks of README.md and docs/results.md fro
 # make sweep SET="-S data.dataset=mnist"; make sweep-report REPORT_ARGS="--set data.dataset=mnist --out sweep_mnist"
 SWEEP ?= 2,4,8,16,32
 SEEDS_PER_SIZE ?= 1
+# JOBS > 1 runs that many experiments at once, each with cores / JOBS torch and BLAS
+# threads (docs/experiments.md, "Parallel workers"): on 2 cores JOBS=2 finishes a queue
+# sooner than JOBS=1 with 2 threads, and its numbers differ from a 2-thread run's in the
+# last bits, as another machine's would.
 JOBS ?= 1
+queue_start = $(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=$$(( $$(nproc) / $(JOBS) )) )dvc queue start -j $(JOBS)
 SEED_KEYS := train_classifier.seed train_ae.seed train_vae.seed
 seed_args = $(foreach k,$(SEED_KEYS),-S $(k)=$(1))
 sweep: setup ## queue one experiment per latent size (SWEEP) and start the queue
 	for s in $$(seq 0 $$(($(SEEDS_PER_SIZE) - 1))); do \
 	  dvc exp run --queue -S 'latent_dim=$(SWEEP)' $(SET) $(call seed_args,$$s) || exit 1; done
-	dvc queue start -j $(JOBS)
+	$(queue_start)
 
 sweep-report: setup ## wait for the sweep, write reports/sweep.md and plots/sweep/
 	python tools/sweep.py $(REPORT_ARGS)
@@ -103,7 +108,7 @@ MACHINE ?= $(shell hostname)
 seeds: setup ## queue HEAD's params with the training seeds SEEDS, start the queue
 	for s in $(SEEDS); do \
 	  dvc exp run --queue --name $(TAG)seed$$s-$(MACHINE) $(SET) $(call seed_args,$$s) || exit 1; done
-	dvc queue start -j $(JOBS)
+	$(queue_start)
 
 seeds-report: setup ## wait for the seed runs, write reports/seeds.{json,md} and plots/seeds/
 	python tools/seeds.py $(REPORT_ARGS)
@@ -115,7 +120,7 @@ exercises: setup ## queue the course's exercises (beta 0.25 and 4, MNIST at d = 
 	dvc exp run --queue --name beta-0.25 -S train_vae.beta=0.25
 	dvc exp run --queue --name beta-4 -S train_vae.beta=4
 	dvc exp run --queue --name mnist-d8 -S data.dataset=mnist -S latent_dim=8
-	dvc queue start -j $(JOBS)
+	$(queue_start)
 
 exercises-report: setup ## wait for them, write reports/exercises.md and plots/exercises/
 	python tools/exercises.py $(REPORT_ARGS)

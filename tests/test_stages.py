@@ -306,8 +306,8 @@ def test_ae_metrics_and_history(latent2):
 
 def test_vae_metrics_and_history(latent2):
     r = latent2.report("train_vae")
-    assert set(r) == {f"{s}_{k}" for s in ("test", "val") for k in (
-        "loss", "recon", "kl", "mse", "nelbo", "iwae_nll", "iwae_gain", "iwae_images")} | {
+    assert set(r) == {f"{s}_{k}" for s in ("test", "val") for k in ("loss", "recon", "kl", "mse")} | {
+        f"test_{k}" for k in ("nelbo", "iwae_nll", "iwae_gain", "iwae_images")} | {
         "best_epoch", "epochs_run", "iwae_k", "active_units", "mu_variance"}
     assert_finite(r)
     assert latent2.json("train_vae") == {"vae.test_mse": r["test_mse"], "vae.test_kl": r["test_kl"],
@@ -332,8 +332,8 @@ def test_vae_metrics_and_history(latent2):
     bounds = np.load(latent2.root / "data/eval/vae_test_bounds.npz")
     assert r["test_nelbo"] == pytest.approx(float(bounds["nelbo"].mean()), rel=1e-6)
     # The IWAE bound: positive nats, tighter than the ELBO of the same images and draws.
-    assert r["iwae_k"] == 8 and (r["val_iwae_images"], r["test_iwae_images"]) == (30, 40)  # val has 30 in all
-    assert r["test_iwae_nll"] > 0 and r["test_iwae_gain"] > 0 and r["val_iwae_gain"] > 0
+    assert r["iwae_k"] == 8 and r["test_iwae_images"] == 40
+    assert r["test_iwae_nll"] > 0 and r["test_iwae_gain"] > 0
     history = pd.read_csv(latent2.root / "plots/train_vae/history.csv")
     assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "train_eval", "val")
                                                 for k in ("loss", "recon", "kl", "mse")), "lr"]

@@ -134,7 +134,7 @@ class VAEConfig(AEConfig):
     beta: float  # weight of the KL term; 1 is the ELBO
     n_samples: int  # images decoded from the prior for samples.png
     iwae_k: int  # importance samples per image for the IWAE bound
-    iwae_images: int  # the IWAE bound on the first this many val and test images
+    iwae_images: int  # the IWAE bound on the first this many test images
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -108,8 +108,11 @@ def bounds_per_image(model: VAE, x: torch.Tensor, k: int, seed: int, device: tor
     """The IWAE bound and the negative ELBO of each image of ``x`` (on the [0, 1] scale,
     any device), from the same ``k`` draws per image: (N, 2) in nats, on the CPU, in
     float64. The draws come from a CPU generator seeded with ``seed``; images go through
-    in batches of about ``DECODE_CHUNK`` decoded samples."""
+    in batches of about ``DECODE_CHUNK`` decoded samples. The model's weights are put in
+    channels-last layout (and left so): its decoder runs about a third faster so, and
+    every caller (train_vae, ood) then bounds with the same kernels."""
     model.eval()
+    model.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(seed)
 
     def bounds(xb: torch.Tensor) -> torch.Tensor:
