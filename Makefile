@@ -21,7 +21,7 @@ export PATH := $(BIN):$(PATH)
 
 # `make` alone lists the targets; each target's line ends with its `## ` description.
 .DEFAULT_GOAL := help
-.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report compare verify exps check-page clean
+.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report bottleneck compare verify exps check-page clean
 
 help: ## list the targets, one line each
 	@echo "make <target>; variables such as PYTHON, A, B, SEEDS are described in the Makefile."
@@ -133,6 +133,12 @@ course: setup ## queue one experiment per course model, on its course settings
 
 course-report: setup ## wait for them, write reports/course.md and plots/course/
 	python tools/course.py $(REPORT_ARGS)
+
+# The bottleneck control (docs/results.md): the AE's encoder and a linear layer trained end
+# to end on the labels at each size and seed, its d-wide code probed like the latents, on
+# both datasets; ARGS="--sizes 2,8 --seeds 0,1,2" are the defaults. Writes reports/bottleneck.{md,json}.
+bottleneck: setup ## what d numbers can carry for the class: a classifier with a d-wide bottleneck, probed
+	python tools/bottleneck_control.py $(ARGS)
 
 # Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
 A ?= main

@@ -8,24 +8,20 @@ Test is reported for the val-selected model.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from stages.core import builders, paths, plots
+from stages.core import paths, plots
 from stages.core.config import ClassifierConfig, LogregConfig
 from stages.core.data import SPLITS, DataError, load_split
-from stages.core.device import batched, resolve_device
+from stages.core.device import resolve_device
 from stages.core.io import fmt_metrics, load_arrays, read_json, save_figure, write_csv, write_json
 from stages.core.params import from_section, run, top_level
-from stages.core.probes import LogregResult, confusion_counts, knn_accuracy, logistic_regression, standardize
-from stages.core.training import train_and_test
+from stages.core.probes import confusion_counts, probe
 
 LATENTS = ("ae", "vae", "pca")
-KNN = (1, 5)  # fixed, as Sainburg et al. (2021) report 1-NN and 5-NN on these models' codes
 METRICS = Path("metrics/downstream.json")
 REPORT = Path("reports/downstream.json")
 PLOTS_DIR = Path("plots/downstream")
@@ -45,37 +41,9 @@ def load_latents(root: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str
     return features, {s: splits[s].labels for s in SPLITS}, splits["test"].classes
 
 
-def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, n_classes: int, name: str,
-              device: torch.device) -> tuple[dict, np.ndarray]:
-    """The pixel classifier's MLP, same params, on these features."""
-    data = {s: (torch.from_numpy(x[s]), torch.from_numpy(y[s])) for s in SPLITS}
-    model, cfg = builders.classifier(params, x["train"].shape[1], n_classes, None)
-    model = model.to(device)
-    _, metrics = train_and_test(model, data, cfg, "train_classifier", f"downstream {name}")
-    model.eval()
-    return metrics, batched(lambda xb: model(xb).argmax(1), data["test"][0], device).numpy()
-
-
-@dataclass
-class Probed:
-    """One representation's two probes: the val-selected logreg and the MLP."""
-
-    dim: int
-    logreg: LogregResult
-    mlp: dict  # train_and_test's metrics
-    mlp_pred: np.ndarray  # (N_test,)
-    knn: dict  # {"k=1": {val_acc, test_acc}, ...}, on the codes as they are
-
-    def record(self) -> dict:
-        return {"dim": self.dim, "mlp": self.mlp, "logreg": self.logreg.record(), "knn": self.knn}
-
-    def test_pred(self, classifier: str) -> np.ndarray:
-        return self.mlp_pred if classifier == "mlp" else self.logreg.test_pred
-
-
 def main(params: dict, root: Path = Path(".")) -> dict:
-    logreg_cfg = from_section(LogregConfig, params, "logreg")
-    seed = from_section(ClassifierConfig, params, "train_classifier").seed  # checked before any work
+    from_section(LogregConfig, params, "logreg")  # checked before any work
+    from_section(ClassifierConfig, params, "train_classifier")
     device = resolve_device(top_level(params, "device"))
     pixels = read_json(root / paths.PIXELS_REPORT).get("pixels")
     if not isinstance(pixels, dict) or not {"mlp", "logreg"} <= set(pixels):
@@ -85,15 +53,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     probes = {}
     for name, codes in features.items():
         start = time.perf_counter()
-        knn = knn_accuracy(codes, labels, KNN)
-        x = standardize(codes)
-        logreg = logistic_regression(x, labels, logreg_cfg, seed)
-        mlp, mlp_pred = mlp_probe(x, labels, params, len(classes), name, device)
-        probes[name] = Probed(x["train"].shape[1], logreg, mlp, mlp_pred, knn)
-        neighbours = ", ".join(f"{key.removeprefix('k=')}-NN {r['test_acc']:.4f}" for key, r in knn.items())
-        print(f"downstream: {name} (d={x['train'].shape[1]}): logreg {logreg.test_acc:.4f} "
-              f"(C={logreg.C:g}, iterations {logreg.n_iter}), mlp {mlp['test_acc']:.4f}, {neighbours} "
-              f"({time.perf_counter() - start:.1f} s)")
+        probes[name] = probed = probe(codes, labels, params, len(classes), f"downstream {name}", device)
+        print(f"downstream: {name} (d={probed.dim}): {probed.summary()} ({time.perf_counter() - start:.1f} s)")
     report = {"pixels": pixels, **{name: probe.record() for name, probe in probes.items()}}
 
     table = pd.DataFrame([{"representation": name, "classifier": clf, "val_acc": r[clf]["val_acc"],

@@ -318,6 +318,23 @@ def test_the_queue_says_how_far_it_is(monkeypatch, capsys):
     assert experiments.duration(3725) == "1 h 02 min"
 
 
+def test_a_run_taken_off_the_queue_is_not_counted_as_done(monkeypatch, capsys):
+    from tools import experiments
+
+    looks = iter([{"d2": "running", "d4": "queued", "d8": "queued"},
+                  {"d2": "success", "d4": "running"},  # d8: dvc queue remove
+                  {"d2": "success", "d4": "success"}])
+    clock = iter([0.0, 0.0, 100.0, 200.0])
+    monkeypatch.setattr(experiments.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(experiments.time, "sleep", lambda s: None)
+    monkeypatch.setattr(experiments, "dvc_exp_show", lambda rev: [])
+    monkeypatch.setattr(experiments, "runs", lambda show: [{"name": n, "state": s} for n, s in next(looks).items()])
+    experiments.wait("HEAD", 30, "sweep")
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "sweep: 1 of 2 runs done, running d4 (0 s), elapsed 1 min 40 s, about 1 min 40 s left (1 min 40 s a run)",
+        "sweep: 2 of 2 runs done in 3 min 20 s (1 min 40 s a run)"]
+
+
 def test_a_damaged_seed_report_is_one_line_naming_it(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/seeds.json").write_text('{"config": {"latent_dim": 2}, "runs": [')  # cut short

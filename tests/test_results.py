@@ -264,4 +264,6 @@ def test_sweep_report_without_finished_runs_says_what_to_run(monkeypatch, tmp_pa
     monkeypatch.setattr(experiments, "dvc_exp_show", lambda rev: [{"rev": "b" * 40, "name": "main", "data": {}}])
     with pytest.raises(SystemExit, match="run `make sweep` first"):
         sweep.main(["--poll", "0"], root=tmp_path)
+    with pytest.raises(SystemExit, match="run `make sweep` first"):
+        sweep.main(["--now"], root=tmp_path)  # --now: one look, no wait
     assert not list(tmp_path.iterdir())  # nothing written

@@ -69,7 +69,7 @@ def duration(seconds: float) -> str:
 
 class Progress:
     """How far the queue is, from successive looks at it: the runs pending at the first
-    look are the work; a line says how many are done, which one runs and for how long,
+    look are the work (less any taken off the queue since); a line says how many are done, which one runs and for how long,
     the time since the first look, and the rest at the mean time of the runs done."""
 
     def __init__(self, who: str):
@@ -81,7 +81,8 @@ class Progress:
     def line(self, entries: list[dict]) -> str:
         now = self.clock()
         pending = {e["name"]: e["state"] for e in entries if e["state"] in PENDING}
-        self.work += [n for n in pending if n not in self.work]
+        present = {e["name"] for e in entries}  # a run taken off the queue (dvc queue remove) is no work
+        self.work = [n for n in self.work if n in present] + [n for n in pending if n not in self.work]
         done = [n for n in self.work if n not in pending]
         running = [n for n, state in pending.items() if state == "running"]
         for n in running:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from tools import noise  # noqa: E402
+from tools import experiments  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, git_json, wait  # noqa: E402
 from tools import cli  # noqa: E402
 
@@ -148,9 +149,11 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="params the sweep's runs set besides latent_dim and the seeds (make sweep SET=...)")
     parser.add_argument("--out", default=REPORT, help="reports/<out>.{md,json}, plots/<out>/")
+    parser.add_argument("--now", action="store_true",
+                        help="report the runs finished so far, without waiting for the queue (another sweep may still run)")
     args = parser.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    entries = wait(args.rev, args.poll)
+    entries = experiments.runs(experiments.dvc_exp_show(args.rev)) if args.now else wait(args.rev, args.poll)
     df = table(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"))
     if df.empty:
         sys.exit(f"sweep: no finished experiment of {args.rev} has metrics; run `make sweep` first")

@@ -187,6 +187,33 @@ class VAE(AutoEncoder):
         return loss, stats
 
 
+class BottleneckClassifier(nn.Module):
+    """The AE's encoder and head to a ``latent_dim``-wide code, then a linear layer to the
+    class logits, trained end to end on the labels: what d numbers can carry for the
+    task when they are chosen for it (tools/bottleneck_control.py). ``encode`` gives the code."""
+
+    kind = "bottleneck"
+
+    def __init__(self, cfg: ConvConfig, n_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        arch = ARCHS[cfg.arch]
+        self.encoder = arch.encoder(cfg)
+        self.to_latent = arch.head(cfg, False)
+        self.classify = nn.Linear(cfg.latent_dim, n_classes)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_latent(self.encoder(x))  # (B, latent)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.encode(x))  # (B, n_classes) logits
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+
+
 # ----------------------------------------------------------------------- checkpoints
 KINDS = {cls.kind: (cls, cfg) for cls, cfg in ((MLP, MLPConfig), (AutoEncoder, ConvConfig), (VAE, VAEModelConfig))}
 

@@ -1,7 +1,8 @@
 """Probes: how much of the class a representation keeps, by the classifiers on top of it.
 
 Every representation, pixels included, gets the same ones: a logistic regression (C
-chosen on val), the MLP (trained by the training loop) and k-nearest neighbours.
+chosen on val), the MLP (trained by the training loop) and k-nearest neighbours;
+:func:`probe` gives a representation all three (downstream, tools/bottleneck_control.py).
 """
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
-from .config import LogregConfig
+from . import builders
+from .config import ClassifierConfig, LogregConfig
+from .data import SPLITS
+from .device import batched
+from .params import from_section
+from .training import train_and_test
+
+KNN = (1, 5)  # fixed, as Sainburg et al. (2021) report 1-NN and 5-NN on these models' codes
 
 
 def standardize(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -81,6 +90,53 @@ def knn_accuracy(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ks: tuple[i
         model = KNeighborsClassifier(n_neighbors=k, algorithm=algorithm).fit(x["train"], y["train"])
         out[f"k={k}"] = {f"{s}_acc": float((model.predict(x[s]) == y[s]).mean()) for s in ("val", "test")}
     return out
+
+
+def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, n_classes: int, label: str,
+              device: torch.device) -> tuple[dict, np.ndarray]:
+    """The pixel classifier's MLP, same params (``train_classifier``), on these features:
+    train_and_test's metrics and the test predictions."""
+    data = {s: (torch.from_numpy(x[s]), torch.from_numpy(y[s])) for s in SPLITS}
+    model, cfg = builders.classifier(params, x["train"].shape[1], n_classes, None)
+    model = model.to(device)
+    _, metrics = train_and_test(model, data, cfg, "train_classifier", label)
+    model.eval()
+    return metrics, batched(lambda xb: model(xb).argmax(1), data["test"][0], device).numpy()
+
+
+@dataclass
+class Probed:
+    """One representation's probes: the val-selected logreg, the MLP and k-NN."""
+
+    dim: int
+    logreg: LogregResult
+    mlp: dict  # train_and_test's metrics
+    mlp_pred: np.ndarray  # (N_test,)
+    knn: dict  # {"k=1": {val_acc, test_acc}, ...}, on the codes as they are
+
+    def record(self) -> dict:
+        return {"dim": self.dim, "mlp": self.mlp, "logreg": self.logreg.record(), "knn": self.knn}
+
+    def test_pred(self, classifier: str) -> np.ndarray:
+        return self.mlp_pred if classifier == "mlp" else self.logreg.test_pred
+
+    def summary(self) -> str:
+        neighbours = ", ".join(f"{key.removeprefix('k=')}-NN {r['test_acc']:.4f}" for key, r in self.knn.items())
+        return (f"logreg {self.logreg.test_acc:.4f} (C={self.logreg.C:g}, iterations {self.logreg.n_iter}), "
+                f"mlp {self.mlp['test_acc']:.4f}, {neighbours}")
+
+
+def probe(codes: dict[str, np.ndarray], labels: dict[str, np.ndarray], params: dict, n_classes: int, label: str,
+          device: torch.device) -> Probed:
+    """Every probe on one representation's codes ({split: (N, d)}): k-NN on the codes as
+    they are, the logreg and the MLP on codes standardized with train statistics, with
+    the ``logreg`` and ``train_classifier`` params (and the latter's seed)."""
+    knn = knn_accuracy(codes, labels, KNN)
+    x = standardize(codes)
+    seed = from_section(ClassifierConfig, params, "train_classifier").seed
+    logreg = logistic_regression(x, labels, from_section(LogregConfig, params, "logreg"), seed)
+    mlp, mlp_pred = mlp_probe(x, labels, params, n_classes, label, device)
+    return Probed(x["train"].shape[1], logreg, mlp, mlp_pred, knn)
 
 
 def confusion_counts(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:

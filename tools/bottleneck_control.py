@@ -1,0 +1,170 @@
+"""The bottleneck control: `make bottleneck`. What can d numbers carry for the task?
+
+The AE and the VAE choose their d numbers to redraw the image; their probes say how much
+of the class those numbers keep. This control chooses the d numbers for the class: the
+AE's encoder and head to a d-wide code, then a linear layer to the logits, trained end
+to end on the labels with the AE's budget (``train_ae``: optimizer, schedule, epochs),
+and its code probed exactly like the latents (logistic regression, the MLP, 5-NN:
+``stages.core.probes.probe``). Between the latents' probes and this one lies what the
+unsupervised objective costs at that size; between this one and the pixels, what d
+numbers cost.
+
+For each dataset the split is the pipeline's own: the preprocess stage runs in a
+temporary folder on this checkout's data/raw with ``data.dataset`` set, and every other
+param is params.yaml's. For each size and seed s (the training seeds, as ``make sweep``
+sets them: train_ae.seed and train_classifier.seed = s) it trains and probes once; per
+size the report gives each number's mean over the seeds ± the half-width of its 95 %
+interval (Student's t), and beside it the sweep's AE and VAE MLP probes and the pixels
+from reports/sweep*.json when they hold that size. Writes reports/<out>.{md,json};
+``--reuse`` rewrites the markdown from the JSON alone, once the sweep's reports exist.
+
+It runs outside ``dvc repro``: a control for the report, not a stage of the pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from stages.core import builders, paths  # noqa: E402
+from stages.core.data import DATASETS, N_CLASSES, SPLITS, DataError  # noqa: E402
+from stages.core.device import batched, resolve_device  # noqa: E402
+from stages.core.inputs import load_tensors  # noqa: E402
+from stages.core.io import read_json, write_json, write_text  # noqa: E402
+from stages.core.params import load_params, top_level  # noqa: E402
+from stages.core.probes import probe  # noqa: E402
+from stages.core.training import train_and_test  # noqa: E402
+from tools import cli, noise  # noqa: E402
+
+NUMBERS = {"own": "end to end", "logreg": "logreg probe", "mlp": "MLP probe", "knn5": "5-NN probe"}
+SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # reports/<name>.json of make sweep-report
+
+
+def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> Path:
+    """data/processed for ``dataset``, made by the preprocess stage itself in ``tmp``."""
+    root = tmp / dataset
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "raw").symlink_to(raw.resolve())
+    (root / "params.yaml").write_text(yaml.safe_dump({**params, "data": {**params["data"], "dataset": dataset}}))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "stages.preprocess"], cwd=root, env=env,
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise DataError(f"preprocess of {dataset} failed: {(result.stderr or result.stdout).strip().splitlines()[-1]}")
+    return root / paths.PROCESSED_DIR
+
+
+def one_run(params: dict, processed_dir: Path, d: int, seed: int) -> dict:
+    """Train the bottleneck classifier at size ``d`` and seed ``seed``; probe its code."""
+    run_params = copy.deepcopy(params)
+    run_params["latent_dim"] = d
+    for section in ("train_ae", "train_classifier"):
+        run_params[section]["seed"] = seed
+    device = resolve_device(top_level(run_params, "device"))
+    model, cfg = builders.bottleneck(run_params, N_CLASSES)
+    model = model.to(device)
+    data, classes = load_tensors(processed_dir, model.cfg.input)
+    _, own = train_and_test(model, data, cfg, "train_ae", f"bottleneck d={d} seed={seed}")
+    model.eval()
+    codes = {s: batched(model.encode, data[s][0], device).numpy() for s in SPLITS}
+    labels = {s: data[s][1].numpy() for s in SPLITS}
+    probed = probe(codes, labels, run_params, len(classes), f"bottleneck d={d} seed={seed} mlp", device)
+    print(f"bottleneck: d={d} seed={seed}: end to end {own['test_acc']:.4f}, {probed.summary()}", flush=True)
+    return {"latent_dim": d, "seed": seed, "own": own["test_acc"], "logreg": probed.logreg.test_acc,
+            "mlp": probed.mlp["test_acc"], "knn5": probed.knn["k=5"]["test_acc"], "best_epoch": own["best_epoch"]}
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Per size: n, and each number's mean and 95 % half-width over the seeds (0 for one)."""
+    out = []
+    for d in sorted({r["latent_dim"] for r in runs}):
+        group = [r for r in runs if r["latent_dim"] == d]
+        row = {"latent_dim": d, "n": len(group)}
+        for key in NUMBERS:
+            s = noise.summary([r[key] for r in group])
+            row[key], row[f"{key}_ci"] = s["mean"], (s["half_width"] if len(group) > 1 else 0.0)
+        out.append(row)
+    return out
+
+
+def _cell(mean: float, half: float, n: int) -> str:
+    return f"{mean:.4f}" + (f" ± {half:.4f}" if n > 1 else "")
+
+
+def sweep_row(root: Path, dataset: str, d: int) -> dict | None:
+    """The sweep's numbers at size ``d`` for ``dataset`` (reports/sweep*.json), if it has them."""
+    path = root / "reports" / f"{SWEEPS[dataset]}.json"
+    if not path.exists():
+        return None
+    return next((r for r in read_json(path).get("sizes", []) if r.get("latent_dim") == d), None)
+
+
+def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
+    lines = ["# The bottleneck control: what d numbers can carry for the class", "",
+             f"The AE's encoder to a d-wide code and a linear layer to the logits, trained end to end on the labels "
+             f"({epochs} epochs, the AE's budget), its code probed like the latents. Each number: the mean over the "
+             "seeds ± the half-width of its 95 % interval (Student's t); test accuracy. Beside it, from the latent-size "
+             "sweep at the same size and seeds: the AE's and the VAE's MLP probes and the pixel MLP.", ""]
+    for dataset, rows in results.items():
+        lines += [f"## {dataset}", "", "| latent_dim | seeds | end to end | logreg probe | MLP probe | 5-NN probe "
+                  "| AE MLP probe (sweep) | VAE MLP probe (sweep) | pixels MLP |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            sweep = sweep_row(root, dataset, r["latent_dim"])
+            beside = (" | ".join(_cell(sweep[k], sweep[f"{k}_ci"], sweep["n"]) for k in ("ae_mlp", "vae_mlp", "pixels_mlp"))
+                      if sweep else "– | – | –")
+            lines.append(f"| {r['latent_dim']} | {r['n']} | " +
+                         " | ".join(_cell(r[k], r[f"{k}_ci"], r["n"]) for k in NUMBERS) + f" | {beside} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2,8", help="latent sizes, comma-separated (default 2,8)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)}")
+    parser.add_argument("--out", default="bottleneck", help="reports/<out>.{md,json}")
+    parser.add_argument("--reuse", action="store_true",
+                        help="train nothing: rewrite reports/<out>.md from reports/<out>.json (after make sweep-report)")
+    args = parser.parse_args(argv)
+    if args.reuse:
+        saved = read_json(root / "reports" / f"{args.out}.json")
+        write_text(root / "reports" / f"{args.out}.md", markdown(saved["sizes"], root, saved["epochs"]))
+        return saved["sizes"]
+    sizes = [int(v) for v in args.sizes.split(",")]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    datasets = args.datasets.split(",")
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise DataError(f"--datasets: unknown {', '.join(unknown)}; choose among {', '.join(DATASETS)}")
+    params = load_params(root)
+    raw = root / paths.RAW_DIR
+    if not all((raw / d).is_dir() for d in datasets):
+        raise DataError(f"{raw} lacks a dataset; run `dvc repro download` (or `dvc pull`) first")
+    start = time.perf_counter()
+    runs, results = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bottleneck-") as tmp:
+        for dataset in datasets:
+            processed_dir = processed(params, dataset, raw, Path(tmp))
+            runs[dataset] = [one_run(params, processed_dir, d, s) for d in sizes for s in seeds]
+            results[dataset] = summarize(runs[dataset])
+    epochs = params["train_ae"]["epochs"]
+    write_json(root / "reports" / f"{args.out}.json", {"epochs": epochs, "sizes": results, "runs": runs})
+    text = markdown(results, root, epochs)
+    write_text(root / "reports" / f"{args.out}.md", text)
+    print(text)
+    print(f"bottleneck: {sum(map(len, runs.values()))} runs in {time.perf_counter() - start:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    cli(main)
