@@ -82,9 +82,9 @@ readme: setup ## rewrite the results blocks of README.md and docs/results.md fro
 SWEEP ?= 2,4,8,16,32
 SEEDS_PER_SIZE ?= 1
 # JOBS > 1 runs that many experiments at once, each with cores / JOBS torch and BLAS
-# threads (docs/experiments.md, "Parallel workers"): on 2 cores JOBS=2 finishes a queue
-# sooner than JOBS=1 with 2 threads, and its numbers differ from a 2-thread run's in the
-# last bits, as another machine's would.
+# threads (docs/experiments.md, "Parallel workers"): on 2 cores two one-thread workers
+# train 1.29x the steps of one two-thread worker, whole runs gain less; their numbers may
+# differ from a 2-thread run's in the last bits, as another machine's would.
 JOBS ?= 1
 queue_start = $(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=$$(( $$(nproc) / $(JOBS) )) )dvc queue start -j $(JOBS)
 SEED_KEYS := train_classifier.seed train_ae.seed train_vae.seed

@@ -5,9 +5,8 @@ BCE + KL is beta = 784 / 500; docs/vae.md, "VAE loss and β"). On val and test t
 the negative ELBO (beta = 1), the best epoch is chosen on it, and with the Bernoulli
 decoder it and the IWAE bound are in nats per image (docs/vae.md, "The VAE as a
 density model"). The headline negative ELBO is on the same images and draws as the IWAE bound
-beside it. The per-image bounds of the test images (the
-only ones bounded) are kept for the ood stage, which
-would otherwise compute them again.
+beside it. The per-image bounds of the test images (the only ones bounded) are kept for
+the ood stage, which would otherwise compute them again.
 """
 from __future__ import annotations
 

@@ -46,19 +46,18 @@ def test_the_control_is_the_aes_encoder_with_a_linear_classifier_on_a_d_wide_cod
 @pytest.mark.slow  # trains and probes twice: ~30 s of CPU
 def test_every_size_and_seed_is_trained_and_probed(report):
     assert set(report["sizes"]) == {"mnist"} and report["epochs"] == 8
-    for dataset in ("mnist",):
-        runs = report["runs"][dataset]
-        assert sorted((r["latent_dim"], r["seed"]) for r in runs) == [(2, 0), (2, 1)]
-        for r in runs:
-            # the synthetic classes are a bar's height: a trained classifier beats chance (0.1)
-            assert 0.3 < r["own"] <= 1.0, r
-            assert all(0.0 <= r[k] <= 1.0 for k in ("logreg", "mlp", "knn5")), r
-        for row in report["sizes"][dataset]:
-            group = [r["own"] for r in runs if r["latent_dim"] == row["latent_dim"]]
-            assert row["n"] == 2 and row["own"] == pytest.approx(np.mean(group))
-            assert row["own_ci"] > 0 or group[0] == group[1]
+    runs = report["runs"]["mnist"]
+    assert sorted((r["latent_dim"], r["seed"]) for r in runs) == [(2, 0), (2, 1)]
+    for r in runs:
+        # the synthetic classes are a bar's height: a trained classifier beats chance (0.1)
+        assert 0.3 < r["own"] <= 1.0, r
+        assert all(0.0 <= r[k] <= 1.0 for k in ("logreg", "mlp", "knn5")), r
+    for row in report["sizes"]["mnist"]:
+        group = [r["own"] for r in runs if r["latent_dim"] == row["latent_dim"]]
+        assert row["n"] == 2 and row["own"] == pytest.approx(np.mean(group))
+        assert row["own_ci"] > 0 or group[0] == group[1]
     # the seed changes the run: two seeds, two different trainings
-    assert len({(r["own"], r["mlp"]) for r in report["runs"]["mnist"]}) > 1
+    assert len({(r["own"], r["mlp"]) for r in runs}) > 1
 
 
 @pytest.mark.slow  # trains and probes twice: ~30 s of CPU
@@ -86,3 +85,11 @@ def test_an_unknown_dataset_is_one_line(project, monkeypatch):
     with pytest.raises(SystemExit) as e:
         cli(bottleneck.main, ["--datasets", "cifar"], project)
     assert "unknown cifar" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_reuse_without_an_earlier_run_says_to_run_it_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bottleneck_control.py"])
+    with pytest.raises(SystemExit) as e:
+        cli(bottleneck.main, ["--reuse"], tmp_path)
+    assert "bottleneck.json is missing" in str(e.value) and "run `make bottleneck` first" in str(e.value)
+    assert not (tmp_path / "reports").exists()  # nothing written

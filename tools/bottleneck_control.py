@@ -49,8 +49,9 @@ NUMBERS = {"own": "end to end", "logreg": "logreg probe", "mlp": "MLP probe", "k
 SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # reports/<name>.json of make sweep-report
 
 
-def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> Path:
-    """data/processed for ``dataset``, made by the preprocess stage itself in ``tmp``."""
+def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> tuple[dict, list[str]]:
+    """``dataset``'s splits as training tensors ({split: (x, y)}) and its class names, from
+    the data/processed that the preprocess stage itself writes in ``tmp``."""
     root = tmp / dataset
     (root / "data").mkdir(parents=True)
     (root / "data" / "raw").symlink_to(raw.resolve())
@@ -60,10 +61,10 @@ def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> Path:
                             capture_output=True, text=True)
     if result.returncode:
         raise DataError(f"preprocess of {dataset} failed: {(result.stderr or result.stdout).strip().splitlines()[-1]}")
-    return root / paths.PROCESSED_DIR
+    return load_tensors(root / paths.PROCESSED_DIR, builders.input_config(params))
 
 
-def one_run(params: dict, processed_dir: Path, d: int, seed: int) -> dict:
+def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> dict:
     """Train the bottleneck classifier at size ``d`` and seed ``seed``; probe its code."""
     run_params = copy.deepcopy(params)
     run_params["latent_dim"] = d
@@ -72,7 +73,6 @@ def one_run(params: dict, processed_dir: Path, d: int, seed: int) -> dict:
     device = resolve_device(top_level(run_params, "device"))
     model, cfg = builders.bottleneck(run_params, N_CLASSES)
     model = model.to(device)
-    data, classes = load_tensors(processed_dir, model.cfg.input)
     _, own = train_and_test(model, data, cfg, "train_ae", f"bottleneck d={d} seed={seed}")
     model.eval()
     codes = {s: batched(model.encode, data[s][0], device).numpy() for s in SPLITS}
@@ -137,7 +137,11 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
                         help="train nothing: rewrite reports/<out>.md from reports/<out>.json (after make sweep-report)")
     args = parser.parse_args(argv)
     if args.reuse:
-        saved = read_json(root / "reports" / f"{args.out}.json")
+        path = root / "reports" / f"{args.out}.json"
+        if not path.exists():
+            raise DataError(f"{path} is missing: --reuse rewrites the markdown of an earlier run; "
+                            "run `make bottleneck` first")
+        saved = read_json(path)
         write_text(root / "reports" / f"{args.out}.md", markdown(saved["sizes"], root, saved["epochs"]))
         return saved["sizes"]
     sizes = [int(v) for v in args.sizes.split(",")]
@@ -154,8 +158,8 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
     runs, results = {}, {}
     with tempfile.TemporaryDirectory(prefix="bottleneck-") as tmp:
         for dataset in datasets:
-            processed_dir = processed(params, dataset, raw, Path(tmp))
-            runs[dataset] = [one_run(params, processed_dir, d, s) for d in sizes for s in seeds]
+            data, classes = processed(params, dataset, raw, Path(tmp))
+            runs[dataset] = [one_run(params, data, classes, d, s) for d in sizes for s in seeds]
             results[dataset] = summarize(runs[dataset])
     epochs = params["train_ae"]["epochs"]
     write_json(root / "reports" / f"{args.out}.json", {"epochs": epochs, "sizes": results, "runs": runs})

@@ -23,6 +23,12 @@ from .io import load_checkpoint
 from .params import PipelineError
 from .paths import rebuild_hint
 
+def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy on the class logits, and the accuracy: every classifier's loss."""
+    loss = F.cross_entropy(logits, y)
+    return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+
+
 @dataclass(frozen=True)
 class MLPConfig:
     in_features: int
@@ -52,9 +58,7 @@ class MLP(nn.Module):
         return self.net(x)  # (B, n_classes) logits
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+        return classification_loss(self(x), y)
 
 
 @dataclass(frozen=True)
@@ -209,9 +213,7 @@ class BottleneckClassifier(nn.Module):
         return self.classify(self.encode(x))  # (B, n_classes) logits
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+        return classification_loss(self(x), y)
 
 
 # ----------------------------------------------------------------------- checkpoints
