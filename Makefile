@@ -21,7 +21,7 @@ export PATH := $(BIN):$(PATH)
 
 # `make` alone lists the targets; each target's line ends with its `## ` description.
 .DEFAULT_GOAL := help
-.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report bottleneck compare verify exps check-page clean
+.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report bottleneck budget budget-report compare verify exps check-page clean
 
 help: ## list the targets, one line each
 	@echo "make <target>; variables such as PYTHON, A, B, SEEDS are described in the Makefile."
@@ -139,6 +139,22 @@ course-report: setup ## wait for them, write reports/course.md and plots/course/
 # both datasets; ARGS="--sizes 2,8 --seeds 0,1,2" are the defaults. Writes reports/bottleneck.{md,json}.
 bottleneck: setup ## what d numbers can carry for the class: a classifier with a d-wide bottleneck, probed
 	python tools/bottleneck_control.py $(ARGS)
+
+# Size or budget (docs/results.md): the AE and the VAE trained for each of BUDGET epochs at
+# each of BUDGET_SIZES with SEEDS_PER_SIZE seeds, through DVC's queue (SET as for sweep).
+# `make budget-report` waits for the queue and writes reports/budget.{md,json} and
+# plots/budget/; the params' own epochs come from a sweep's runs: name the commit they were
+# queued from, REPORT_ARGS="--rev <queued from> --rev <the sweep's commit>". Commit first.
+BUDGET ?= 21,50
+BUDGET_SIZES ?= 2,8
+budget: setup ## queue the AE and VAE at each of BUDGET epochs and BUDGET_SIZES, start the queue
+	for e in $$(echo $(BUDGET) | tr , ' '); do for s in $$(seq 0 $$(($(SEEDS_PER_SIZE) - 1))); do \
+	  dvc exp run --queue -S 'latent_dim=$(BUDGET_SIZES)' -S train_ae.epochs=$$e -S train_vae.epochs=$$e \
+	    $(SET) $(call seed_args,$$s) || exit 1; done; done
+	$(queue_start)
+
+budget-report: setup ## wait for the budget runs, write reports/budget.{md,json} and plots/budget/
+	python tools/budget.py $(REPORT_ARGS)
 
 # Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
 A ?= main

@@ -343,3 +343,89 @@ def test_a_damaged_seed_report_is_one_line_naming_it(tmp_path):
     with pytest.raises(PipelineError) as e:
         noise.seed_reports(tmp_path)
     assert "reports/seeds.json is damaged (not valid JSON" in str(e.value), e.value
+    assert str(e.value).endswith("write it again with `make seeds-report`"), e.value  # a tool's, not a stage's
+
+
+def test_mean_difference_welch_and_one_run_against_hand_computed_numbers():
+    a, b = [0.1, 0.2, 0.3], [0.3, 0.5, 0.4]
+    d = noise.mean_difference(a, b)
+    # equal sds 0.1: sd of the difference 0.1 * sqrt(2/3), Welch dof (2 v)^2 / (2 v^2 / 2) = 4
+    assert d["difference"] == pytest.approx(0.2)
+    assert d["half_width"] == pytest.approx(2.776445 * 0.1 * math.sqrt(2 / 3), rel=1e-5)
+    one = noise.mean_difference(a, [0.6])  # one run: a's sd for it too, t with 2 dof
+    assert one["difference"] == pytest.approx(0.4) and one["n_b"] == 1
+    assert one["half_width"] == pytest.approx(4.302653 * 0.1 * math.sqrt(1 + 1 / 3), rel=1e-5)
+    assert not noise.excludes_zero(one)  # 0.4 < 0.497: one run this far is still a seed's reach
+    assert math.isnan(noise.mean_difference([0.1], b)["half_width"])
+
+
+def budget_entry(name, d, epochs, seed, acc, ts="2026-01-01", vae_epochs=None):
+    """A run whose AE MLP probe is ``acc``, its pixel MLP 0.89."""
+    e = exp_entry(name, seed, 0.03 - acc / 100, acc, acc - 0.01, d=d, ts=ts)
+    e["rev"] = name
+    e["params"]["train_ae"]["epochs"], e["params"]["train_vae"]["epochs"] = epochs, vae_epochs or epochs
+    e["metrics"]["metrics/evaluate.json"] = {"pca": {"test_mse": 0.04}}
+    e["metrics"]["metrics/train_classifier.json"] = {"classifier": {"test_acc": 0.89, "logreg_test_acc": 0.85}}
+    e["metrics"]["metrics/train_vae.json"]["vae"]["active_units"] = 2
+    down = e["metrics"]["metrics/downstream.json"]["downstream"]
+    for r in ("ae", "vae", "pca"):
+        down[r] = {"logreg_test_acc": 0.6, "mlp_test_acc": {"ae": acc, "vae": acc - 0.01}.get(r, 0.5)}
+    down["best_latent_minus_pixels"] = acc - 0.89
+    return e
+
+
+def test_budget_report_judges_each_longer_budget_against_the_shortest(tmp_path):
+    budget = tool("budget")
+    entries = [budget_entry("main", 2, 7, 0, 0.71),  # the baseline's own run is a 7-epoch seed
+               *(budget_entry(f"e7s{s}", 2, 7, s, acc) for s, acc in ((1, 0.72), (2, 0.70))),
+               *(budget_entry(f"e21s{s}", 2, 21, s, acc) for s, acc in ((0, 0.75), (1, 0.76), (2, 0.74))),
+               budget_entry("e50s0", 2, 50, 0, 0.715),
+               budget_entry("e21s0-old", 2, 21, 0, 0.1, ts="2025-01-01"),  # an older run of (2, 21, 0): dropped
+               budget_entry("mixed", 2, 21, 3, 0.9, vae_epochs=7),  # AE and VAE budgets differ: not this study
+               budget_entry("d8", 8, 7, 0, 0.8)]
+    entries[-1]["params"]["model"] = {"widths": [8]}  # another architecture: not this study
+    df = budget.frame(entries, best_epoch=lambda rev: 7)
+    assert sorted(df["experiment"]) == ["e21s0", "e21s1", "e21s2", "e50s0", "e7s1", "e7s2", "main"]
+    changes = {(c["to"], c["number"]): c for c in budget.changes(df)}
+    welch = changes[(21, "best latent - pixels")]
+    assert welch["difference"] == pytest.approx(0.04) and noise.excludes_zero(welch)  # 0.04 against ± 0.023
+    one = changes[(50, "best latent - pixels")]
+    assert one["difference"] == pytest.approx(0.005) and not noise.excludes_zero(one)
+    summary = budget.summarize(df, ["latent_dim", "epochs"])
+    text = budget.markdown(summary, budget.changes(df), {2: noise.summary([0.89, 0.9])}, "t")
+    assert "| 2 | 7 → 21 | best latent - pixels | +0.0400 ± 0.0227 | yes (Welch) |" in text, text
+    assert "| 2 | 7 → 50 | best latent - pixels | +0.0050 ± 0.0497 | no (one run against the shorter " in text, text
+    assert "| 2 | 21 | 3 | -0.1400 ± 0.0248 |" in text, text
+    assert "d = 2: 0.8950 ± 0.0635 (2 seeds)" in text, text
+
+
+def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch, tmp_path, capsys):
+    budget = tool("budget")
+    first = [budget_entry("main", 2, 7, 0, 0.71), budget_entry("e7s1", 2, 7, 1, 0.72)]
+    earlier = [budget_entry("old", 2, 7, 9, 0.0)] + [budget_entry(f"e21s{s}", 2, 21, s, 0.75 + s / 100)
+                                                       for s in (0, 1)]
+    from tools import experiments
+
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: first)
+    monkeypatch.setattr(budget, "git_json", lambda rev, path: {"best_epoch": 7})
+    with pytest.raises(SystemExit) as e:  # only the 7-epoch runs: nothing to compare
+        budget.main(["--poll", "0"], root=tmp_path)
+    assert "fewer than two budgets" in str(e.value) and "--rev" in str(e.value)
+    monkeypatch.setattr(experiments, "dvc_exp_show", lambda rev: rev)
+    monkeypatch.setattr(experiments, "runs", lambda show: earlier)  # --rev older: the 21-epoch runs
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/bottleneck.json").write_text('{"runs": {"fashion_mnist": [')  # cut short
+    from stages.core.params import PipelineError
+
+    with pytest.raises(PipelineError) as e:
+        budget.main(["--poll", "0", "--rev", "HEAD", "--rev", "older"], root=tmp_path)
+    assert str(e.value).endswith("write it again with `make bottleneck`"), e.value
+    (tmp_path / "reports/bottleneck.json").write_text(json.dumps(
+        {"runs": {"fashion_mnist": [{"latent_dim": 2, "mlp": m} for m in (0.89, 0.90)]}}))
+    summary = budget.main(["--poll", "0", "--rev", "HEAD", "--rev", "older"], root=tmp_path)
+    assert summary["epochs"].tolist() == [7, 21] and summary["n"].tolist() == [3, 2]  # seed 9's run counts at 7
+    saved = json.loads((tmp_path / "reports/budget.json").read_text())
+    assert saved["control"]["2"]["n"] == 2 and len(saved["runs"]) == 5
+    assert {c["number"] for c in saved["changes"]} == set(budget.SHOWN)
+    assert (tmp_path / "plots/budget/budget.png").is_file()
+    assert "| 2 | 7 → 21 | best latent - pixels |" in (tmp_path / "reports/budget.md").read_text()

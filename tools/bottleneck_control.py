@@ -39,11 +39,11 @@ from stages.core import builders, paths  # noqa: E402
 from stages.core.data import DATASETS, N_CLASSES, SPLITS, DataError  # noqa: E402
 from stages.core.device import batched, resolve_device  # noqa: E402
 from stages.core.inputs import load_tensors  # noqa: E402
-from stages.core.io import read_json, write_json, write_text  # noqa: E402
+from stages.core.io import write_json, write_text  # noqa: E402
 from stages.core.params import load_params, top_level  # noqa: E402
 from stages.core.probes import probe  # noqa: E402
 from stages.core.training import train_and_test  # noqa: E402
-from tools import cli, noise  # noqa: E402
+from tools import cli, noise, read_report  # noqa: E402
 
 NUMBERS = {"own": "end to end", "logreg": "logreg probe", "mlp": "MLP probe", "knn5": "5-NN probe"}
 SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # reports/<name>.json of make sweep-report
@@ -105,7 +105,7 @@ def sweep_row(root: Path, dataset: str, d: int) -> dict | None:
     path = root / "reports" / f"{SWEEPS[dataset]}.json"
     if not path.exists():
         return None
-    return next((r for r in read_json(path).get("sizes", []) if r.get("latent_dim") == d), None)
+    return next((r for r in read_report(path).get("sizes", []) if r.get("latent_dim") == d), None)
 
 
 def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
         if not path.exists():
             raise DataError(f"{path} is missing: --reuse rewrites the markdown of an earlier run; "
                             "run `make bottleneck` first")
-        saved = read_json(path)
+        saved = read_report(path)
         write_text(root / "reports" / f"{args.out}.md", markdown(saved["sizes"], root, saved["epochs"]))
         return saved["sizes"]
     sizes = [int(v) for v in args.sizes.split(",")]

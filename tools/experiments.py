@@ -124,6 +124,15 @@ def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
         time.sleep(poll)
 
 
+def gather(revs: list[str], poll: float, who: str, now: bool = False) -> list[dict]:
+    """The runs of the commits ``revs``: the first's once its queue is done (``wait``; at
+    once with ``now``), then the others' (runs queued from earlier commits, read as they are)."""
+    entries = runs(dvc_exp_show(revs[0])) if now else wait(revs[0], poll, who)
+    for rev in revs[1:]:
+        entries += runs(dvc_exp_show(rev))
+    return entries
+
+
 def git_json(rev: str, path: str) -> dict:
     """A git-tracked JSON file of the run ``rev`` (its reports/), or {} where it has none."""
     shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)

@@ -76,6 +76,25 @@ def sd_of_change(a: dict, b: dict | None = None) -> tuple[float, float]:
     return sd, dof
 
 
+def mean_difference(a: list[float], b: list[float]) -> dict:
+    """mean(b) - mean(a) for two configurations' independent runs, with its 95 % interval:
+    Welch's (Welch-Satterthwaite dof) when both have two runs or more; when ``b`` is one run,
+    the interval that run would fall in were it another seed of ``a`` (a's sd for both, n_a - 1
+    dof). {"n_a", "n_b", "difference", "ci95", "half_width"}; nan half-width when a has < 2 runs."""
+    sa, sb = summary(a), summary(b) if len(b) else None
+    diff = (sb["mean"] if sb else float("nan")) - sa["mean"]
+    if sa["n"] < 2 or not sb:
+        half = float("nan")
+    elif sb["n"] < 2:
+        half = float(stats.t.ppf(0.975, sa["n"] - 1) * sa["sd"] * math.sqrt(1 + 1 / sa["n"]))
+    else:
+        sd, dof = sd_of_change({"sd": sa["sd"] / math.sqrt(sa["n"]), "n": sa["n"]},
+                               {"sd": sb["sd"] / math.sqrt(sb["n"]), "n": sb["n"]})
+        half = float(stats.t.ppf(0.975, dof) * sd) if sd > 0 else 0.0
+    return {"n_a": sa["n"], "n_b": len(b), "difference": diff, "ci95": [diff - half, diff + half],
+            "half_width": half}
+
+
 def floor(sd, dof, family: int):
     """The smallest |change| that Holm's first step flags in a family of ``family`` metrics."""
     return stats.t.ppf(1 - ALPHA / (2 * max(family, 1)), dof) * sd  # scalars or arrays
@@ -138,11 +157,11 @@ def configuration(params: dict, seed_keys: tuple[str, ...]) -> dict[str, str]:
 def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
     """The committed seed reports that say which configuration they were measured at (a
     damaged one is a one-line error naming it, as every report the pipeline reads)."""
-    from stages.core.io import read_json
+    from tools import read_report
 
     found = []
     for path in sorted(root.glob(SEED_REPORTS)):
-        rep = read_json(path)
+        rep = read_report(path)
         if "config" in rep:
             found.append((path.relative_to(root), rep))
     return found

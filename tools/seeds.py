@@ -28,8 +28,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
-from stages.core.io import read_json, save_figure, write_json, write_text  # noqa: E402
-from tools import noise  # noqa: E402
+from stages.core.io import save_figure, write_json, write_text  # noqa: E402
+from tools import noise, read_report  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, wait  # noqa: E402
 from tools import cli  # noqa: E402
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
     args = parser.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.refresh:
-        old = read_json(root / "reports" / f"{args.out}.json")
+        old = read_report(root / "reports" / f"{args.out}.json")
         rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k not in args.drop}} for r in rows_of(old)]
         config = old.get("config") or {k: v for k, v in {**flat(yaml.safe_load((root / "params.yaml").read_text())),
                                                          **old.get("params", {})}.items() if k not in SEED_KEYS}

@@ -5,7 +5,8 @@
 several machines sharing the DVC remote can each run a queue the same way. This module
 waits until the queue has nothing queued or running, reads the finished experiments of
 the baseline commit with ``dvc exp show --json`` (the baseline's own run counts as a
-point), keeps the newest per latent size, and writes:
+point; ``--rev`` again adds an earlier commit's runs, a sweep queued in parts), keeps
+the newest per latent size, and writes:
 
 - ``reports/sweep.md``: one row per latent size, naming the experiment that gave it;
 - ``plots/sweep/mse.csv`` (test MSE of AE, VAE, PCA) and ``plots/sweep/accuracy.csv``
@@ -27,10 +28,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_csv, write_json, write_text  # noqa: E402
-from tools import noise  # noqa: E402
-from tools import experiments  # noqa: E402
-from tools.experiments import SEED_KEYS, flat, git_json, wait  # noqa: E402
-from tools import cli  # noqa: E402
+from tools import cli, noise  # noqa: E402
+from tools.experiments import SEED_KEYS, flat, gather, git_json  # noqa: E402
 
 REPORT = "sweep"  # reports/<out>.{md,json} and plots/<out>/, <out> sweep unless --out names another
 MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
@@ -43,9 +42,9 @@ PAIRED = {"AE - VAE, test MSE": ("ae_mse", "vae_mse"), "AE - VAE, MLP probe": ("
           "best latent - pixels, same classifier": ("best_minus_pixels", None)}
 
 
-def _free(params: dict, overrides: dict) -> dict:
-    """The params a sweep point may not change: all but latent_dim and the training seeds."""
-    return {k: v for k, v in {**flat(params), **overrides}.items() if k != "latent_dim" and k not in SEED_KEYS}
+def _free(params: dict, overrides: dict, free: tuple[str, ...] = ("latent_dim",)) -> dict:
+    """The params a sweep point may not change: all but ``free`` and the training seeds."""
+    return {k: v for k, v in {**flat(params), **overrides}.items() if k not in free and k not in SEED_KEYS}
 
 
 def run_row(e: dict, knn: dict | None = None) -> dict:
@@ -65,40 +64,54 @@ def run_row(e: dict, knn: dict | None = None) -> dict:
     return row
 
 
-def table(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}) -> pd.DataFrame:
-    """One row per latent size among the runs whose params differ from the baseline's (the
-    first entry, with ``overrides``) in ``latent_dim`` and the training seeds alone (one
-    value for the three): the newest run per (size, seed), then per size the mean of each
-    number over its seeds, ``n`` the seeds and ``<number>_ci`` the half-width of its 95 %
-    interval (t with n - 1 dof; 0 for one seed). ``knn(rev)``: a run's reports/downstream.json."""
+def run_frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {},
+              free: tuple[str, ...] = ("latent_dim",)) -> pd.DataFrame:
+    """One row per run among those whose params differ from the baseline's (the first entry,
+    with ``overrides``) in the ``free`` params and the training seeds alone (one value for
+    the three): the newest run per (free params, seed), with its numbers (``run_row``) and
+    a column per free param. ``knn(rev)``: a run's reports/downstream.json."""
     overrides = overrides or {}
     rows = []
-    fixed = _free(entries[0]["params"], overrides) if entries else {}
+    fixed = _free(entries[0]["params"], overrides, free) if entries else {}
     for e in entries:
-        d = e["params"].get("latent_dim")
-        if e["state"] != "success" or d is None or "metrics/downstream.json" not in e["metrics"]:
+        params = flat(e["params"])
+        if e["state"] != "success" or any(params.get(k) is None for k in free) \
+                or "metrics/downstream.json" not in e["metrics"]:
             continue
-        seeds = {flat(e["params"]).get(k) for k in SEED_KEYS}
-        if _free(e["params"], {}) != fixed or len(seeds) != 1:
+        seeds = {params.get(k) for k in SEED_KEYS}
+        if _free(e["params"], {}, free) != fixed or len(seeds) != 1:
             continue  # another experiment (another dataset, another model): not this sweep
-        rows.append({"latent_dim": d, "seed": seeds.pop(), "experiment": e["name"], "timestamp": e["timestamp"],
-                     "rev": e.get("rev", "")})
+        rows.append({**{k: params[k] for k in free}, "seed": seeds.pop(), "experiment": e["name"],
+                     "timestamp": e["timestamp"], "rev": e.get("rev", "")})
     if not rows:
         return pd.DataFrame()
     by_name = {e["name"]: e for e in entries}
-    df = pd.DataFrame(rows).sort_values(["latent_dim", "seed", "timestamp"])
-    df = df.groupby(["latent_dim", "seed"], dropna=False).tail(1)
-    df = pd.concat([df.reset_index(drop=True), pd.DataFrame(
+    df = pd.DataFrame(rows).sort_values([*free, "seed", "timestamp"])
+    df = df.groupby([*free, "seed"], dropna=False).tail(1).reset_index(drop=True)
+    return pd.concat([df, pd.DataFrame(
         [run_row(by_name[n], knn(by_name[n].get("rev", ""))) for n in df["experiment"]])], axis=1)
-    numbers = [c for c in df.columns if c not in ("latent_dim", "seed", "experiment", "timestamp", "rev")]
+
+
+def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per value of ``by`` the mean of each number over its seeds, ``n`` the seeds and
+    ``<number>_ci`` the half-width of its 95 % interval (t with n - 1 dof; 0 for one seed)."""
+    numbers = [c for c in df.columns if c not in (*by, "seed", "experiment", "timestamp", "rev")
+               and pd.api.types.is_numeric_dtype(df[c])]
     out = []
-    for d, group in df.groupby("latent_dim"):
-        row = {"latent_dim": d, "experiment": " ".join(group["experiment"]), "n": len(group)}
+    for key, group in df.groupby(by):
+        row = {**dict(zip(by, key if isinstance(key, tuple) else (key,))),
+               "experiment": " ".join(group["experiment"]), "n": len(group)}
         for c in numbers:
             s = noise.summary(group[c].tolist())
             row[c], row[f"{c}_ci"] = s["mean"], (s["half_width"] if len(group) > 1 else 0.0)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def table(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}) -> pd.DataFrame:
+    """One row per latent size (``run_frame`` with latent_dim free, then ``summarize``)."""
+    df = run_frame(entries, overrides, knn)
+    return summarize(df, ["latent_dim"]) if not df.empty else df
 
 
 def _cell(r, c: str, digits: int) -> str:
@@ -144,7 +157,9 @@ def markdown(df: pd.DataFrame, title: str) -> str:
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rev", default="HEAD", help="the baseline commit whose experiments to read")
+    parser.add_argument("--rev", action="append", default=[],
+                        help="a baseline commit whose experiments to read (repeatable; default HEAD; "
+                             "the first is waited on and names the params the runs share)")
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="params the sweep's runs set besides latent_dim and the seeds (make sweep SET=...)")
@@ -153,10 +168,11 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
                         help="report the runs finished so far, without waiting for the queue (another sweep may still run)")
     args = parser.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    entries = experiments.runs(experiments.dvc_exp_show(args.rev)) if args.now else wait(args.rev, args.poll)
+    revs = args.rev or ["HEAD"]
+    entries = gather(revs, args.poll, "sweep", args.now)
     df = table(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"))
     if df.empty:
-        sys.exit(f"sweep: no finished experiment of {args.rev} has metrics; run `make sweep` first")
+        sys.exit(f"sweep: no finished experiment of {', '.join(revs)} has metrics; run `make sweep` first")
     dataset = {**flat(entries[0]["params"]), **overrides}["data.dataset"]
     title = f"Latent-size sweep, {dataset}"
     plots_dir = root / "plots" / args.out

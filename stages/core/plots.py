@@ -259,6 +259,28 @@ def sweep(df: pd.DataFrame, reps: list[str]) -> Figure:
     return fig
 
 
+def budget(summary: pd.DataFrame) -> Figure:
+    """Size or budget: best latent - pixels and the AE's test MSE against the AE and VAE
+    epochs, a line per latent size, each point with its 95 % interval over the seeds."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (d, g) in enumerate(summary.groupby("latent_dim")):
+        for ax, col in ((left, "best_minus_pixels"), (right, "ae_mse")):
+            ax.errorbar(g["epochs"], g[col], yerr=g[f"{col}_ci"], marker="o", capsize=3, color=f"C{i}",
+                        label=f"d = {d}")
+    left.axhline(0, color="black", linewidth=1)
+    left.set(ylabel="best latent - pixels, test accuracy", title="The latents against the pixels")
+    right.set(ylabel="AE test MSE per pixel, [0, 1] scale", title="Reconstruction")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ticks = sorted(summary["epochs"].unique())
+        ax.set_xticks(ticks, [str(e) for e in ticks])
+        ax.set_xlabel("AE and VAE epochs")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def png_panels(files: dict, ncols: int, title: str = "") -> Figure:
     """Saved figures (PNG files), one panel each with its label, ``ncols`` per row."""
     nrows = -(-len(files) // ncols)

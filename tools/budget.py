@@ -1,0 +1,165 @@
+"""Is it the latent size or the training budget? `make budget-report`, after `make budget`.
+
+`make budget` queues, through DVC's own queue, the AE and the VAE trained for each of
+BUDGET epochs (both the same) at each of BUDGET_SIZES latent sizes with the training
+seeds 0 .. SEEDS_PER_SIZE - 1. This module waits until the queue has nothing queued or
+running, reads the finished experiments of the baseline commits (``--rev``, repeatable:
+a latent-size sweep's 7-epoch runs of an earlier commit count too; the first names the
+params the runs must share), keeps the newest run per (size, epochs, seed), and writes:
+
+- ``reports/budget.md`` and ``reports/budget.json``: per size and budget the test MSEs,
+  the MLP probes, the AE's best epoch and best latent - pixels, mean ± the 95 % half-width
+  over the seeds; per size each longer budget against the shortest, judged by its
+  interval (Welch's for two seed sets, a one-run interval from the shortest budget's
+  seeds when the longer budget has one run); the bottleneck control beside them when
+  ``reports/bottleneck.json`` has this dataset;
+- ``plots/budget/budget.png``: best latent - pixels and the AE's test MSE against the
+  epochs, a line per size.
+
+It runs outside ``dvc repro``: it reads experiments, it is not one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.core import plots  # noqa: E402
+from stages.core.io import save_figure, write_json, write_text  # noqa: E402
+from tools import cli, noise, read_report  # noqa: E402
+from tools.experiments import flat, gather, git_json  # noqa: E402
+from tools.sweep import run_frame, summarize  # noqa: E402
+
+REPORT = "budget"
+EPOCH_KEYS = ("train_ae.epochs", "train_vae.epochs")
+FREE = ("latent_dim", *EPOCH_KEYS)
+# The numbers shown, and compared against the shortest budget: (column, digits).
+SHOWN = {"best latent - pixels": ("best_minus_pixels", 4), "AE test MSE": ("ae_mse", 5),
+         "VAE test MSE": ("vae_mse", 5), "AE MLP probe": ("ae_mlp", 4), "VAE MLP probe": ("vae_mlp", 4)}
+
+
+def frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}, best_epoch=lambda rev: None):
+    """One row per run (``sweep.run_frame`` with the size and both epoch counts free), the
+    runs whose AE and VAE epochs differ dropped; ``epochs`` the budget, ``ae_best_epoch``
+    the epoch whose weights the AE kept (``best_epoch(rev)``, nan where unknown)."""
+    df = run_frame(entries, overrides, knn, FREE)
+    if df.empty:
+        return df
+    df = df[df["train_ae.epochs"] == df["train_vae.epochs"]].reset_index(drop=True)
+    df.insert(1, "epochs", df["train_ae.epochs"])
+    df["ae_best_epoch"] = [float("nan") if (b := best_epoch(rev)) is None else b for rev in df["rev"]]
+    return df.drop(columns=list(EPOCH_KEYS))
+
+
+def changes(df: pd.DataFrame) -> list[dict]:
+    """Per size, each budget's runs against the shortest budget's: every SHOWN number's
+    mean difference and its interval (``noise.mean_difference``)."""
+    out = []
+    for d, group in df.groupby("latent_dim"):
+        budgets = sorted(group["epochs"].unique())
+        base = group[group["epochs"] == budgets[0]]
+        for e in budgets[1:]:
+            longer = group[group["epochs"] == e]
+            for name, (col, _) in SHOWN.items():
+                diff = noise.mean_difference(base[col].tolist(), longer[col].tolist())
+                out.append({"latent_dim": int(d), "from": int(budgets[0]), "to": int(e), "number": name, **diff})
+    return out
+
+
+def _pm(mean: float, half: float, n: int, digits: int, sign: str = "") -> str:
+    """``mean`` ± ``half`` (the mean alone for one run); ``sign="+"`` writes a change's sign."""
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:{sign}.{digits}f}" + (f" ± {half:.{digits}f}" if n > 1 and not pd.isna(half) else "")
+
+
+def _verdict(c: dict) -> str:
+    if pd.isna(c["half_width"]):
+        return "not judged: fewer than 2 runs of the shorter budget"
+    how = "one run against the shorter budget's seeds" if c["n_b"] == 1 else "Welch"
+    return ("yes" if noise.excludes_zero(c) else "no") + f" ({how})"
+
+
+def control(dataset: str, sizes: list[int], root: Path) -> dict[int, dict]:
+    """Per size the bottleneck control's MLP probe over its seeds (reports/bottleneck.json,
+    `make bottleneck`), where that report has this dataset."""
+    path = root / "reports" / "bottleneck.json"
+    if not path.exists():
+        return {}
+    runs = read_report(path).get("runs", {}).get(dataset, [])
+    return {d: noise.summary(v) for d in sizes if (v := [r["mlp"] for r in runs if r["latent_dim"] == d])}
+
+
+def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], title: str) -> str:
+    lines = [f"# {title}", "",
+             "The AE and the VAE trained for each budget (both the same epochs, the one-cycle schedule "
+             "stretched to them); everything else the baseline's. Each number: the mean over the seeds "
+             "± the half-width of its 95 % interval (Student's t, n - 1 degrees of freedom); test set; "
+             "MSE per pixel on [0, 1]; best latent - pixels with the same classifier on both.", "",
+             "| latent_dim | epochs | seeds | " + " | ".join(SHOWN) + " | AE best epoch |",
+             "|---|---|---|" + "---|" * (len(SHOWN) + 1)]
+    for _, r in summary.iterrows():
+        cells = [_pm(r[c], r[f"{c}_ci"], r["n"], k) for c, k in SHOWN.values()]
+        lines.append(f"| {r['latent_dim']} | {r['epochs']} | {r['n']} | " + " | ".join(cells) +
+                     f" | {_pm(r['ae_best_epoch'], r['ae_best_epoch_ci'], r['n'], 1)} |")
+    lines += ["", "Each longer budget against the shortest at the same size (longer - shorter); beyond the "
+                  "noise when the 95 % interval excludes 0, each row judged on its own:", "",
+              "| latent_dim | epochs | number | change ± 95 % | beyond the noise? |", "|---|---|---|---|---|"]
+    digits = {name: k for name, (_, k) in SHOWN.items()}
+    for c in diffs:
+        lines.append(f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
+                     f"{_pm(c['difference'], c['half_width'], 2, digits[c['number']], '+')} | {_verdict(c)} |")
+    if ctrl:
+        pixels = summary.iloc[0]
+        lines += ["", "The bottleneck control (`make bottleneck`: the AE's encoder trained end to end on the labels "
+                      "through a d-wide code, 7 epochs), its code's MLP probe: " +
+                  "; ".join(f"d = {d}: {_pm(s['mean'], s['half_width'], s['n'], 4)} ({s['n']} seeds)"
+                            for d, s in ctrl.items()) +
+                  f". The pixel MLP: {_pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], pixels['n'], 4)}."]
+    lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}, {r['epochs']} epochs: {r['experiment']}"
+                                      for _, r in summary.iterrows()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", action="append", default=[],
+                        help="a baseline commit whose experiments to read (repeatable; default HEAD; "
+                             "the first is waited on and names the params the runs share)")
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="params the runs set besides latent_dim, the epochs and the seeds (make budget SET=...)")
+    parser.add_argument("--out", default=REPORT, help="reports/<out>.{md,json}, plots/<out>/")
+    parser.add_argument("--now", action="store_true", help="report the runs finished so far, without waiting")
+    args = parser.parse_args(argv)
+    revs = args.rev or ["HEAD"]
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    entries = gather(revs, args.poll, "budget", args.now)
+    df = frame(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"),
+               best_epoch=lambda rev: git_json(rev, "reports/train_ae.json").get("best_epoch"))
+    if df.empty or df["epochs"].nunique() < 2:
+        sys.exit(f"budget: the experiments of {', '.join(revs)} have fewer than two budgets with metrics; "
+                 "run `make budget` first (and name the commit of earlier runs with --rev)")
+    summary = summarize(df, ["latent_dim", "epochs"])
+    diffs = changes(df)
+    dataset = {**flat(entries[0]["params"]), **overrides}["data.dataset"]
+    ctrl = control(dataset, sorted(df["latent_dim"].unique().tolist()), root)
+    title = f"Latent size or training budget, {dataset}"
+    text = markdown(summary, diffs, ctrl, title)
+    write_text(root / "reports" / f"{args.out}.md", text)
+    write_json(root / "reports" / f"{args.out}.json", {
+        "dataset": dataset, "params": overrides,
+        "runs": df.drop(columns=["timestamp"]).to_dict("records"),
+        "budgets": summary.drop(columns="experiment").to_dict("records"), "changes": diffs,
+        "control": {str(d): s for d, s in ctrl.items()}})
+    save_figure(root / "plots" / args.out / "budget.png", plots.budget(summary))
+    print(text)
+    return summary
+
+
+if __name__ == "__main__":
+    cli(main)
