@@ -143,8 +143,8 @@ bottleneck: setup ## what d numbers can carry for the class: a classifier with a
 # Size or budget (docs/results.md): the AE and the VAE trained for each of BUDGET epochs at
 # each of BUDGET_SIZES with SEEDS_PER_SIZE seeds, through DVC's queue (SET as for sweep).
 # `make budget-report` waits for the queue and writes reports/budget.{md,json} and
-# plots/budget/; the params' own epochs come from a sweep's runs: name the commit they were
-# queued from, REPORT_ARGS="--rev <queued from> --rev <the sweep's commit>". Commit first.
+# plots/budget/; the params' own epochs come from the committed sweep report. Commit
+# first; once HEAD moves on, REPORT_ARGS="--rev <the commit the runs were queued from>".
 BUDGET ?= 21,50
 BUDGET_SIZES ?= 2,8
 budget: setup ## queue the AE and VAE at each of BUDGET epochs and BUDGET_SIZES, start the queue

@@ -347,16 +347,24 @@ def test_a_damaged_seed_report_is_one_line_naming_it(tmp_path):
 
 
 def test_mean_difference_welch_and_one_run_against_hand_computed_numbers():
-    a, b = [0.1, 0.2, 0.3], [0.3, 0.5, 0.4]
+    a, b = noise.summary([0.1, 0.2, 0.3]), noise.summary([0.3, 0.5, 0.4])
     d = noise.mean_difference(a, b)
     # equal sds 0.1: sd of the difference 0.1 * sqrt(2/3), Welch dof (2 v)^2 / (2 v^2 / 2) = 4
     assert d["difference"] == pytest.approx(0.2)
     assert d["half_width"] == pytest.approx(2.776445 * 0.1 * math.sqrt(2 / 3), rel=1e-5)
-    one = noise.mean_difference(a, [0.6])  # one run: a's sd for it too, t with 2 dof
+    one = noise.mean_difference(a, noise.summary([0.6]))  # one run: a's sd for it too, t with 2 dof
     assert one["difference"] == pytest.approx(0.4) and one["n_b"] == 1
     assert one["half_width"] == pytest.approx(4.302653 * 0.1 * math.sqrt(1 + 1 / 3), rel=1e-5)
     assert not noise.excludes_zero(one)  # 0.4 < 0.497: one run this far is still a seed's reach
-    assert math.isnan(noise.mean_difference([0.1], b)["half_width"])
+    assert math.isnan(noise.mean_difference(noise.summary([0.1]), b)["half_width"])
+
+
+def test_a_summary_rebuilt_from_a_reports_interval_is_the_summary():
+    s = noise.summary([0.71, 0.74, 0.70])
+    back = noise.from_interval(s["mean"], s["half_width"], 3)
+    assert back["sd"] == pytest.approx(s["sd"], rel=1e-12) and back["ci95"] == pytest.approx(s["ci95"])
+    one = noise.from_interval(0.7, 0.0, 1)  # a report writes 0 for one seed: no sd
+    assert one["n"] == 1 and math.isnan(one["sd"]) and math.isnan(one["half_width"])
 
 
 def budget_entry(name, d, epochs, seed, acc, ts="2026-01-01", vae_epochs=None):
@@ -386,13 +394,13 @@ def test_budget_report_judges_each_longer_budget_against_the_shortest(tmp_path):
     entries[-1]["params"]["model"] = {"widths": [8]}  # another architecture: not this study
     df = budget.frame(entries, best_epoch=lambda rev: 7)
     assert sorted(df["experiment"]) == ["e21s0", "e21s1", "e21s2", "e50s0", "e7s1", "e7s2", "main"]
-    changes = {(c["to"], c["number"]): c for c in budget.changes(df)}
+    summary = budget.summarize(df, ["latent_dim", "epochs"])
+    changes = {(c["to"], c["number"]): c for c in budget.changes(summary)}
     welch = changes[(21, "best latent - pixels")]
     assert welch["difference"] == pytest.approx(0.04) and noise.excludes_zero(welch)  # 0.04 against ± 0.023
     one = changes[(50, "best latent - pixels")]
     assert one["difference"] == pytest.approx(0.005) and not noise.excludes_zero(one)
-    summary = budget.summarize(df, ["latent_dim", "epochs"])
-    text = budget.markdown(summary, budget.changes(df), {2: noise.summary([0.89, 0.9])}, "t")
+    text = budget.markdown(summary, budget.changes(summary), {2: noise.summary([0.89, 0.9])}, "t")
     assert "| 2 | 7 → 21 | best latent - pixels | +0.0400 ± 0.0227 | yes (Welch) |" in text, text
     assert "| 2 | 7 → 50 | best latent - pixels | +0.0050 ± 0.0497 | no (one run against the shorter " in text, text
     assert "| 2 | 21 | 3 | -0.1400 ± 0.0248 |" in text, text
@@ -411,6 +419,7 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     with pytest.raises(SystemExit) as e:  # only the 7-epoch runs: nothing to compare
         budget.main(["--poll", "0"], root=tmp_path)
     assert "fewer than two budgets" in str(e.value) and "--rev" in str(e.value)
+    assert not (tmp_path / "reports/budget.json").exists()
     monkeypatch.setattr(experiments, "dvc_exp_show", lambda rev: rev)
     monkeypatch.setattr(experiments, "runs", lambda show: earlier)  # --rev older: the 21-epoch runs
     (tmp_path / "reports").mkdir()
@@ -429,3 +438,64 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     assert {c["number"] for c in saved["changes"]} == set(budget.SHOWN)
     assert (tmp_path / "plots/budget/budget.png").is_file()
     assert "| 2 | 7 → 21 | best latent - pixels |" in (tmp_path / "reports/budget.md").read_text()
+
+
+def test_budget_takes_the_params_own_epochs_from_the_committed_sweep(monkeypatch, tmp_path):
+    """The 7-epoch row at a size the committed sweep has is the sweep's (its seeds), not the
+    baseline commit's single run; a size the sweep lacks keeps its own runs."""
+    budget = tool("budget")
+    from tools import experiments
+
+    runs = [budget_entry("main", 2, 7, 0, 0.71), budget_entry("d8e7", 8, 7, 0, 0.80),
+            *(budget_entry(f"e21s{s}", d, 21, s, 0.75 + s / 100) for d in (2, 8) for s in (0, 1, 2))]
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
+    monkeypatch.setattr(budget, "git_json", lambda rev, path: {"best_epoch": 21})
+    (tmp_path / "reports").mkdir()
+    swept = noise.summary([0.71 - 0.89, 0.72 - 0.89, 0.70 - 0.89])
+    (tmp_path / "reports/sweep.json").write_text(json.dumps({"dataset": "fashion_mnist", "params": {}, "sizes": [
+        {"latent_dim": 2, "n": 3, "best_minus_pixels": swept["mean"], "best_minus_pixels_ci": swept["half_width"],
+         "ae_mlp": 0.71, "ae_mlp_ci": 0.02, "pixels_mlp": 0.89, "pixels_mlp_ci": 0.0}],
+        "runs": {"2": "ready-keek squat-rant heigh-coos"}}))
+    summary = budget.main(["--poll", "0"], root=tmp_path).set_index(["latent_dim", "epochs"])
+    assert summary.loc[(2, 7), "n"] == 3 and summary.loc[(2, 7), "experiment"] == "ready-keek squat-rant heigh-coos"
+    assert math.isnan(summary.loc[(2, 7), "ae_mse"])  # the sweep's row lacks it: not judged, not invented
+    assert summary.loc[(8, 7), "n"] == 1 and summary.loc[(8, 7), "experiment"] == "d8e7"
+    saved = json.loads((tmp_path / "reports/budget.json").read_text())
+    assert saved["from_sweep"] == [2]
+    change = next(c for c in saved["changes"] if (c["latent_dim"], c["to"], c["number"]) == (2, 21, "best latent - pixels"))
+    own = noise.summary([0.75 - 0.89, 0.76 - 0.89, 0.77 - 0.89])
+    assert change["difference"] == pytest.approx(own["mean"] - swept["mean"])
+    assert change["half_width"] == pytest.approx(noise.mean_difference(swept, own)["half_width"], rel=1e-9)
+    text = (tmp_path / "reports/budget.md").read_text()
+    assert "The 7-epoch rows at d = 2 are the committed latent-size sweep's (reports/sweep.json)" in text, text
+
+
+def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tmp_path):
+    sweep = tool("sweep")
+    from tools import experiments
+
+    def entry(name, d, seed, acc):
+        e = budget_entry(name, d, 7, seed, acc)
+        e["params"]["data"]["dataset"] = "mnist"
+        return e
+
+    runs = [entry(f"d{d}s{s}", d, s, 0.9 + s / 100) for d in (2, 4) for s in (0, 1)]
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
+    monkeypatch.setattr(sweep, "git_json", lambda rev, path: {})
+    (tmp_path / "reports").mkdir()
+    earlier = {"dataset": "mnist", "params": {"data.dataset": "mnist"}, "runs": {"2": "old-a old-b", "32": "old-c old-d"},
+               "sizes": [{**sweep.table(runs)[lambda f: f["latent_dim"] == 2].drop(columns="experiment")
+                          .iloc[0].to_dict(), "latent_dim": d, "n": 2, "ae_mse": mse} for d, mse in ((2, 0.5), (32, 0.01))]}
+    (tmp_path / "reports/sweep_mnist.json").write_text(json.dumps(earlier))
+    args = ["--poll", "0", "--set", "data.dataset=mnist", "--out", "sweep_mnist"]
+    with pytest.raises(SystemExit) as e:  # another sweep's report: refused, nothing written
+        sweep.main(["--poll", "0", "--out", "sweep_mnist", "--keep"], root=tmp_path)
+    assert "--keep adds sizes of the same sweep only" in str(e.value)
+    df = sweep.main(args + ["--keep"], root=tmp_path)
+    assert df["latent_dim"].tolist() == [2, 4, 32]
+    assert df.set_index("latent_dim").loc[2, "ae_mse"] != 0.5  # the runs' own d = 2, not the earlier one
+    assert df.set_index("latent_dim").loc[32, "ae_mse"] == 0.01
+    saved = json.loads((tmp_path / "reports/sweep_mnist.json").read_text())
+    assert saved["kept"] == [32] and saved["runs"]["32"] == "old-c old-d"
+    assert "Sizes 32: kept from the earlier report (sweep_mnist.json)" in (tmp_path / "reports/sweep_mnist.md").read_text()
+    assert sweep.main(args, root=tmp_path)["latent_dim"].tolist() == [2, 4]  # without --keep: the runs alone

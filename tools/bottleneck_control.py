@@ -44,9 +44,9 @@ from stages.core.params import load_params, top_level  # noqa: E402
 from stages.core.probes import probe  # noqa: E402
 from stages.core.training import train_and_test  # noqa: E402
 from tools import cli, noise, read_report  # noqa: E402
+from tools.sweep import report_row  # noqa: E402
 
 NUMBERS = {"own": "end to end", "logreg": "logreg probe", "mlp": "MLP probe", "knn5": "5-NN probe"}
-SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # reports/<name>.json of make sweep-report
 
 
 def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> tuple[dict, list[str]]:
@@ -100,14 +100,6 @@ def _cell(mean: float, half: float, n: int) -> str:
     return f"{mean:.4f}" + (f" ± {half:.4f}" if n > 1 else "")
 
 
-def sweep_row(root: Path, dataset: str, d: int) -> dict | None:
-    """The sweep's numbers at size ``d`` for ``dataset`` (reports/sweep*.json), if it has them."""
-    path = root / "reports" / f"{SWEEPS[dataset]}.json"
-    if not path.exists():
-        return None
-    return next((r for r in read_report(path).get("sizes", []) if r.get("latent_dim") == d), None)
-
-
 def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
     lines = ["# The bottleneck control: what d numbers can carry for the class", "",
              f"The AE's encoder to a d-wide code and a linear layer to the logits, trained end to end on the labels "
@@ -118,7 +110,7 @@ def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
         lines += [f"## {dataset}", "", "| latent_dim | seeds | end to end | logreg probe | MLP probe | 5-NN probe "
                   "| AE MLP probe (sweep) | VAE MLP probe (sweep) | pixels MLP |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            sweep = sweep_row(root, dataset, r["latent_dim"])
+            sweep = report_row(root, dataset, r["latent_dim"])
             beside = (" | ".join(_cell(sweep[k], sweep[f"{k}_ci"], sweep["n"]) for k in ("ae_mlp", "vae_mlp", "pixels_mlp"))
                       if sweep else "– | – | –")
             lines.append(f"| {r['latent_dim']} | {r['n']} | " +

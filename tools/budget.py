@@ -5,7 +5,9 @@ BUDGET epochs (both the same) at each of BUDGET_SIZES latent sizes with the trai
 seeds 0 .. SEEDS_PER_SIZE - 1. This module waits until the queue has nothing queued or
 running, reads the finished experiments of the baseline commits (``--rev``, repeatable:
 a latent-size sweep's 7-epoch runs of an earlier commit count too; the first names the
-params the runs must share), keeps the newest run per (size, epochs, seed), and writes:
+params the runs must share), keeps the newest run per (size, epochs, seed), takes the
+params' own budget at each size from the committed latent-size sweep (reports/sweep*.json:
+the same params, seeds 0 .. 2) where it has that size, and writes:
 
 - ``reports/budget.md`` and ``reports/budget.json``: per size and budget the test MSEs,
   the MLP probes, the AE's best epoch and best latent - pixels, mean ± the 95 % half-width
@@ -32,7 +34,7 @@ from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_json, write_text  # noqa: E402
 from tools import cli, noise, read_report  # noqa: E402
 from tools.experiments import flat, gather, git_json  # noqa: E402
-from tools.sweep import run_frame, summarize  # noqa: E402
+from tools.sweep import REPORTS, report_row, run_frame, summarize  # noqa: E402
 
 REPORT = "budget"
 EPOCH_KEYS = ("train_ae.epochs", "train_vae.epochs")
@@ -55,18 +57,39 @@ def frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}
     return df.drop(columns=list(EPOCH_KEYS))
 
 
-def changes(df: pd.DataFrame) -> list[dict]:
-    """Per size, each budget's runs against the shortest budget's: every SHOWN number's
-    mean difference and its interval (``noise.mean_difference``)."""
+def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tuple[pd.DataFrame, list[int]]:
+    """``summary`` with its rows at the params' own ``epochs`` replaced, size by size, by the
+    committed latent-size sweep's (``sweep.report_row``: the same params over its seeds; the
+    baseline commit's own run is one of them), where the sweep has that size; and those sizes."""
+    rows = []
+    for d in sorted(summary["latent_dim"].unique()):
+        r = report_row(root, dataset, int(d))
+        if r is not None:
+            rows.append({**{c: r.get(c, float("nan")) for c in summary.columns}, "latent_dim": d, "epochs": epochs})
+    sizes = [int(r["latent_dim"]) for r in rows]
+    if not rows:
+        return summary, sizes
+    own = summary[~((summary["epochs"] == epochs) & summary["latent_dim"].isin(sizes))]
+    return pd.concat([own, pd.DataFrame(rows)[summary.columns]], ignore_index=True) \
+        .sort_values(["latent_dim", "epochs"]).reset_index(drop=True), sizes
+
+
+def _runs(row: pd.Series, col: str) -> dict:
+    return noise.from_interval(row[col], row[f"{col}_ci"], row["n"])
+
+
+def changes(summary: pd.DataFrame) -> list[dict]:
+    """Per size, each budget against the shortest: every SHOWN number's mean difference and
+    its interval (``noise.mean_difference`` of the two rows' seeds)."""
     out = []
-    for d, group in df.groupby("latent_dim"):
-        budgets = sorted(group["epochs"].unique())
-        base = group[group["epochs"] == budgets[0]]
-        for e in budgets[1:]:
-            longer = group[group["epochs"] == e]
+    for d, group in summary.groupby("latent_dim"):
+        group = group.sort_values("epochs")
+        base = group.iloc[0]
+        for _, longer in group.iloc[1:].iterrows():
             for name, (col, _) in SHOWN.items():
-                diff = noise.mean_difference(base[col].tolist(), longer[col].tolist())
-                out.append({"latent_dim": int(d), "from": int(budgets[0]), "to": int(e), "number": name, **diff})
+                diff = noise.mean_difference(_runs(base, col), _runs(longer, col))
+                out.append({"latent_dim": int(d), "from": int(base["epochs"]), "to": int(longer["epochs"]),
+                            "number": name, **diff})
     return out
 
 
@@ -94,7 +117,7 @@ def control(dataset: str, sizes: list[int], root: Path) -> dict[int, dict]:
     return {d: noise.summary(v) for d in sizes if (v := [r["mlp"] for r in runs if r["latent_dim"] == d])}
 
 
-def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], title: str) -> str:
+def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], title: str, note: str = "") -> str:
     lines = [f"# {title}", "",
              "The AE and the VAE trained for each budget (both the same epochs, the one-cycle schedule "
              "stretched to them); everything else the baseline's. Each number: the mean over the seeds "
@@ -122,6 +145,8 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
                   f". The pixel MLP: {_pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], pixels['n'], 4)}."]
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}, {r['epochs']} epochs: {r['experiment']}"
                                       for _, r in summary.iterrows()) + "."]
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -141,20 +166,24 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     entries = gather(revs, args.poll, "budget", args.now)
     df = frame(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"),
                best_epoch=lambda rev: git_json(rev, "reports/train_ae.json").get("best_epoch"))
-    if df.empty or df["epochs"].nunique() < 2:
-        sys.exit(f"budget: the experiments of {', '.join(revs)} have fewer than two budgets with metrics; "
-                 "run `make budget` first (and name the commit of earlier runs with --rev)")
-    summary = summarize(df, ["latent_dim", "epochs"])
-    diffs = changes(df)
-    dataset = {**flat(entries[0]["params"]), **overrides}["data.dataset"]
+    params = {**flat(entries[0]["params"]), **overrides} if entries else {}
+    dataset = params.get("data.dataset")
+    summary, swept = (df, []) if df.empty else baseline(summarize(df, ["latent_dim", "epochs"]), root, dataset,
+                                                         params["train_ae.epochs"])
+    if summary.empty or summary["epochs"].nunique() < 2:
+        sys.exit(f"budget: the experiments of {', '.join(revs)} and the committed sweep have fewer than two "
+                 "budgets with metrics; run `make budget` first (and name the commit of earlier runs with --rev)")
+    diffs = changes(summary)
     ctrl = control(dataset, sorted(df["latent_dim"].unique().tolist()), root)
     title = f"Latent size or training budget, {dataset}"
-    text = markdown(summary, diffs, ctrl, title)
+    note = (f"The {params['train_ae.epochs']}-epoch rows at d = {', '.join(map(str, swept))} are the committed "
+            f"latent-size sweep's (reports/{REPORTS[dataset]}.json): the same params, its seeds.") if swept else ""
+    text = markdown(summary, diffs, ctrl, title, note)
     write_text(root / "reports" / f"{args.out}.md", text)
     write_json(root / "reports" / f"{args.out}.json", {
         "dataset": dataset, "params": overrides,
         "runs": df.drop(columns=["timestamp"]).to_dict("records"),
-        "budgets": summary.drop(columns="experiment").to_dict("records"), "changes": diffs,
+        "budgets": summary.drop(columns="experiment").to_dict("records"), "from_sweep": swept, "changes": diffs,
         "control": {str(d): s for d, s in ctrl.items()}})
     save_figure(root / "plots" / args.out / "budget.png", plots.budget(summary))
     print(text)

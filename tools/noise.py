@@ -76,22 +76,31 @@ def sd_of_change(a: dict, b: dict | None = None) -> tuple[float, float]:
     return sd, dof
 
 
-def mean_difference(a: list[float], b: list[float]) -> dict:
-    """mean(b) - mean(a) for two configurations' independent runs, with its 95 % interval:
-    Welch's (Welch-Satterthwaite dof) when both have two runs or more; when ``b`` is one run,
-    the interval that run would fall in were it another seed of ``a`` (a's sd for both, n_a - 1
-    dof). {"n_a", "n_b", "difference", "ci95", "half_width"}; nan half-width when a has < 2 runs."""
-    sa, sb = summary(a), summary(b) if len(b) else None
-    diff = (sb["mean"] if sb else float("nan")) - sa["mean"]
-    if sa["n"] < 2 or not sb:
+def from_interval(mean: float, half_width: float, n: int) -> dict:
+    """The ``summary`` of n runs rebuilt from a report's mean and 95 % half-width (the sd is
+    half_width * sqrt(n) / t(0.975, n - 1); nan for one run)."""
+    n = int(n)
+    sd = float(half_width) * math.sqrt(n) / stats.t.ppf(0.975, n - 1) if n > 1 else float("nan")
+    half = float(half_width) if n > 1 else float("nan")
+    return {"n": n, "mean": float(mean), "sd": sd, "ci95": [mean - half, mean + half], "half_width": half}
+
+
+def mean_difference(a: dict, b: dict) -> dict:
+    """mean(b) - mean(a) for two configurations' independent runs, each a ``summary``, with
+    its 95 % interval: Welch's (Welch-Satterthwaite dof) when both have two runs or more; when
+    ``b`` is one run, the interval that run would fall in were it another seed of ``a`` (a's sd
+    for both, n_a - 1 dof). {"n_a", "n_b", "difference", "ci95", "half_width"}; nan half-width
+    when a has < 2 runs."""
+    diff = b["mean"] - a["mean"]
+    if a["n"] < 2:
         half = float("nan")
-    elif sb["n"] < 2:
-        half = float(stats.t.ppf(0.975, sa["n"] - 1) * sa["sd"] * math.sqrt(1 + 1 / sa["n"]))
+    elif b["n"] < 2:
+        half = float(stats.t.ppf(0.975, a["n"] - 1) * a["sd"] * math.sqrt(1 + 1 / a["n"]))
     else:
-        sd, dof = sd_of_change({"sd": sa["sd"] / math.sqrt(sa["n"]), "n": sa["n"]},
-                               {"sd": sb["sd"] / math.sqrt(sb["n"]), "n": sb["n"]})
+        sd, dof = sd_of_change({"sd": a["sd"] / math.sqrt(a["n"]), "n": a["n"]},
+                               {"sd": b["sd"] / math.sqrt(b["n"]), "n": b["n"]})
         half = float(stats.t.ppf(0.975, dof) * sd) if sd > 0 else 0.0
-    return {"n_a": sa["n"], "n_b": len(b), "difference": diff, "ci95": [diff - half, diff + half],
+    return {"n_a": a["n"], "n_b": b["n"], "difference": diff, "ci95": [diff - half, diff + half],
             "half_width": half}
 
 

@@ -5,8 +5,9 @@
 several machines sharing the DVC remote can each run a queue the same way. This module
 waits until the queue has nothing queued or running, reads the finished experiments of
 the baseline commit with ``dvc exp show --json`` (the baseline's own run counts as a
-point; ``--rev`` again adds an earlier commit's runs, a sweep queued in parts), keeps
-the newest per latent size, and writes:
+point; ``--rev`` again adds an earlier commit's runs, a sweep queued in parts; ``--keep``
+keeps the sizes of the earlier report that the runs lack, where their experiments are
+gone), keeps the newest per latent size, and writes:
 
 - ``reports/sweep.md``: one row per latent size, naming the experiment that gave it;
 - ``plots/sweep/mse.csv`` (test MSE of AE, VAE, PCA) and ``plots/sweep/accuracy.csv``
@@ -19,6 +20,7 @@ It runs outside ``dvc repro``: it reads experiments, it is not one.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,10 +30,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_csv, write_json, write_text  # noqa: E402
-from tools import cli, noise  # noqa: E402
+from tools import cli, noise, read_report  # noqa: E402
 from tools.experiments import SEED_KEYS, flat, gather, git_json  # noqa: E402
 
 REPORT = "sweep"  # reports/<out>.{md,json} and plots/<out>/, <out> sweep unless --out names another
+REPORTS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's <out>, as docs/experiments.md runs it
 MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
        "pca": ("metrics/evaluate.json", "pca", "test_mse")}
 PIXELS = {"pixels_logreg": "logreg_test_acc", "pixels_mlp": "test_acc"}
@@ -114,6 +117,33 @@ def table(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}
     return summarize(df, ["latent_dim"]) if not df.empty else df
 
 
+def report_row(root: Path, dataset: str, d: int) -> dict | None:
+    """The committed sweep's numbers at size ``d`` for ``dataset`` (reports/sweep*.json,
+    ``experiment`` its runs), if it has them."""
+    path = root / "reports" / f"{REPORTS[dataset]}.json"
+    if not path.exists():
+        return None
+    rep = read_report(path)
+    row = next((r for r in rep.get("sizes", []) if r.get("latent_dim") == d), None)
+    return row and {**row, "experiment": rep.get("runs", {}).get(str(d), "")}
+
+
+def keep(df: pd.DataFrame, path: Path, dataset: str, overrides: dict) -> tuple[pd.DataFrame, list[int]]:
+    """``df`` with the sizes of the earlier report at ``path`` that its runs lack (a sweep run
+    in parts: each size is summarized over its own seeds, so a size's row stands alone), and
+    those sizes. The earlier report must be of the same dataset and params."""
+    old = read_report(path)
+    if old.get("dataset") != dataset or old.get("params", {}) != overrides:
+        sys.exit(f"sweep: {path} is of {old.get('dataset')} with {old.get('params')}, not {dataset} with "
+                 f"{overrides}; --keep adds sizes of the same sweep only")
+    rows = [{**r, "experiment": old["runs"][str(r["latent_dim"])]} for r in old["sizes"]
+            if r["latent_dim"] not in set(df["latent_dim"])]
+    if not rows:
+        return df, []
+    merged = pd.concat([df, pd.DataFrame(rows)[df.columns]], ignore_index=True)
+    return merged.sort_values("latent_dim").reset_index(drop=True), [r["latent_dim"] for r in rows]
+
+
 def _cell(r, c: str, digits: int) -> str:
     if pd.isna(r[c]):
         return "–"
@@ -127,10 +157,10 @@ def _verdict(r, c: str) -> str:
     return "yes: the interval excludes 0" if low > 0 or high < 0 else "no: the interval contains 0"
 
 
-def markdown(df: pd.DataFrame, title: str) -> str:
+def markdown(df: pd.DataFrame, title: str, kept: str = "") -> str:
     """The tables; with several seeds per size each number is its mean ± the 95 % half-width
     over that size's own seeds (t with n - 1 dof), and a paired difference is judged by
-    whether its interval excludes 0."""
+    whether its interval excludes 0. ``kept``: a sentence on sizes kept from an earlier report."""
     lines = [f"# {title}", "", "Each number: the mean over the size's seeds ± the half-width of its 95 % interval "
              "(Student's t, n - 1 degrees of freedom); test set; MSE per pixel on [0, 1].", "",
              "| latent_dim | seeds | AE MSE | VAE MSE | PCA MSE | VAE active units | best latent - pixels |",
@@ -152,6 +182,8 @@ def markdown(df: pd.DataFrame, title: str) -> str:
         for name in PAIRED:
             lines.append(f"| {r['latent_dim']} | {name} | {_cell(r, name, 4)} | {_verdict(r, name)} |")
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}: {r['experiment']}" for _, r in df.iterrows()) + "."]
+    if kept:
+        lines += ["", kept]
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +198,8 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     parser.add_argument("--out", default=REPORT, help="reports/<out>.{md,json}, plots/<out>/")
     parser.add_argument("--now", action="store_true",
                         help="report the runs finished so far, without waiting for the queue (another sweep may still run)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the sizes of the earlier reports/<out>.json that these runs lack (a sweep run in parts)")
     args = parser.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     revs = args.rev or ["HEAD"]
@@ -175,16 +209,24 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
         sys.exit(f"sweep: no finished experiment of {', '.join(revs)} has metrics; run `make sweep` first")
     dataset = {**flat(entries[0]["params"]), **overrides}["data.dataset"]
     title = f"Latent-size sweep, {dataset}"
+    report = root / "reports" / f"{args.out}.json"
+    kept, note = [], ""
+    if args.keep and report.exists():
+        df, kept = keep(df, report, dataset, overrides)
+        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(report.relative_to(root))], cwd=root,
+                                capture_output=True, text=True).stdout.strip()
+        note = (f"Sizes {', '.join(map(str, kept))}: kept from the earlier report ({report.name}"
+                f"{' of commit ' + commit if commit else ''}); their runs were queued from that commit.") if kept else ""
     plots_dir = root / "plots" / args.out
-    write_text(root / "reports" / f"{args.out}.md", markdown(df, title))
-    write_json(root / "reports" / f"{args.out}.json", {"dataset": dataset, "params": overrides,
-                                                      "sizes": df.drop(columns="experiment").to_dict("records"),
-                                                      "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"]))})
+    write_text(root / "reports" / f"{args.out}.md", markdown(df, title, note))
+    write_json(report, {"dataset": dataset, "params": overrides,
+                        "sizes": df.drop(columns="experiment").to_dict("records"),
+                        "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"])), "kept": kept})
     write_csv(plots_dir / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in MSE)]])
     write_csv(plots_dir / "accuracy.csv", df[["latent_dim", "n", "experiment",
                                               *(f"{r}_{c}" for r in MSE for c in ("logreg", "mlp")), *PIXELS]])
     save_figure(plots_dir / "sweep.png", plots.sweep(df, list(MSE)))
-    print(markdown(df, title))
+    print(markdown(df, title, note))
     return df
 
 
