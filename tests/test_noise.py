@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +317,33 @@ def test_the_queue_says_how_far_it_is(monkeypatch, capsys):
         "sweep: 2 of 3 runs done, running d8 (0 s), elapsed 5 min 00 s, about 2 min 30 s left (2 min 30 s a run)",
         "sweep: 3 of 3 runs done (1 failed) in 7 min 30 s (2 min 30 s a run)"]
     assert experiments.duration(3725) == "1 h 02 min"
+
+
+def test_a_running_run_says_where_it_is_from_the_queues_process_and_log(monkeypatch, tmp_path):
+    """The queue names each running run's process and log (`dvc exp show --json`'s
+    executor): the line gives the time since that process started, not since the first
+    look, and the log's last stage or epoch line."""
+    from tools import experiments
+
+    log = tmp_path / "run.out"
+    log.write_text("Reproducing experiment 'x'\nRunning stage 'train_ae':\n> python -m stages.train_ae\n"
+                   "train_ae 1/21: train_loss=0.1 val_loss=0.05 * (13.8 s)\ntrain_ae 2/21: train_loss=0.04 "
+                   "val_loss=0.03 * (11.9 s)\n")
+    assert experiments.last_step(str(log)) == "train_ae 2/21"
+    with log.open("a") as f:
+        f.write("Updating lock file 'dvc.lock'\nRunning stage 'evaluate':\n> python -m stages.evaluate\n")
+    assert experiments.last_step(str(log)) == "stage evaluate"
+    with log.open("a") as f:
+        f.write("downstream ae 3/24: train_loss=0.9 val_loss=0.8 * (0.3 s)\n")
+    assert experiments.last_step(str(log)) == "downstream ae 3/24"
+    assert experiments.last_step(str(tmp_path / "none.out")) == "" and experiments.last_step(None) == ""
+    age = experiments.run_age(os.getpid())  # this test's own process: started before now
+    assert age is not None and 0 <= age < 24 * 3600
+    assert experiments.run_age(None) is None
+    monkeypatch.setattr(experiments, "run_age", lambda pid: 125.0 if pid == 7 else None)
+    line = experiments.Progress("budget").line([{"name": "d2", "state": "running", "pid": 7, "log": str(log)},
+                                                {"name": "d8", "state": "queued", "pid": None, "log": None}])
+    assert line.startswith("budget: 0 of 2 runs done, running d2 (2 min 05 s, downstream ae 3/24), elapsed 0 s"), line
 
 
 def test_a_run_taken_off_the_queue_is_not_counted_as_done(monkeypatch, capsys):

@@ -3,9 +3,8 @@
 `make budget` queues, through DVC's own queue, the AE and the VAE trained for each of
 BUDGET epochs (both the same) at each of BUDGET_SIZES latent sizes with the training
 seeds 0 .. SEEDS_PER_SIZE - 1. This module waits until the queue has nothing queued or
-running, reads the finished experiments of the baseline commits (``--rev``, repeatable:
-a latent-size sweep's 7-epoch runs of an earlier commit count too; the first names the
-params the runs must share), keeps the newest run per (size, epochs, seed), takes the
+running, reads the finished experiments of the baseline commits (``--rev``, repeatable;
+the first names the params the runs must share), keeps the newest run per (size, epochs, seed), takes the
 params' own budget at each size from the committed latent-size sweep (reports/sweep*.json:
 the same params, seeds 0 .. 2) where it has that size, and writes:
 
@@ -27,13 +26,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_json, write_text  # noqa: E402
 from tools import cli, noise, read_report  # noqa: E402
-from tools.experiments import flat, gather, git_json  # noqa: E402
+from tools.experiments import flat, git_json, report_args, report_runs  # noqa: E402
 from tools.sweep import REPORTS, report_row, run_frame, summarize  # noqa: E402
 
 REPORT = "budget"
@@ -152,18 +150,9 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rev", action="append", default=[],
-                        help="a baseline commit whose experiments to read (repeatable; default HEAD; "
-                             "the first is waited on and names the params the runs share)")
-    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params the runs set besides latent_dim, the epochs and the seeds (make budget SET=...)")
-    parser.add_argument("--out", default=REPORT, help="reports/<out>.{md,json}, plots/<out>/")
-    parser.add_argument("--now", action="store_true", help="report the runs finished so far, without waiting")
+    report_args(parser, REPORT, "latent_dim, the epochs")
     args = parser.parse_args(argv)
-    revs = args.rev or ["HEAD"]
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    entries = gather(revs, args.poll, "budget", args.now)
+    revs, overrides, entries = report_runs(args, "budget")
     df = frame(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"),
                best_epoch=lambda rev: git_json(rev, "reports/train_ae.json").get("best_epoch"))
     params = {**flat(entries[0]["params"]), **overrides} if entries else {}
@@ -185,7 +174,9 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
         "runs": df.drop(columns=["timestamp"]).to_dict("records"),
         "budgets": summary.drop(columns="experiment").to_dict("records"), "from_sweep": swept, "changes": diffs,
         "control": {str(d): s for d, s in ctrl.items()}})
-    save_figure(root / "plots" / args.out / "budget.png", plots.budget(summary))
+    pixels = summary.sort_values("epochs").groupby("latent_dim")["pixels_mlp"].first()  # the shortest budget's seeds
+    save_figure(root / "plots" / args.out / "budget.png",
+                plots.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()}))
     print(text)
     return summary
 

@@ -3,7 +3,10 @@ queue, and a run's files (git-tracked ones with ``git show``, cached ones by the
 dvc.lock records). Shared by the sweep, seed, exercise, course and experiment-table tools."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -24,15 +27,16 @@ def runs(show: list[dict], workspace: bool = False) -> list[dict]:
     timestamp, rev, params, metrics}, from ``dvc exp show --json`` (the workspace entry only if
     asked). ``baseline`` names the commit a run belongs to (a commit's own run: its own
     name). ``state`` is the queue's (queued, running, success, failed); a run outside the
-    queue has none and counts as a success."""
+    queue has none and counts as a success. ``pid`` and ``log``: the queue's process and
+    output file for a run it ran (None otherwise)."""
     out = []
 
-    def entry(node: dict, name: str, baseline: str, state: str) -> dict:
+    def entry(node: dict, name: str, baseline: str, state: str, local: dict | None = None) -> dict:
         data = node.get("data") or {}
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}
         return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
                 "rev": node.get("rev", ""), "params": files("params").get("params.yaml", {}),
-                "metrics": files("metrics")}
+                "metrics": files("metrics"), "pid": (local or {}).get("pid"), "log": (local or {}).get("log")}
 
     for commit in show:
         if commit.get("rev") == "workspace":
@@ -42,9 +46,11 @@ def runs(show: list[dict], workspace: bool = False) -> list[dict]:
         name = commit.get("name") or commit["rev"][:7]
         out.append(entry(commit, name, name, "success"))
         for exp in commit.get("experiments") or []:
-            state = (exp.get("executor") or {}).get("state", "success")
+            executor = exp.get("executor") or {}
+            state = executor.get("state", "success")
             for rev in exp.get("revs") or []:
-                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], name, state))
+                out.append(entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], name, state,
+                                 executor.get("local")))
     return out
 
 
@@ -67,9 +73,41 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+# A stage's progress line in a run's log: "Running stage 'evaluate':", "train_ae 3/21: ...",
+# "downstream ae 3/24: ...".
+STEP = re.compile(r"^Running stage '([\w-]+)'|^([A-Za-z_][\w ]*?) (\d+)/(\d+):")
+
+
+def run_age(pid: int | None) -> float | None:
+    """Seconds since the process ``pid`` started (Linux's /proc); None where unknown."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def last_step(log: str | None) -> str:
+    """Where a running experiment is, from the end of its log: "train_ae 3/21" (epochs done
+    of the stage's), "stage evaluate"; "" where the log says nothing yet or is unreadable."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode(errors="replace")
+    except (OSError, TypeError):
+        return ""
+    for line in reversed(tail.splitlines()):
+        m = STEP.match(line.strip())
+        if m:
+            return f"stage {m[1]}" if m[1] else f"{m[2]} {m[3]}/{m[4]}"
+    return ""
+
+
 class Progress:
     """How far the queue is, from successive looks at it: the runs pending at the first
-    look are the work (less any taken off the queue since); a line says how many are done, which one runs and for how long,
+    look are the work (less any taken off the queue since); a line says how many are done,
+    which one runs, for how long (since its process started where the queue names it, else
+    since it was first seen running) and where it is (its log's last stage or epoch line),
     the time since the first look, and the rest at the mean time of the runs done."""
 
     def __init__(self, who: str):
@@ -85,14 +123,20 @@ class Progress:
         self.work = [n for n in self.work if n in present] + [n for n in pending if n not in self.work]
         done = [n for n in self.work if n not in pending]
         running = [n for n, state in pending.items() if state == "running"]
+        by_name = {e["name"]: e for e in entries}
         for n in running:
-            self.running_since.setdefault(n, now)
+            age = run_age(by_name[n].get("pid"))
+            self.running_since.setdefault(n, now - age if age is not None else now)
         elapsed = now - self.start
         failed = sum(e["state"] == "failed" for e in entries if e["name"] in done)
         parts = [f"{self.who}: {len(done)} of {len(self.work)} runs done" + (f" ({failed} failed)" if failed else "")]
         if not pending:
             return parts[0] + f" in {duration(elapsed)}" + (f" ({duration(elapsed / len(done))} a run)" if done else "")
-        parts += [f"running {n} ({duration(now - self.running_since[n])})" for n in running] or ["none running yet"]
+        for n in running:
+            step = last_step(by_name[n].get("log"))
+            parts.append(f"running {n} ({duration(now - self.running_since[n])}{', ' + step if step else ''})")
+        if not running:
+            parts.append("none running yet")
         parts.append(f"elapsed {duration(elapsed)}")
         if done:
             per_run = elapsed / len(done)  # the runs done so far, one worker after another
@@ -122,6 +166,27 @@ def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
                      f"`dvc queue start` (or `make {who}`), then run this again")
         print(progress.line(entries), flush=True)
         time.sleep(poll)
+
+
+def report_args(parser: argparse.ArgumentParser, out: str, free: str) -> None:
+    """The arguments of a report on queued runs (the sweep's, the budget's): which commits'
+    runs, how often to look, the params the runs set besides ``free``, the report's name."""
+    parser.add_argument("--rev", action="append", default=[],
+                        help="a baseline commit whose experiments to read (repeatable; default HEAD; "
+                             "the first is waited on and names the params the runs share)")
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"params the runs set besides {free} and the training seeds (make ... SET=...)")
+    parser.add_argument("--out", default=out, help="reports/<out>.{md,json}, plots/<out>/")
+    parser.add_argument("--now", action="store_true",
+                        help="report the runs finished so far, without waiting for the queue (another may still run)")
+
+
+def report_runs(args: argparse.Namespace, who: str) -> tuple[list[str], dict, list[dict]]:
+    """``report_args``' commits, the params set (``--set``, parsed as YAML) and their runs."""
+    revs = args.rev or ["HEAD"]
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    return revs, overrides, gather(revs, args.poll, who, args.now)
 
 
 def gather(revs: list[str], poll: float, who: str, now: bool = False) -> list[dict]:

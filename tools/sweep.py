@@ -25,13 +25,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.core import plots  # noqa: E402
 from stages.core.io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from tools import cli, noise, read_report  # noqa: E402
-from tools.experiments import SEED_KEYS, flat, gather, git_json  # noqa: E402
+from tools.experiments import SEED_KEYS, flat, git_json, report_args, report_runs  # noqa: E402
 
 REPORT = "sweep"  # reports/<out>.{md,json} and plots/<out>/, <out> sweep unless --out names another
 REPORTS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's <out>, as docs/experiments.md runs it
@@ -189,21 +188,11 @@ def markdown(df: pd.DataFrame, title: str, kept: str = "") -> str:
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rev", action="append", default=[],
-                        help="a baseline commit whose experiments to read (repeatable; default HEAD; "
-                             "the first is waited on and names the params the runs share)")
-    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params the sweep's runs set besides latent_dim and the seeds (make sweep SET=...)")
-    parser.add_argument("--out", default=REPORT, help="reports/<out>.{md,json}, plots/<out>/")
-    parser.add_argument("--now", action="store_true",
-                        help="report the runs finished so far, without waiting for the queue (another sweep may still run)")
+    report_args(parser, REPORT, "latent_dim")
     parser.add_argument("--keep", action="store_true",
                         help="keep the sizes of the earlier reports/<out>.json that these runs lack (a sweep run in parts)")
     args = parser.parse_args(argv)
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    revs = args.rev or ["HEAD"]
-    entries = gather(revs, args.poll, "sweep", args.now)
+    revs, overrides, entries = report_runs(args, "sweep")
     df = table(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"))
     if df.empty:
         sys.exit(f"sweep: no finished experiment of {', '.join(revs)} has metrics; run `make sweep` first")
@@ -216,7 +205,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
         commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(report.relative_to(root))], cwd=root,
                                 capture_output=True, text=True).stdout.strip()
         note = (f"Sizes {', '.join(map(str, kept))}: kept from the earlier report ({report.name}"
-                f"{' of commit ' + commit if commit else ''}); their runs were queued from that commit.") if kept else ""
+                f"{' as committed in ' + commit if commit else ''}), whose runs are named above.") if kept else ""
     plots_dir = root / "plots" / args.out
     write_text(root / "reports" / f"{args.out}.md", markdown(df, title, note))
     write_json(report, {"dataset": dataset, "params": overrides,

@@ -259,14 +259,24 @@ def sweep(df: pd.DataFrame, reps: list[str]) -> Figure:
     return fig
 
 
-def budget(summary: pd.DataFrame) -> Figure:
+def budget(summary: pd.DataFrame, control: dict | None = None) -> Figure:
     """Size or budget: best latent - pixels and the AE's test MSE against the AE and VAE
-    epochs, a line per latent size, each point with its 95 % interval over the seeds."""
+    epochs, a line per latent size, each point with its 95 % interval over the seeds (a
+    hollow point: one run, no interval); ``control`` {d: the bottleneck control's probe -
+    pixels} as a dashed line per size."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    labelled = set()
     for i, (d, g) in enumerate(summary.groupby("latent_dim")):
+        one = g[g["n"] < 2]
         for ax, col in ((left, "best_minus_pixels"), (right, "ae_mse")):
             ax.errorbar(g["epochs"], g[col], yerr=g[f"{col}_ci"], marker="o", capsize=3, color=f"C{i}",
                         label=f"d = {d}")
+            ax.plot(one["epochs"], one[col], "o", color="white", markeredgecolor=f"C{i}", zorder=3,
+                    label="one run" if len(one) and ax not in labelled else None)
+            labelled |= {ax} if len(one) else set()
+        if d in (control or {}):
+            left.axhline(control[d], color=f"C{i}", linestyle="--", linewidth=1,
+                         label=f"bottleneck control, d = {d}")
     left.axhline(0, color="black", linewidth=1)
     left.set(ylabel="best latent - pixels, test accuracy", title="The latents against the pixels")
     right.set(ylabel="AE test MSE per pixel, [0, 1] scale", title="Reconstruction")
