@@ -1,6 +1,7 @@
 """Reading DVC's experiments: `dvc exp show --json` as a list of runs, waiting for the
 queue, and a run's files (git-tracked ones with ``git show``, cached ones by the md5 its
-dvc.lock records). Shared by the sweep, seed, exercise, course and experiment-table tools."""
+dvc.lock records). Shared by the sweep, budget, seed, exercise, course and
+experiment-table tools."""
 from __future__ import annotations
 
 import argparse
