@@ -1,7 +1,6 @@
 """Tools that read the pipeline's results (reports, the README, the plot page), outside the stages."""
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -31,13 +30,6 @@ def read_report(path: Path) -> dict:
     """A tool's JSON report; a damaged or missing one is a one-line error naming the make
     target that writes it again (not a stage: no `dvc repro` rebuilds it)."""
     from stages.core.io import read_json
-    from stages.core.params import PipelineError
 
-    try:
-        return read_json(path)
-    except PipelineError as e:
-        target = next((t for stem, t in REPORT_WRITERS.items() if Path(path).name.startswith(stem)), None)
-        if target is None:
-            raise
-        what = re.split(r"; (?:rebuild it with|run the stages)", str(e))[0]
-        raise PipelineError(f"{what}; write it again with `{target}`") from None
+    target = next((t for stem, t in REPORT_WRITERS.items() if Path(path).name.startswith(stem)), None)
+    return read_json(path, f"write it again with `{target}`" if target else None)

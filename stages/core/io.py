@@ -122,15 +122,16 @@ def _umask() -> int:
     return mask
 
 
-def require(path: Path) -> Path:
-    """``path``, or a clear error if an earlier stage has not written it yet."""
+def require(path: Path, fix: str | None = None) -> Path:
+    """``path``, or a clear error if an earlier stage (or what ``fix`` says) has not written it yet."""
     if not Path(path).exists():
-        raise PipelineError(f"{path} is missing; run the stages before this one first (`dvc repro` runs them in order)")
+        raise PipelineError(f"{path} is missing; "
+                            + (fix or "run the stages before this one first (`dvc repro` runs them in order)"))
     return Path(path)
 
 
-def damaged(path: Path, problem: str) -> PipelineError:
-    return PipelineError(f"{path} is damaged ({problem[:160]}); rebuild it with {rebuild_hint(path)}")
+def damaged(path: Path, problem: str, fix: str | None = None) -> PipelineError:
+    return PipelineError(f"{path} is damaged ({problem[:160]}); " + (fix or f"rebuild it with {rebuild_hint(path)}"))
 
 
 def _round(value: Any, digits: int = 6) -> Any:
@@ -151,14 +152,16 @@ def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(_round(data), indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, fix: str | None = None) -> dict:
+    """A JSON object; a missing or damaged file is a one-line error ending in how to write
+    it again: ``fix``, or the stage that writes it."""
     with timing.phase("io"):
         try:
-            data = json.loads(require(path).read_text())
+            data = json.loads(require(path, fix).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise damaged(path, f"not valid JSON: {e}") from None
+            raise damaged(path, f"not valid JSON: {e}", fix) from None
     if not isinstance(data, dict):
-        raise damaged(path, "not a JSON object")
+        raise damaged(path, "not a JSON object", fix)
     return data
 
 
