@@ -63,16 +63,16 @@ test-pythons: ## make repro, then make test, in a fresh clone per Python version
 	bash tools/test_pythons.sh
 
 exps: setup ## every experiment: its changed params and headline metrics, under 120 columns
-	python tools/exps.py $(ARGS)
+	python -m tools.exps $(ARGS)
 
 check-page: setup ## the dvc plots show page in headless Chromium, offline: did every plot draw?
-	python tools/check_page.py --screenshot build/plots_page.png
+	python -m tools.check_page --screenshot build/plots_page.png
 
 bench: setup ## each stage's seconds, training images/s against the course's loop, share of fp32 peak
 	python benchmarks/bench.py
 
 readme: setup ## rewrite the results blocks of README.md and docs/results.md from metrics/ and reports/
-	python tools/readme_results.py
+	python -m tools.readme_results
 
 # The latent-size sweep through DVC's own queue (docs/experiments.md): queue one
 # experiment per size (SEEDS_PER_SIZE > 1: that many training seeds per size, 0, 1, ...),
@@ -95,7 +95,7 @@ sweep: setup ## queue one experiment per latent size (SWEEP) and start the queue
 	$(queue_start)
 
 sweep-report: setup ## wait for the sweep, write reports/sweep.md and plots/sweep/
-	python tools/sweep.py $(REPORT_ARGS)
+	python -m tools.sweep $(REPORT_ARGS)
 
 # The noise floor (docs/experiments.md): HEAD's params with the training seeds set to
 # each of SEEDS (HEAD's committed run is seed 0), through DVC's queue, named
@@ -111,7 +111,7 @@ seeds: setup ## queue HEAD's params with the training seeds SEEDS, start the que
 	$(queue_start)
 
 seeds-report: setup ## wait for the seed runs, write reports/seeds.{json,md} and plots/seeds/
-	python tools/seeds.py $(REPORT_ARGS)
+	python -m tools.seeds $(REPORT_ARGS)
 
 # The course's exercises (docs/course.md): the β sweep (0.25 and 4; HEAD's run is 1)
 # and MNIST with an 8-D latent, through DVC's queue; `make exercises-report` waits for it
@@ -123,22 +123,22 @@ exercises: setup ## queue the course's exercises (beta 0.25 and 4, MNIST at d = 
 	$(queue_start)
 
 exercises-report: setup ## wait for them, write reports/exercises.md and plots/exercises/
-	python tools/exercises.py $(REPORT_ARGS)
+	python -m tools.exercises $(REPORT_ARGS)
 
 # The course's models (docs/course.md): one experiment per model.arch on its
 # course dataset, input and loss, through DVC's queue; `make course-report` waits for it
 # and writes reports/course.md and plots/course/reconstructions.png. Commit first.
 course: setup ## queue one experiment per course model, on its course settings
-	python tools/course.py --queue
+	python -m tools.course --queue
 
 course-report: setup ## wait for them, write reports/course.md and plots/course/
-	python tools/course.py $(REPORT_ARGS)
+	python -m tools.course $(REPORT_ARGS)
 
 # The bottleneck control (docs/results.md): the AE's encoder and a linear layer trained end
 # to end on the labels at each size and seed, its d-wide code probed like the latents, on
 # both datasets; ARGS="--sizes 2,8 --seeds 0,1,2" are the defaults. Writes reports/bottleneck.{md,json}.
 bottleneck: setup ## what d numbers can carry for the class: a classifier with a d-wide bottleneck, probed
-	python tools/bottleneck_control.py $(ARGS)
+	python -m tools.bottleneck_control $(ARGS)
 
 # Size or budget (docs/results.md): the AE and the VAE trained for each of BUDGET epochs at
 # each of BUDGET_SIZES with SEEDS_PER_SIZE seeds, through DVC's queue (SET as for sweep).
@@ -154,19 +154,19 @@ budget: setup ## queue the AE and VAE at each of BUDGET epochs and BUDGET_SIZES,
 	$(queue_start)
 
 budget-report: setup ## wait for the budget runs, write reports/budget.{md,json} and plots/budget/
-	python tools/budget.py $(REPORT_ARGS)
+	python -m tools.budget $(REPORT_ARGS)
 
 # Two revisions or experiments against the noise floor: make compare A=main B=<exp>.
 A ?= main
 B ?= workspace
 compare: setup ## A against B (main, workspace), each headline metric against the noise floor
-	python tools/compare.py $(A) $(B)
+	python -m tools.compare $(A) $(B)
 
 # Rerun every stage here and compare with HEAD's committed results: identical, within
 # the noise floor, or beyond it (exit 1).
 verify: setup ## rerun every stage here and compare with HEAD's committed results
 	dvc repro --force
-	python tools/compare.py HEAD workspace --strict
+	python -m tools.compare HEAD workspace --strict
 
 clean: ## remove .venv
 	rm -rf $(VENV)

@@ -39,17 +39,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from stages.core import builders as core_builders  # noqa: E402
-from stages.core import data as core_data  # noqa: E402
-from stages.core import timing  # noqa: E402
-from stages.core.config import DataConfig, InputConfig  # noqa: E402
-from stages.core.data import raw_files  # noqa: E402
-from stages.core.inputs import load_tensors  # noqa: E402
-from stages.core.device import on_device, resolve_device  # noqa: E402
-from stages.core.params import PipelineError, from_section, load_params, top_level  # noqa: E402
-from stages.core.training import make_optimizer, train_one_epoch  # noqa: E402
+from stages.core import builders as core_builders
+from stages.core import data as core_data
+from stages.core import timing
+from stages.core.config import DataConfig, InputConfig
+from stages.core.data import raw_files
+from stages.core.inputs import load_tensors
+from stages.core.device import on_device, resolve_device
+from stages.core.errors import PipelineError
+from stages.core.params import from_section, load_params, top_level
+from stages.core.training import make_optimizer, train_one_epoch
 
 STAGES = ["download", "preprocess", "train_classifier", "train_ae", "train_vae", "evaluate", "downstream", "ood"]
 NOTEBOOK_BATCH = 100

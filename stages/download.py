@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stages.core.cli import run
 from stages.core.data import DATASETS, MIRROR_ENV, download, mirror_folder
-from stages.core.params import run
 from stages.core.paths import RAW_DIR
 
 
@@ -24,4 +24,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

@@ -17,8 +17,9 @@ from stages.core import paths, plots
 from stages.core.config import ClassifierConfig, LogregConfig
 from stages.core.data import SPLITS, DataError, load_split
 from stages.core.device import resolve_device
+from stages.core.cli import run
 from stages.core.io import fmt_metrics, load_arrays, read_json, save_figure, write_csv, write_json
-from stages.core.params import from_section, run, top_level
+from stages.core.params import from_section, top_level
 from stages.core.probes import confusion_counts, probe
 
 LATENTS = ("ae", "vae", "pca")
@@ -88,4 +89,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

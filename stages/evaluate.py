@@ -21,8 +21,9 @@ from stages.core.config import EvaluateConfig
 from stages.core.data import SPLITS, Split, load_split, slug
 from stages.core.device import batched, resolve_device
 from stages.core.inputs import normalize
+from stages.core.cli import run
 from stages.core.io import fmt_metrics, save_arrays, save_figure, write_csv, write_json
-from stages.core.params import ParamError, from_section, run, top_level
+from stages.core.params import ParamError, from_section, top_level
 from stages.core.representations import (PCARepresentation, Representation, attribute_vector, interpolate,
                                          latent_grid, load_representations, mse_summary, per_image_mse,
                                          project_2d, walk)
@@ -223,4 +224,4 @@ def write_figures(out: Path, cfg: EvaluateConfig, results: list[Evaluated], test
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

@@ -20,10 +20,11 @@ from stages.core.config import OODConfig
 from stages.core.data import DATASETS, DataError, load_split, read_raw
 from stages.core.device import resolve_device
 from stages.core.inputs import normalize
+from stages.core.cli import run
 from stages.core.io import fmt_metrics, load_arrays, save_figure, write_csv, write_json
 from stages.core.likelihood import bounds_per_image
 from stages.core.ood_scores import auroc, nats_to_bits, png_bits, roc
-from stages.core.params import from_section, run, top_level
+from stages.core.params import from_section, top_level
 from stages.core.representations import load_representations, per_image_mse
 
 SCORE_LABELS = {  # score -> (what it is, its unit): the histograms' titles and x labels
@@ -84,4 +85,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

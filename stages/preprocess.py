@@ -14,8 +14,9 @@ from sklearn.model_selection import train_test_split
 from stages.core import paths, plots
 from stages.core.config import DataConfig
 from stages.core.data import SPLITS, class_names, read_raw, slug
+from stages.core.cli import run
 from stages.core.io import save_arrays, save_figure, write_json
-from stages.core.params import from_section, run
+from stages.core.params import from_section
 
 REPORT = Path("reports/data.json")
 PLOTS_DIR = Path("plots/data")
@@ -68,4 +69,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

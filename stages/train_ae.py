@@ -10,9 +10,10 @@ from pathlib import Path
 from stages.core import builders, paths, plots
 from stages.core.device import reconstructions, resolve_device
 from stages.core.inputs import load_tensors
+from stages.core.cli import run
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import checkpoint_config
-from stages.core.params import run, top_level
+from stages.core.params import top_level
 from stages.core.training import train_and_test
 
 METRICS = Path("metrics/train_ae.json")
@@ -42,4 +43,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

@@ -15,9 +15,10 @@ from stages.core.config import LogregConfig
 from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS
 from stages.core.device import batched, resolve_device
 from stages.core.inputs import load_tensors, to_unit
+from stages.core.cli import run
 from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import checkpoint_config
-from stages.core.params import from_section, run, top_level
+from stages.core.params import from_section, top_level
 from stages.core.probes import confusion_counts, logistic_regression, standardize
 from stages.core.training import train_and_test
 
@@ -63,4 +64,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

@@ -19,10 +19,11 @@ import torch
 from stages.core import builders, paths, plots
 from stages.core.device import batched, reconstructions, resolve_device
 from stages.core.inputs import load_tensors, to_unit
+from stages.core.cli import run
 from stages.core.io import fmt_metrics, save_arrays, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.likelihood import bounds_per_image
 from stages.core.models import checkpoint_config
-from stages.core.params import run, top_level
+from stages.core.params import top_level
 from stages.core.training import train_and_test
 
 METRICS = Path("metrics/train_vae.json")
@@ -91,4 +92,4 @@ def main(params: dict, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, stage=True)

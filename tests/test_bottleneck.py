@@ -12,7 +12,8 @@ import yaml
 from conftest import write_dataset
 from stages.core import builders
 from stages.core.data import DATASETS
-from tools import bottleneck_control as bottleneck, cli
+from stages.core.cli import run
+from tools import bottleneck_control as bottleneck
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def report(project):
 
 def test_the_control_is_the_aes_encoder_with_a_linear_classifier_on_a_d_wide_code(tiny):
     ae, _ = builders.autoencoder({**tiny, "latent_dim": 3})
-    model, cfg = builders.bottleneck({**tiny, "latent_dim": 3}, 10)
+    model, cfg = bottleneck.build({**tiny, "latent_dim": 3}, 10)
     assert cfg.epochs == tiny["train_ae"]["epochs"]  # the AE's budget
     assert [p.shape for p in model.encoder.parameters()] == [p.shape for p in ae.encoder.parameters()]
     x = torch.rand(5, 1, 28, 28)
@@ -83,13 +84,13 @@ def test_sweep_numbers_stand_beside_the_control_when_the_sweep_has_that_size(pro
 def test_an_unknown_dataset_is_one_line(project, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bottleneck_control.py"])
     with pytest.raises(SystemExit) as e:
-        cli(bottleneck.main, ["--datasets", "cifar"], project)
+        run(bottleneck.main, ["--datasets", "cifar"], project)
     assert "unknown cifar" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_reuse_without_an_earlier_run_says_to_run_it_first(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bottleneck_control.py"])
     with pytest.raises(SystemExit) as e:
-        cli(bottleneck.main, ["--reuse"], tmp_path)
+        run(bottleneck.main, ["--reuse"], tmp_path)
     assert "bottleneck.json is missing" in str(e.value) and "run `make bottleneck` first" in str(e.value)
     assert not (tmp_path / "reports").exists()  # nothing written

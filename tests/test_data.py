@@ -15,7 +15,7 @@ import torch
 
 from stages import download as download_stage
 from stages import preprocess
-from stages.core import data, io, params as params_mod
+from stages.core import cli, data, io
 from stages.core import inputs
 from stages.core.config import DataConfig, InputConfig
 from stages.core.data import SHA256, SUMS_ENV, TORCHVISION, DataError
@@ -323,9 +323,9 @@ def test_preprocess_bad_file_exits_with_message(mirror, params, tmp_path, monkey
 
     # The command line: `python -m stages.preprocess` loads params.yaml from the cwd.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): params)
+    monkeypatch.setattr(cli, "load_params", lambda root=Path("."): params)
     with pytest.raises(SystemExit) as e:
-        params_mod.run(preprocess.main)
+        cli.run(preprocess.main, stage=True)
     assert isinstance(e.value.code, str)
     assert e.value.code.startswith("preprocess failed: ")
     assert "t10k: label 10 out of range 0-9" in e.value.code
@@ -533,9 +533,9 @@ def test_malformed_idx_passing_user_hash_table_fails_preprocess_clearly(
 
     # The command line, in-process (the e2e tests run the real one): one line, no traceback.
     monkeypatch.chdir(root)
-    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): params)
+    monkeypatch.setattr(cli, "load_params", lambda root=Path("."): params)
     with pytest.raises(SystemExit) as e:
-        params_mod.run(preprocess.main)
+        cli.run(preprocess.main, stage=True)
     message = e.value.code
     assert isinstance(message, str) and len(message.splitlines()) == 1, message
     assert message.startswith("preprocess failed: ")

@@ -92,7 +92,7 @@ def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_
     assert not (repo / "plots/evaluate/manifold_ae.png").exists()  # only drawn for a 2-D latent
 
     # The sweep's report reads the baseline's run and its experiment through `dvc exp show`.
-    report = sh([sys.executable, str(REPO / "tools/sweep.py"), "--poll", "1"], repo, env)
+    report = sh([sys.executable, "-m", "tools.sweep", "--poll", "1"], repo, env)
     mse = pd.read_csv(repo / "plots/sweep/mse.csv")
     assert mse["latent_dim"].tolist() == [2, 8], report.stdout
     assert mse["experiment"].nunique() == 2  # the baseline's run and the experiment, each named
@@ -158,7 +158,7 @@ def test_seed_runs_from_two_machines_meet_in_one_report(tmp_path, mirror):
     sh(["git", "clone", "-q", "-b", "main", str(origin), str(reporter)], tmp_path, env)
     for name in ("seed1-alpha", "seed2-beta"):
         sh(["dvc", "exp", "pull", "origin", name], reporter, env)
-    out = sh([sys.executable, str(REPO / "tools/seeds.py"), "--poll", "0"], reporter, env)
+    out = sh([sys.executable, "-m", "tools.seeds", "--poll", "0"], reporter, env)
     report = json.loads((reporter / "reports/seeds.json").read_text())
     assert [(r["seed"], r["machine"]) for r in report["runs"]] == [
         (0, "(commit's own run)"), (1, "alpha"), (2, "beta")], out.stdout
@@ -166,7 +166,7 @@ def test_seed_runs_from_two_machines_meet_in_one_report(tmp_path, mirror):
     assert "seed2-beta (seed 2, beta)" in (reporter / "reports/seeds.md").read_text()
     assert (reporter / "plots/seeds/errors.png").is_file()
     # make compare between two seed runs: the floor of their own configuration, and no flag
-    compared = sh([sys.executable, str(REPO / "tools/compare.py"), "seed1-alpha", "seed2-beta"], reporter, env)
+    compared = sh([sys.executable, "-m", "tools.compare", "seed1-alpha", "seed2-beta"], reporter, env)
     assert "A's floor: reports/seeds.json, 3 seeds at these params" in compared.stdout, compared.stdout
     assert "BEYOND" not in compared.stdout and "no floor" not in compared.stdout, compared.stdout
     # the artifacts came through the DVC remote too: the reporter can check one out

@@ -17,16 +17,16 @@ import torch
 
 from conftest import REPO
 from stages import train_ae, train_vae
-from stages.core import io, params as params_mod
+from stages.core import cli, io
 
 
 def one_line_failure(stage_main, root: Path, monkeypatch, params: dict | None = None) -> str:
     """Run ``stage_main`` as its command line does, in ``root``; return the exit message."""
     monkeypatch.chdir(root)
     if params is not None:
-        monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): params)
+        monkeypatch.setattr(cli, "load_params", lambda root=Path("."): params)
     with pytest.raises(SystemExit) as e:
-        params_mod.run(stage_main)
+        cli.run(stage_main, stage=True)
     msg = str(e.value.code)
     assert "\n" not in msg and "Traceback" not in msg, msg
     return msg
@@ -251,18 +251,19 @@ def test_dvc_repro_after_a_full_disk_mid_stage_redoes_the_stage(tmp_path, mirror
 
 @needs_mount
 def test_a_tool_on_a_read_only_filesystem_is_one_line(tmp_path, monkeypatch):
-    """The report tools (seeds, sweep, course, exercises, readme) run through tools.cli:
+    """The report tools (seeds, sweep, course, exercises, readme) run through cli.run:
     their markdown and JSON land together, or neither does, and the error is one line."""
-    import tools
+    from stages.core.cli import run
 
-    monkeypatch.setattr("sys.argv", ["tools/seeds.py"])
     with small_fs(tmp_path / "reports", "read-only", "seeds.md") as reports:
         def report():
             io.write_json(tmp_path / "seeds.json", {"n": 3.0})  # lands only with the markdown
             io.write_text(reports / "seeds.md", "| metric | mean |\n")
 
+        report.__module__ = "tools.seeds"  # the name the message gives
+
         with pytest.raises(SystemExit) as e:
-            tools.cli(report)
+            run(report)
         assert str(e.value.code) == (f"seeds failed: cannot write {reports}/seeds.md: {RO_MESSAGE} "
                                      "(any earlier seeds.md is unchanged)")
         left_as_it_was(reports, "seeds.md", "read-only")

@@ -51,9 +51,34 @@ def test_core_has_no_command_line():
 
 
 def test_only_plots_draws_figures():
+    """The pipeline's figures in stages/core/plots.py, the studies' in tools/figures.py."""
     drawing = [p.relative_to(REPO).as_posix() for p in [*STAGE_FILES, *CORE_FILES, *(REPO / "tools").glob("*.py")]
-               if p.name != "plots.py" and ("plt.subplots" in p.read_text() or "matplotlib.use" in p.read_text())]
+               if p.name not in ("plots.py", "figures.py")
+               and ("plt.subplots" in p.read_text() or "matplotlib.use" in p.read_text())]
     assert drawing == []
+
+
+def test_the_library_holds_no_study():
+    """A figure, model or builder only a study uses lives in tools/: changing it reruns no stage."""
+    study = re.compile(r"^(def (sweep|budget|error_bars|png_panels|bottleneck)\(|class Bottleneck)", re.M)
+    assert [p.name for p in CORE_FILES if study.search(p.read_text())] == []
+
+
+def test_no_module_of_the_library_imports_itself_back():
+    """No import circle in stages/core: errors.py holds the error every module raises."""
+    graph = {p.stem: {m.split(".")[2] for m in imported_modules(p) if m.startswith("stages.core.") and
+                      m.count(".") >= 2} - {p.stem} for p in CORE_FILES}
+    graph = {k: {m for m in v if m in graph} for k, v in graph.items()}
+
+    def reaches(a: str, b: str, seen: set) -> bool:
+        return any(n == b or (n not in seen and reaches(n, b, seen | {n})) for n in graph[a])
+
+    assert [m for m in graph if reaches(m, m, {m})] == []
+
+
+def test_tools_are_a_package_without_path_edits():
+    assert [p.name for p in [*(REPO / "tools").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+            if "sys.path" in p.read_text()] == []
 
 
 def test_activation_and_arch_names_are_the_models():

@@ -31,7 +31,8 @@ from stages.core.models import (
     from_checkpoint,
     kl_to_standard_normal,
 )
-from stages.core.params import ParamError, PipelineError
+from stages.core.errors import PipelineError
+from stages.core.params import ParamError
 from stages.core.training import TrainingError, fit, train_and_test
 
 B = 3  # batch size of the shape tests

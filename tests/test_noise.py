@@ -366,7 +366,7 @@ def test_a_run_taken_off_the_queue_is_not_counted_as_done(monkeypatch, capsys):
 def test_a_damaged_seed_report_is_one_line_naming_it(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/seeds.json").write_text('{"config": {"latent_dim": 2}, "runs": [')  # cut short
-    from stages.core.params import PipelineError
+    from stages.core.errors import PipelineError
 
     with pytest.raises(PipelineError) as e:
         noise.seed_reports(tmp_path)
@@ -452,7 +452,7 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     monkeypatch.setattr(experiments, "runs", lambda show: earlier)  # --rev older: the 21-epoch runs
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/bottleneck.json").write_text('{"runs": {"fashion_mnist": [')  # cut short
-    from stages.core.params import PipelineError
+    from stages.core.errors import PipelineError
 
     with pytest.raises(PipelineError) as e:
         budget.main(["--poll", "0", "--rev", "HEAD", "--rev", "older"], root=tmp_path)

@@ -17,7 +17,8 @@ from stages.core import builders
 from stages.core.builders import conv_config
 from stages.core.config import AEConfig, ClassifierConfig, DataConfig, InputConfig
 from stages.core.data import MIRROR_ENV
-from stages.core.params import ParamError, PipelineError, from_section, load_params, read_params_by_stage
+from stages.core.errors import PipelineError
+from stages.core.params import ParamError, from_section, load_params, read_params_by_stage
 
 
 def assert_names(error: ParamError, key: str) -> None:
@@ -178,11 +179,11 @@ def test_an_unknown_top_level_key_is_an_error_naming_it(params, tmp_path):
 
 
 def test_an_unknown_top_level_key_stops_the_stage_command(params, tmp_path, monkeypatch, capsys):
-    from stages.core.params import run
+    from stages.core.cli import run
 
     monkeypatch.chdir(project(tmp_path, with_values(params, latent_dmi=8)))
     with pytest.raises(SystemExit) as e:
-        run(train_ae.main)
+        run(train_ae.main, stage=True)
     assert str(e.value.code).startswith("train_ae failed: latent_dmi: unknown top-level key")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]  # nothing written
 

@@ -22,7 +22,7 @@ import yaml
 from conftest import REPO, Reads, idx_bytes, listed_keys
 
 from stages import downstream, evaluate, ood, train_ae, train_classifier, train_vae
-from stages.core import builders, params as params_mod, training as training_mod
+from stages.core import builders, cli, training as training_mod
 from stages.core.config import InputConfig
 from stages.core.data import SPLITS, load_split, slug
 from stages.core.inputs import normalize, to_unit
@@ -384,12 +384,12 @@ def test_divergent_lr_raises_training_error_and_writes_nothing(processed, tiny, 
 
 
 def test_divergent_lr_from_the_command_line_exits_with_the_message(processed, tiny, tmp_path, monkeypatch):
-    """`python -m stages.train_classifier`: stages.core.params.run turns it into SystemExit."""
+    """`python -m stages.train_classifier`: stages.core.cli.run turns it into SystemExit."""
     shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): diverging(tiny))
+    monkeypatch.setattr(cli, "load_params", lambda root=Path("."): diverging(tiny))
     with pytest.raises(SystemExit) as e:
-        params_mod.run(train_classifier.main)
+        cli.run(train_classifier.main, stage=True)
     msg = str(e.value.code)
     assert msg.startswith("train_classifier failed: ") and "lower train_classifier.lr" in msg, msg
     assert not (tmp_path / "models/classifier.pt").exists()
@@ -683,14 +683,14 @@ def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(proce
     shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     before = files(tmp_path)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): tiny)
+    monkeypatch.setattr(cli, "load_params", lambda root=Path("."): tiny)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training_mod, "evaluate_split", interrupted)  # in the middle of the first epoch's end
     with pytest.raises(SystemExit) as e:
-        params_mod.run(train_ae.main)
+        cli.run(train_ae.main, stage=True)
     assert e.value.code == 130
     err = capsys.readouterr().err.strip()
     assert err.startswith("train_ae interrupted (Ctrl-C)") and "\n" not in err and "Traceback" not in err, err
@@ -722,10 +722,10 @@ def test_a_stage_reports_where_its_seconds_went(processed, tiny, tmp_path, monke
 
     shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(params_mod, "load_params", lambda root=Path("."): tiny)
+    monkeypatch.setattr(cli, "load_params", lambda root=Path("."): tiny)
     monkeypatch.setenv(timing.TIMES_ENV, str(tmp_path / "times.jsonl"))
     monkeypatch.setattr(timing, "spent", dict.fromkeys(timing.PHASES, 0.0))
-    params_mod.run(train_ae.main)
+    cli.run(train_ae.main, stage=True)
     (line,) = (tmp_path / "times.jsonl").read_text().splitlines()
     times = json.loads(line)
     assert times["stage"] == "train_ae" and set(times) == {"stage", "main", *timing.PHASES}

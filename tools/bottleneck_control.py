@@ -33,18 +33,60 @@ from pathlib import Path
 
 import yaml
 
+import torch
+from torch import nn
+
+from stages.core import builders, paths
+from stages.core.archs import ARCHS
+from stages.core.cli import run
+from stages.core.config import AEConfig
+from stages.core.data import DATASETS, N_CLASSES, SPLITS, DataError
+from stages.core.device import batched, resolve_device, seed_everything
+from stages.core.inputs import load_tensors
+from stages.core.io import write_json, write_text
+from stages.core.models import ConvConfig, classification_loss
+from stages.core.params import from_section, load_params, top_level
+from stages.core.probes import probe
+from stages.core.training import train_and_test
+from tools import noise, read_report
+from tools.sweep import report_row
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from stages.core import builders, paths  # noqa: E402
-from stages.core.data import DATASETS, N_CLASSES, SPLITS, DataError  # noqa: E402
-from stages.core.device import batched, resolve_device  # noqa: E402
-from stages.core.inputs import load_tensors  # noqa: E402
-from stages.core.io import write_json, write_text  # noqa: E402
-from stages.core.params import load_params, top_level  # noqa: E402
-from stages.core.probes import probe  # noqa: E402
-from stages.core.training import train_and_test  # noqa: E402
-from tools import cli, noise, read_report  # noqa: E402
-from tools.sweep import report_row  # noqa: E402
+
+class BottleneckClassifier(nn.Module):
+    """The AE's encoder and head to a ``latent_dim``-wide code, then a linear layer to the
+    class logits, trained end to end on the labels: what d numbers can carry for the
+    task when they are chosen for it. ``encode`` gives the code."""
+
+    kind = "bottleneck"
+
+    def __init__(self, cfg: ConvConfig, n_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        arch = ARCHS[cfg.arch]
+        self.encoder = arch.encoder(cfg)
+        self.to_latent = arch.head(cfg, False)
+        self.classify = nn.Linear(cfg.latent_dim, n_classes)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_latent(self.encoder(x))  # (B, latent)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.encode(x))  # (B, n_classes) logits
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return classification_loss(self(x), y)
+
+
+def build(params: dict, n_classes: int) -> tuple[BottleneckClassifier, AEConfig]:
+    """The AE's encoder to a ``latent_dim``-wide code and a linear classifier on it, with
+    the AE's training budget (``train_ae``: optimizer, schedule, epochs, seed); its loss is
+    cross-entropy whatever ``train_ae.loss`` says."""
+    cfg = from_section(AEConfig, params, "train_ae")
+    arch = builders.conv_config(params, "train_ae", cfg.loss)
+    seed_everything(cfg.seed)
+    return BottleneckClassifier(arch, n_classes), cfg
+
 
 NUMBERS = {"own": "end to end", "logreg": "logreg probe", "mlp": "MLP probe", "knn5": "5-NN probe"}
 
@@ -71,7 +113,7 @@ def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> 
     for section in ("train_ae", "train_classifier"):
         run_params[section]["seed"] = seed
     device = resolve_device(top_level(run_params, "device"))
-    model, cfg = builders.bottleneck(run_params, N_CLASSES)
+    model, cfg = build(run_params, N_CLASSES)
     model = model.to(device)
     _, own = train_and_test(model, data, cfg, "train_ae", f"bottleneck d={d} seed={seed}")
     model.eval()
@@ -163,4 +205,4 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

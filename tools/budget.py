@@ -27,12 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import plots  # noqa: E402
-from stages.core.io import save_figure, write_json, write_text  # noqa: E402
-from tools import cli, noise, read_report  # noqa: E402
-from tools.experiments import flat, git_json, report_args, report_runs  # noqa: E402
-from tools.sweep import REPORTS, report_row, run_frame, summarize  # noqa: E402
+from stages.core.cli import run
+from stages.core.io import save_figure, write_json, write_text
+from tools import figures, noise, read_report
+from tools.experiments import flat, git_json, report_args, report_runs
+from tools.sweep import REPORTS, report_row, run_frame, summarize
 
 REPORT = "budget"
 EPOCH_KEYS = ("train_ae.epochs", "train_vae.epochs")
@@ -176,10 +175,10 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
         "control": {str(d): s for d, s in ctrl.items()}})
     pixels = summary.sort_values("epochs").groupby("latent_dim")["pixels_mlp"].first()  # the shortest budget's seeds
     save_figure(root / "plots" / args.out / "budget.png",
-                plots.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()}))
+                figures.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()}))
     print(text)
     return summary
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

@@ -6,8 +6,8 @@ of non-zero size, an image a decoded picture. A script put at the top of a copy 
 page records every script error, failed load and console error. Chromium is the system's
 (Debian: `apt-get install chromium`; or CHROMIUM=/path/to/chrome): nothing is downloaded.
 
-    python tools/check_page.py                          # runs `dvc plots show` first
-    python tools/check_page.py --page dvc_plots/index.html --screenshot page.png
+    python -m tools.check_page                          # runs `dvc plots show` first
+    python -m tools.check_page --page dvc_plots/index.html --screenshot page.png
 """
 from __future__ import annotations
 

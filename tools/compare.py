@@ -8,7 +8,7 @@ no floor, never another configuration's. The metrics that move with the seed are
 as one family (Holm, 5 % family-wise); those the seeds do not move against a stated
 tolerance.
 
-    python tools/compare.py [A [B]] [--md] [--strict]     # A: main, B: the workspace
+    python -m tools.compare [A [B]] [--md] [--strict]     # A: main, B: the workspace
 """
 from __future__ import annotations
 
@@ -16,12 +16,10 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools import noise  # noqa: E402
-from tools import cli  # noqa: E402
-from tools.experiments import SEED_KEYS  # noqa: E402
+from stages.core.cli import run
+from tools import noise
+from tools.experiments import SEED_KEYS
 
 def _dvc_diff(kind: str, a: str, b: str) -> dict[str, tuple]:
     """{key: (old, new)} from `dvc <kind> diff a b --json --all` (b: workspace)."""
@@ -131,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli(main))
+    sys.exit(run(main))

@@ -25,12 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import builders, plots  # noqa: E402
-from stages.core.archs import ARCHS, latent_text  # noqa: E402
-from stages.core.io import save_figure, write_text  # noqa: E402
-from tools.experiments import cached_png, flat, git_json, wait  # noqa: E402
-from tools import cli  # noqa: E402
+from stages.core import builders
+from stages.core.archs import ARCHS, latent_text
+from stages.core.cli import run
+from stages.core.io import save_figure, write_text
+from tools import figures
+from tools.experiments import cached_png, flat, git_json, wait
 
 REPORT = Path("reports/course.md")
 FIGURE = Path("plots/course/reconstructions.png")
@@ -163,11 +163,11 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> list[dict]:
     write_text(root / REPORT, markdown(rows, base["rev"][:7], noise))
     panels = {f"{r['model']} ({DATASETS[r['dataset']]}, latent {r['latent']})":
               cached_png(r["rev"], "plots/train_ae/reconstructions.png", root, "course") for r in rows}
-    save_figure(root / FIGURE, plots.png_panels(panels, 2, "Test images (top row of each) and each course "
+    save_figure(root / FIGURE, figures.png_panels(panels, 2, "Test images (top row of each) and each course "
                                                          "model's reconstructions"))
     print((root / REPORT).read_text())
     return rows
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

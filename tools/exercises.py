@@ -14,12 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import plots  # noqa: E402
-from stages.core.io import save_figure, write_text  # noqa: E402
-from tools import noise  # noqa: E402
-from tools.experiments import SEED_KEYS, cached_png, flat, wait  # noqa: E402
-from tools import cli  # noqa: E402
+from stages.core.cli import run
+from stages.core.io import save_figure, write_text
+from tools import figures, noise
+from tools.experiments import SEED_KEYS, cached_png, flat, wait
 
 REPORT = Path("reports/exercises.md")
 FIGURE = Path("plots/exercises/beta.png")
@@ -83,10 +81,10 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
     write_text(root / REPORT, "\n".join(lines) + "\n")
     panels = {f"β = {beta:g}: {kind}": cached_png(e["rev"], path, root)
               for e, beta in betas for kind, path in zip(("reconstructions", "prior samples"), IMAGES)}
-    save_figure(root / FIGURE, plots.png_panels(
+    save_figure(root / FIGURE, figures.png_panels(
         panels, len(IMAGES), "The VAE's β: test images and their reconstructions (left), samples from N(0, I) (right)"))
     print((root / REPORT).read_text())
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

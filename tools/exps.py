@@ -5,17 +5,15 @@
 the params that differ from the baseline's (as key=value) and the headline numbers, with
 short headers. Arguments go to `dvc exp show` (e.g. `-A`, `--rev main`, `-n 3`).
 
-    python tools/exps.py [dvc exp show args]
+    python -m tools.exps [dvc exp show args]
 """
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.experiments import flat, runs  # noqa: E402
+from tools.experiments import flat, runs
 
 # (column, metrics file, dotted key): the numbers a latent experiment moves.
 HEADLINE = [

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core.io import read_json, write_text  # noqa: E402
-from tools import noise  # noqa: E402
-from tools.experiments import SEED_KEYS, flat  # noqa: E402
+from stages.core.cli import run
+from stages.core.io import read_json, write_text
+from tools import noise
+from tools.experiments import SEED_KEYS, flat
 
 README = Path("README.md")
 DETAILS = Path("docs/results.md")
@@ -185,6 +185,4 @@ def main(root: Path = Path(".")) -> None:
 
 
 if __name__ == "__main__":
-    from tools import cli
-
-    cli(main)
+    run(main)

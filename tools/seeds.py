@@ -14,7 +14,7 @@ comparison the docs draw the same for the paired difference (tools/noise.py):
 Runs from several machines count alike: each pushes its experiments (``dvc exp push``),
 the reporting clone pulls them (``dvc exp pull``); the machine is the name's suffix.
 
-    python tools/seeds.py [--set data.dataset=mnist --out seeds_mnist] [--rev HEAD]
+    python -m tools.seeds [--set data.dataset=mnist --out seeds_mnist] [--rev HEAD]
 """
 from __future__ import annotations
 
@@ -26,12 +26,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import plots  # noqa: E402
-from stages.core.io import save_figure, write_json, write_text  # noqa: E402
-from tools import noise, read_report  # noqa: E402
-from tools.experiments import SEED_KEYS, flat, wait  # noqa: E402
-from tools import cli  # noqa: E402
+from stages.core.cli import run
+from stages.core.io import save_figure, write_json, write_text
+from tools import figures, noise, read_report
+from tools.experiments import SEED_KEYS, flat, wait
 
 # (name, a, b): the paired differences a - b the docs' conclusions rest on; b None: a
 # is a difference already.
@@ -145,7 +143,7 @@ def figure(rep: dict, title: str):
     errors = {r.upper(): m[f"{r}.test_mse"] for r in ("ae", "vae", "pca") if f"{r}.test_mse" in m}
     frame = lambda d: pd.DataFrame({"mean": [s["mean"] for s in d.values()],  # noqa: E731
                                     "half_width": [s["half_width"] for s in d.values()]}, index=list(d))
-    return plots.error_bars({"test accuracy": frame(probes), "test MSE per pixel, [0, 1]": frame(errors)},
+    return figures.error_bars({"test accuracy": frame(probes), "test MSE per pixel, [0, 1]": frame(errors)},
                             f"{title}: mean and 95 % interval over {len(rep['runs'])} seeds")
 
 
@@ -192,4 +190,4 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict:
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core import plots  # noqa: E402
-from stages.core.io import save_figure, write_csv, write_json, write_text  # noqa: E402
-from tools import cli, noise, read_report  # noqa: E402
-from tools.experiments import SEED_KEYS, flat, git_json, report_args, report_runs  # noqa: E402
+from stages.core.cli import run
+from stages.core.io import save_figure, write_csv, write_json, write_text
+from tools import figures, noise, read_report
+from tools.experiments import SEED_KEYS, flat, git_json, report_args, report_runs
 
 REPORT = "sweep"  # reports/<out>.{md,json} and plots/<out>/, <out> sweep unless --out names another
 REPORTS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's <out>, as docs/experiments.md runs it
@@ -214,10 +213,10 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
     write_csv(plots_dir / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in MSE)]])
     write_csv(plots_dir / "accuracy.csv", df[["latent_dim", "n", "experiment",
                                               *(f"{r}_{c}" for r in MSE for c in ("logreg", "mlp")), *PIXELS]])
-    save_figure(plots_dir / "sweep.png", plots.sweep(df, list(MSE)))
+    save_figure(plots_dir / "sweep.png", figures.sweep(df, list(MSE)))
     print(markdown(df, title, note))
     return df
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

@@ -6,7 +6,7 @@ The versions are the ones DVC's renderer asks the CDN for, taken from the npm re
 with `npm pack` (the only step that needs a network; run it after a dvc-render upgrade
 that changes them). The page is committed: a fresh clone renders offline as it is.
 
-    python tools/vega_page.py
+    python -m tools.vega_page
 """
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.core.io import atomic_path  # noqa: E402
-from tools import cli  # noqa: E402
+from stages.core.cli import run
+from stages.core.io import atomic_path
 
 PAGE = Path(__file__).resolve().parents[1] / ".dvc" / "plots" / "page.html"
 BUILDS = {"vega": "build/vega.min.js", "vega-lite": "build/vega-lite.min.js", "vega-embed": "build/vega-embed.min.js"}
@@ -83,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli(main)
+    run(main)

@@ -11,7 +11,7 @@ from math import prod
 from .archs import ARCHS, PRESETS, latent_text
 from .config import AEConfig, ClassifierConfig, InputConfig, ModelConfig, VAEConfig, check_loss_scale
 from .device import seed_everything
-from .models import MLP, VAE, AutoEncoder, BottleneckClassifier, ConvConfig, MLPConfig, VAEModelConfig
+from .models import MLP, VAE, AutoEncoder, ConvConfig, MLPConfig, VAEModelConfig
 from .params import check, from_section, top_level
 
 
@@ -58,13 +58,3 @@ def vae(params: dict) -> tuple[VAE, VAEConfig]:
     arch = VAEModelConfig(**vars(conv_config(params, "train_vae", cfg.loss)), beta=cfg.beta)
     seed_everything(cfg.seed)
     return VAE(arch), cfg
-
-
-def bottleneck(params: dict, n_classes: int) -> tuple[BottleneckClassifier, AEConfig]:
-    """The AE's encoder to a ``latent_dim``-wide code and a linear classifier on it, with
-    the AE's training budget (``train_ae``: optimizer, schedule, epochs, seed); its loss is
-    cross-entropy whatever ``train_ae.loss`` says."""
-    cfg = from_section(AEConfig, params, "train_ae")
-    arch = conv_config(params, "train_ae", cfg.loss)
-    seed_everything(cfg.seed)
-    return BottleneckClassifier(arch, n_classes), cfg

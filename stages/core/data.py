@@ -20,7 +20,7 @@ import numpy as np
 
 from . import config
 from .io import load_arrays
-from .params import PipelineError
+from .errors import PipelineError
 
 SPLITS = ("train", "val", "test")
 IMAGE_SIDE = 28

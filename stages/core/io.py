@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import timing
-from .params import PipelineError
+from .errors import PipelineError
 from .paths import rebuild_hint
 
 

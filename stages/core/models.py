@@ -20,7 +20,7 @@ from .config import InputConfig
 from .data import IMAGE_SIDE
 from .inputs import to_unit
 from .io import load_checkpoint
-from .params import PipelineError
+from .errors import PipelineError
 from .paths import rebuild_hint
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -189,31 +189,6 @@ class VAE(AutoEncoder):
         stats = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(),
                  "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
         return loss, stats
-
-
-class BottleneckClassifier(nn.Module):
-    """The AE's encoder and head to a ``latent_dim``-wide code, then a linear layer to the
-    class logits, trained end to end on the labels: what d numbers can carry for the
-    task when they are chosen for it (tools/bottleneck_control.py). ``encode`` gives the code."""
-
-    kind = "bottleneck"
-
-    def __init__(self, cfg: ConvConfig, n_classes: int):
-        super().__init__()
-        self.cfg = cfg
-        arch = ARCHS[cfg.arch]
-        self.encoder = arch.encoder(cfg)
-        self.to_latent = arch.head(cfg, False)
-        self.classify = nn.Linear(cfg.latent_dim, n_classes)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.to_latent(self.encoder(x))  # (B, latent)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.encode(x))  # (B, n_classes) logits
-
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        return classification_loss(self(x), y)
 
 
 # ----------------------------------------------------------------------- checkpoints

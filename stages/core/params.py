@@ -1,4 +1,4 @@
-"""Reading params.yaml into the dataclasses of config.py, and a stage's command line.
+"""Reading params.yaml into the dataclasses of config.py.
 
 The dataclasses have no defaults, so a missing, misspelled or unknown key is an error
 that names its path in params.yaml (``train_ae.lr``); so is a top-level key no stage
@@ -9,23 +9,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import sys
-import time
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
-from . import timing
+from .errors import PipelineError
 
 PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
 T = TypeVar("T")
-
-
-class PipelineError(Exception):
-    """An error the user can fix (a param, a data file); the stage exits with its message."""
 
 
 class ParamError(PipelineError, ValueError):
@@ -140,26 +134,3 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     raise ParamError(key, f"must be a finite float, got {value!r}" if hint is float
                      else f"must be {hint.__name__}, got {value!r}")
-
-
-def run(main: Callable[[dict], dict]) -> None:
-    """A stage's command line: load params.yaml, call ``main``, exit non-zero with a
-    one-paragraph message (no traceback) on an error the user can fix. The stage's
-    files are renamed into place together when it succeeds (io.all_or_nothing)."""
-    module = main.__module__
-    if module == "__main__":  # `python -m stages.<name>`: the spec keeps the real name
-        module = sys.modules["__main__"].__spec__.name
-    stage = module.rsplit(".", 1)[-1]
-    from .io import all_or_nothing  # io reads PipelineError from here
-
-    start = time.perf_counter()
-    try:
-        with all_or_nothing():  # a failed stage leaves every old file of it, none half-new
-            main(load_params())
-    except PipelineError as e:
-        sys.exit(f"{stage} failed: {e}")
-    except KeyboardInterrupt:  # all_or_nothing: every file of the stage is as it was
-        print(f"{stage} interrupted (Ctrl-C); its files are as they were before it started; "
-              "run `dvc repro` to start it again", file=sys.stderr)
-        sys.exit(130)
-    timing.record(stage, time.perf_counter() - start)

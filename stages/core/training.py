@@ -19,7 +19,7 @@ from . import timing
 from .config import TrainConfig
 from .device import EVAL_BATCH, on_device
 from .inputs import batches
-from .params import PipelineError
+from .errors import PipelineError
 
 
 class TrainingError(PipelineError):
