@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 import torch
@@ -48,8 +49,8 @@ from stages.core.models import ConvConfig, classification_loss
 from stages.core.params import from_section, load_params, top_level
 from stages.core.probes import probe
 from stages.core.training import train_and_test
-from tools import noise, read_report
-from tools.sweep import report_row
+from tools import read_report
+from tools.study import pm, report_row, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,23 +126,6 @@ def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> 
             "mlp": probed.mlp["test_acc"], "knn5": probed.knn["k=5"]["test_acc"], "best_epoch": own["best_epoch"]}
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """Per size: n, and each number's mean and 95 % half-width over the seeds (0 for one)."""
-    out = []
-    for d in sorted({r["latent_dim"] for r in runs}):
-        group = [r for r in runs if r["latent_dim"] == d]
-        row = {"latent_dim": d, "n": len(group)}
-        for key in NUMBERS:
-            s = noise.summary([r[key] for r in group])
-            row[key], row[f"{key}_ci"] = s["mean"], (s["half_width"] if len(group) > 1 else 0.0)
-        out.append(row)
-    return out
-
-
-def _cell(mean: float, half: float, n: int) -> str:
-    return f"{mean:.4f}" + (f" ± {half:.4f}" if n > 1 else "")
-
-
 def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
     lines = ["# The bottleneck control: what d numbers can carry for the class", "",
              f"The AE's encoder to a d-wide code and a linear layer to the logits, trained end to end on the labels "
@@ -153,10 +137,10 @@ def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
                   "| AE MLP probe (sweep) | VAE MLP probe (sweep) | pixels MLP |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             sweep = report_row(root, dataset, r["latent_dim"])
-            beside = (" | ".join(_cell(sweep[k], sweep[f"{k}_ci"], sweep["n"]) for k in ("ae_mlp", "vae_mlp", "pixels_mlp"))
+            beside = (" | ".join(pm(sweep[k], sweep[f"{k}_ci"], sweep["n"], 4) for k in ("ae_mlp", "vae_mlp", "pixels_mlp"))
                       if sweep else "– | – | –")
             lines.append(f"| {r['latent_dim']} | {r['n']} | " +
-                         " | ".join(_cell(r[k], r[f"{k}_ci"], r["n"]) for k in NUMBERS) + f" | {beside} |")
+                         " | ".join(pm(r[k], r[f"{k}_ci"], r["n"], 4) for k in NUMBERS) + f" | {beside} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -194,7 +178,8 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
         for dataset in datasets:
             data, classes = processed(params, dataset, raw, Path(tmp))
             runs[dataset] = [one_run(params, data, classes, d, s) for d in sizes for s in seeds]
-            results[dataset] = summarize(runs[dataset])
+            results[dataset] = summarize(pd.DataFrame(runs[dataset])[["latent_dim", "seed", *NUMBERS]],
+                                         ["latent_dim"]).to_dict("records")
     epochs = params["train_ae"]["epochs"]
     write_json(root / "reports" / f"{args.out}.json", {"epochs": epochs, "sizes": results, "runs": runs})
     text = markdown(results, root, epochs)

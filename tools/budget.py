@@ -31,7 +31,7 @@ from stages.core.cli import run
 from stages.core.io import save_figure, write_json, write_text
 from tools import figures, noise, read_report
 from tools.experiments import flat, git_json, report_args, report_runs
-from tools.sweep import REPORTS, report_row, run_frame, summarize
+from tools.study import REPORTS, pm, report_row, run_frame, summarize
 
 REPORT = "budget"
 EPOCH_KEYS = ("train_ae.epochs", "train_vae.epochs")
@@ -42,7 +42,7 @@ SHOWN = {"best latent - pixels": ("best_minus_pixels", 4), "AE test MSE": ("ae_m
 
 
 def frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}, best_epoch=lambda rev: None):
-    """One row per run (``sweep.run_frame`` with the size and both epoch counts free), the
+    """One row per run (``study.run_frame`` with the size and both epoch counts free), the
     runs whose AE and VAE epochs differ dropped; ``epochs`` the budget, ``ae_best_epoch``
     the epoch whose weights the AE kept (``best_epoch(rev)``, nan where unknown)."""
     df = run_frame(entries, overrides, knn, FREE)
@@ -56,7 +56,7 @@ def frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}
 
 def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tuple[pd.DataFrame, list[int]]:
     """``summary`` with its rows at the params' own ``epochs`` replaced, size by size, by the
-    committed latent-size sweep's (``sweep.report_row``: the same params over its seeds; the
+    committed latent-size sweep's (``study.report_row``: the same params over its seeds; the
     baseline commit's own run is one of them), where the sweep has that size; and those sizes."""
     rows = []
     for d in sorted(summary["latent_dim"].unique()):
@@ -90,13 +90,6 @@ def changes(summary: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _pm(mean: float, half: float, n: int, digits: int, sign: str = "") -> str:
-    """``mean`` ± ``half`` (the mean alone for one run); ``sign="+"`` writes a change's sign."""
-    if pd.isna(mean):
-        return "–"
-    return f"{mean:{sign}.{digits}f}" + (f" ± {half:.{digits}f}" if n > 1 and not pd.isna(half) else "")
-
-
 def _verdict(c: dict) -> str:
     if pd.isna(c["half_width"]):
         return "not judged: fewer than 2 runs of the shorter budget"
@@ -123,23 +116,23 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
              "| latent_dim | epochs | seeds | " + " | ".join(SHOWN) + " | AE best epoch |",
              "|---|---|---|" + "---|" * (len(SHOWN) + 1)]
     for _, r in summary.iterrows():
-        cells = [_pm(r[c], r[f"{c}_ci"], r["n"], k) for c, k in SHOWN.values()]
+        cells = [pm(r[c], r[f"{c}_ci"], r["n"], k) for c, k in SHOWN.values()]
         lines.append(f"| {r['latent_dim']} | {r['epochs']} | {r['n']} | " + " | ".join(cells) +
-                     f" | {_pm(r['ae_best_epoch'], r['ae_best_epoch_ci'], r['n'], 1)} |")
+                     f" | {pm(r['ae_best_epoch'], r['ae_best_epoch_ci'], r['n'], 1)} |")
     lines += ["", "Each longer budget against the shortest at the same size (longer - shorter); beyond the "
                   "noise when the 95 % interval excludes 0, each row judged on its own:", "",
               "| latent_dim | epochs | number | change ± 95 % | beyond the noise? |", "|---|---|---|---|---|"]
     digits = {name: k for name, (_, k) in SHOWN.items()}
     for c in diffs:
         lines.append(f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
-                     f"{_pm(c['difference'], c['half_width'], 2, digits[c['number']], '+')} | {_verdict(c)} |")
+                     f"{pm(c['difference'], c['half_width'], 2, digits[c['number']], '+')} | {_verdict(c)} |")
     if ctrl:
         pixels = summary.iloc[0]
         lines += ["", "The bottleneck control (`make bottleneck`: the AE's encoder trained end to end on the labels "
                       "through a d-wide code, 7 epochs), its code's MLP probe: " +
-                  "; ".join(f"d = {d}: {_pm(s['mean'], s['half_width'], s['n'], 4)} ({s['n']} seeds)"
+                  "; ".join(f"d = {d}: {pm(s['mean'], s['half_width'], s['n'], 4)} ({s['n']} seeds)"
                             for d, s in ctrl.items()) +
-                  f". The pixel MLP: {_pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], pixels['n'], 4)}."]
+                  f". The pixel MLP: {pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], pixels['n'], 4)}."]
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}, {r['epochs']} epochs: {r['experiment']}"
                                       for _, r in summary.iterrows()) + "."]
     if note:

@@ -28,102 +28,18 @@ import pandas as pd
 
 from stages.core.cli import run
 from stages.core.io import save_figure, write_csv, write_json, write_text
-from tools import figures, noise, read_report
-from tools.experiments import SEED_KEYS, flat, git_json, report_args, report_runs
+from tools import figures, read_report
+from tools.experiments import flat, git_json, report_args, report_runs
+from tools.study import MSE, PAIRED, PIXELS, cell, run_frame, summarize
 
 REPORT = "sweep"  # reports/<out>.{md,json} and plots/<out>/, <out> sweep unless --out names another
-REPORTS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's <out>, as docs/experiments.md runs it
-MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
-       "pca": ("metrics/evaluate.json", "pca", "test_mse")}
-PIXELS = {"pixels_logreg": "logreg_test_acc", "pixels_mlp": "test_acc"}
 PROBES = ("logreg", "mlp", "knn5")
-# Per run a - b, both from the same run (its seeds, its data): judged by the size's own seeds.
-PAIRED = {"AE - VAE, test MSE": ("ae_mse", "vae_mse"), "AE - VAE, MLP probe": ("ae_mlp", "vae_mlp"),
-          "AE - VAE, 5-NN": ("ae_knn5", "vae_knn5"), "AE - PCA, MLP probe": ("ae_mlp", "pca_mlp"),
-          "best latent - pixels, same classifier": ("best_minus_pixels", None)}
-
-
-def _free(params: dict, overrides: dict, free: tuple[str, ...] = ("latent_dim",)) -> dict:
-    """The params a sweep point may not change: all but ``free`` and the training seeds."""
-    return {k: v for k, v in {**flat(params), **overrides}.items() if k not in free and k not in SEED_KEYS}
-
-
-def run_row(e: dict, knn: dict | None = None) -> dict:
-    """One run's numbers; ``knn``: its reports/downstream.json (5-NN lives there, not in metrics)."""
-    m = e["metrics"]
-    down = m["metrics/downstream.json"]["downstream"]
-    classifier = m["metrics/train_classifier.json"]["classifier"]
-    row = {f"{r}_mse": m[f][k][key] for r, (f, k, key) in MSE.items()}
-    row.update({f"{r}_{c}": down[r][f"{c}_test_acc"] for r in MSE for c in ("logreg", "mlp")})
-    row.update({f"{r}_knn5": (knn or {}).get(r, {}).get("knn", {}).get("k=5", {}).get("test_acc", float("nan"))
-                for r in MSE})
-    row.update({name: classifier[key] for name, key in PIXELS.items()})
-    row["best_minus_pixels"] = down["best_latent_minus_pixels"]
-    row["vae_active_units"] = m["metrics/train_vae.json"]["vae"]["active_units"]
-    for name, (a, b) in PAIRED.items():
-        row[name] = row[a] - (row[b] if b else 0.0)
-    return row
-
-
-def run_frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {},
-              free: tuple[str, ...] = ("latent_dim",)) -> pd.DataFrame:
-    """One row per run among those whose params differ from the baseline's (the first entry,
-    with ``overrides``) in the ``free`` params and the training seeds alone (one value for
-    the three): the newest run per (free params, seed), with its numbers (``run_row``) and
-    a column per free param. ``knn(rev)``: a run's reports/downstream.json."""
-    overrides = overrides or {}
-    rows = []
-    fixed = _free(entries[0]["params"], overrides, free) if entries else {}
-    for e in entries:
-        params = flat(e["params"])
-        if e["state"] != "success" or any(params.get(k) is None for k in free) \
-                or "metrics/downstream.json" not in e["metrics"]:
-            continue
-        seeds = {params.get(k) for k in SEED_KEYS}
-        if _free(e["params"], {}, free) != fixed or len(seeds) != 1:
-            continue  # another experiment (another dataset, another model): not this sweep
-        rows.append({**{k: params[k] for k in free}, "seed": seeds.pop(), "experiment": e["name"],
-                     "timestamp": e["timestamp"], "rev": e.get("rev", "")})
-    if not rows:
-        return pd.DataFrame()
-    by_name = {e["name"]: e for e in entries}
-    df = pd.DataFrame(rows).sort_values([*free, "seed", "timestamp"])
-    df = df.groupby([*free, "seed"], dropna=False).tail(1).reset_index(drop=True)
-    return pd.concat([df, pd.DataFrame(
-        [run_row(by_name[n], knn(by_name[n].get("rev", ""))) for n in df["experiment"]])], axis=1)
-
-
-def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per value of ``by`` the mean of each number over its seeds, ``n`` the seeds and
-    ``<number>_ci`` the half-width of its 95 % interval (t with n - 1 dof; 0 for one seed)."""
-    numbers = [c for c in df.columns if c not in (*by, "seed", "experiment", "timestamp", "rev")
-               and pd.api.types.is_numeric_dtype(df[c])]
-    out = []
-    for key, group in df.groupby(by):
-        row = {**dict(zip(by, key if isinstance(key, tuple) else (key,))),
-               "experiment": " ".join(group["experiment"]), "n": len(group)}
-        for c in numbers:
-            s = noise.summary(group[c].tolist())
-            row[c], row[f"{c}_ci"] = s["mean"], (s["half_width"] if len(group) > 1 else 0.0)
-        out.append(row)
-    return pd.DataFrame(out)
 
 
 def table(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}) -> pd.DataFrame:
     """One row per latent size (``run_frame`` with latent_dim free, then ``summarize``)."""
     df = run_frame(entries, overrides, knn)
     return summarize(df, ["latent_dim"]) if not df.empty else df
-
-
-def report_row(root: Path, dataset: str, d: int) -> dict | None:
-    """The committed sweep's numbers at size ``d`` for ``dataset`` (reports/sweep*.json,
-    ``experiment`` its runs), if it has them."""
-    path = root / "reports" / f"{REPORTS[dataset]}.json"
-    if not path.exists():
-        return None
-    rep = read_report(path)
-    row = next((r for r in rep.get("sizes", []) if r.get("latent_dim") == d), None)
-    return row and {**row, "experiment": rep.get("runs", {}).get(str(d), "")}
 
 
 def keep(df: pd.DataFrame, path: Path, dataset: str, overrides: dict) -> tuple[pd.DataFrame, list[int]]:
@@ -142,12 +58,6 @@ def keep(df: pd.DataFrame, path: Path, dataset: str, overrides: dict) -> tuple[p
     return merged.sort_values("latent_dim").reset_index(drop=True), [r["latent_dim"] for r in rows]
 
 
-def _cell(r, c: str, digits: int) -> str:
-    if pd.isna(r[c]):
-        return "–"
-    return f"{r[c]:.{digits}f}" + (f" ± {r[f'{c}_ci']:.{digits}f}" if r["n"] > 1 else "")
-
-
 def _verdict(r, c: str) -> str:
     if r["n"] < 2 or pd.isna(r[c]):
         return "one run: not judged"
@@ -164,21 +74,21 @@ def markdown(df: pd.DataFrame, title: str, kept: str = "") -> str:
              "| latent_dim | seeds | AE MSE | VAE MSE | PCA MSE | VAE active units | best latent - pixels |",
              "|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        lines.append(f"| {r['latent_dim']} | {r['n']} | " + " | ".join(_cell(r, f"{x}_mse", 5) for x in MSE) +
-                     f" | {_cell(r, 'vae_active_units', 1)} | {_cell(r, 'best_minus_pixels', 4)} |")
+        lines.append(f"| {r['latent_dim']} | {r['n']} | " + " | ".join(cell(r, f"{x}_mse", 5) for x in MSE) +
+                     f" | {cell(r, 'vae_active_units', 1)} | {cell(r, 'best_minus_pixels', 4)} |")
     lines += ["", "Probes on each representation, logistic regression / MLP / 5-NN:", "",
               "| latent_dim | AE | VAE | PCA |", "|---|---|---|---|"]
     for _, r in df.iterrows():
         lines.append(f"| {r['latent_dim']} | " + " | ".join(
-            " / ".join(_cell(r, f"{x}_{c}", 4) for c in PROBES) for x in MSE) + " |")
+            " / ".join(cell(r, f"{x}_{c}", 4) for c in PROBES) for x in MSE) + " |")
     last = df.iloc[-1]
-    lines += ["", f"Pixels, the line to reach (the same at every size): logreg {_cell(last, 'pixels_logreg', 4)}, "
-                  f"MLP {_cell(last, 'pixels_mlp', 4)}.", "",
+    lines += ["", f"Pixels, the line to reach (the same at every size): logreg {cell(last, 'pixels_logreg', 4)}, "
+                  f"MLP {cell(last, 'pixels_mlp', 4)}.", "",
               "Paired differences per size, each run's two numbers from the same seeds:", "",
               "| latent_dim | difference | mean ± 95 % | beyond the noise? |", "|---|---|---|---|"]
     for _, r in df.iterrows():
         for name in PAIRED:
-            lines.append(f"| {r['latent_dim']} | {name} | {_cell(r, name, 4)} | {_verdict(r, name)} |")
+            lines.append(f"| {r['latent_dim']} | {name} | {cell(r, name, 4)} | {_verdict(r, name)} |")
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}: {r['experiment']}" for _, r in df.iterrows()) + "."]
     if kept:
         lines += ["", kept]
