@@ -14,17 +14,9 @@ import subprocess
 import sys
 
 from tools.experiments import flat, runs
+from tools.study import HEADLINE
 
-# (column, metrics file, dotted key): the numbers a latent experiment moves.
-HEADLINE = [
-    ("AE mse", "metrics/train_ae.json", "ae.test_mse"),
-    ("VAE mse", "metrics/train_vae.json", "vae.test_mse"),
-    ("PCA mse", "metrics/evaluate.json", "pca.test_mse"),
-    ("VAE nelbo", "metrics/train_vae.json", "vae.test_nelbo"),
-    ("best latent", "metrics/downstream.json", "downstream.best_latent_test_acc"),
-    ("- pixels", "metrics/downstream.json", "downstream.best_latent_minus_pixels"),
-    ("pixel MLP", "metrics/train_classifier.json", "classifier.test_acc"),
-]
+COLUMNS = {key: column for key, _, column in HEADLINE if column}
 WIDTH = 120
 NAME = 24  # longer experiment or branch names are cut
 
@@ -36,9 +28,12 @@ def cut(text: str, width: int) -> str:
 def rows(show: list[dict]) -> list[dict]:
     """One row per workspace, baseline commit and experiment: name, baseline, params
     (flat), metrics by column."""
-    return [{"name": e["name"], "baseline": e["baseline"], "params": flat(e["params"]),
-             "metrics": {col: flat(e["metrics"].get(path, {})).get(key) for col, path, key in HEADLINE}}
-            for e in runs(show, workspace=True)]
+    out = []
+    for e in runs(show, workspace=True):
+        metrics = {k: v for f in e["metrics"].values() for k, v in flat(f).items()}
+        out.append({"name": e["name"], "baseline": e["baseline"], "params": flat(e["params"]),
+                    "metrics": {col: metrics.get(key) for key, col in COLUMNS.items()}})
+    return out
 
 
 def number(value) -> str:
@@ -65,8 +60,8 @@ def table(entries: list[dict]) -> str:
         experiment = e["name"] != e["baseline"]
         base = bases.get(e["baseline"], {})
         changed = compact({k: v for k, v in e["params"].items() if base.get(k) != v}) if experiment else ""
-        lines.append([cut(("  " if experiment else "") + e["name"], NAME), changed, *(number(e["metrics"][col]) for col, _, _ in HEADLINE)])
-    head = ["Experiment", "changed params", *(col for col, _, _ in HEADLINE)]
+        lines.append([cut(("  " if experiment else "") + e["name"], NAME), changed, *(number(e["metrics"][col]) for col in COLUMNS.values())])
+    head = ["Experiment", "changed params", *COLUMNS.values()]
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     spare = WIDTH - sum(widths) - 2 * (len(head) - 1)
     if spare < 0:  # the params column gives way: it is the only free-length one

@@ -30,6 +30,7 @@ from stages.core.cli import run
 from stages.core.io import save_figure, write_json, write_text
 from tools import figures, noise, read_report
 from tools.experiments import SEED_KEYS, flat, wait
+from tools.study import select
 
 # (name, a, b): the paired differences a - b the docs' conclusions rest on; b None: a
 # is a difference already.
@@ -49,29 +50,18 @@ COMPARISONS = [
 
 def seed_runs(entries: list[dict], overrides: dict) -> list[dict]:
     """The finished runs whose params are the baseline's but for the seed keys (one value
-    for all three) and ``overrides``; the newest per seed. The baseline's own run counts
-    when it matches (no override)."""
-    base = {**flat(entries[0]["params"]), **overrides} if entries else {}
-    fixed = {k: v for k, v in base.items() if k not in SEED_KEYS}
-    found = {}
-    for i, e in enumerate(entries):
-        params = flat(e["params"])
-        if i and params == flat(entries[0]["params"]):
-            continue  # a rerun of the baseline's own params (another kernel, `make verify`): not a seed run
-        seeds = {params.get(k) for k in SEED_KEYS}
-        if e["state"] != "success" or len(seeds) != 1 or not e["metrics"]:
-            continue
-        if {k: v for k, v in params.items() if k not in SEED_KEYS} != fixed:
-            continue
-        seed = seeds.pop()
-        metrics = {k: v for f in e["metrics"].values() for k, v in flat(f).items()}
-        name = e["name"]  # [<tag>-]seed<s>-<machine>, as `make seeds` names them
-        made = re.search(rf"(?:^|-)seed{seed}-(.+)$", name)
-        machine = made.group(1) if made else "(commit's own run)"
-        run = {"experiment": name, "seed": seed, "machine": machine, "timestamp": e["timestamp"], "metrics": metrics}
-        if seed not in found or run["timestamp"] >= found[seed]["timestamp"]:
-            found[seed] = run
-    return [found[s] for s in sorted(found)]
+    for all three) and ``overrides`` (``study.select``); the newest per seed. The
+    baseline's own run counts when it matches (no override)."""
+    base = flat(entries[0]["params"]) if entries else {}
+    # a rerun of the baseline's own params (another kernel, `make verify`) is not a seed run
+    out = []
+    for r in select(entries, overrides, keep=lambda i, e: not (i and flat(e["params"]) == base)):
+        e, seed = r["entry"], r["seed"]
+        made = re.search(rf"(?:^|-)seed{seed}-(.+)$", e["name"])  # [<tag>-]seed<s>-<machine>, as `make seeds` names them
+        out.append({"experiment": e["name"], "seed": seed, "machine": made.group(1) if made else "(commit's own run)",
+                    "timestamp": e["timestamp"],
+                    "metrics": {k: v for f in e["metrics"].values() for k, v in flat(f).items()}})
+    return out
 
 
 def report(rows: list[dict]) -> dict:

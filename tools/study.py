@@ -11,6 +11,24 @@ import pandas as pd
 from tools import noise, read_report
 from tools.experiments import SEED_KEYS, flat
 
+# The headline metrics, once, by their flat DVC key: the README's row (make readme) and, for
+# those a latent experiment moves, the column of `make exps`.
+HEADLINE = [
+    ("classifier.test_acc", "pixel MLP, test accuracy", "pixel MLP"),
+    ("classifier.logreg_test_acc", "pixel logistic regression, test accuracy", None),
+    ("downstream.best_latent_test_acc", "best latent classifier (chosen on val), test accuracy", "best latent"),
+    ("downstream.best_latent_minus_pixels", "**best latent − the same classifier on pixels**", "- pixels"),
+    ("downstream.ae.mlp_test_acc", "MLP on the AE's codes, test accuracy", None),
+    ("downstream.vae.mlp_test_acc", "MLP on the VAE's codes (mu), test accuracy", None),
+    ("downstream.pca.mlp_test_acc", "MLP on PCA's codes, test accuracy", None),
+    ("ae.test_mse", "AE test MSE per pixel, [0, 1] scale", "AE mse"),
+    ("vae.test_mse", "VAE test MSE per pixel (decoding mu)", "VAE mse"),
+    ("pca.test_mse", "PCA test MSE per pixel", "PCA mse"),
+    ("vae.test_nelbo", "VAE negative ELBO, nats per image (the IWAE bound's images and draws)", "VAE nelbo"),
+    ("vae.test_iwae_nll", "VAE IWAE bound on −log p(x), nats per image (k = {k}, {images} images)", None),
+    ("ood.auroc.vae_nll", "OOD AUROC against {other}: VAE −log p(x)", None),
+    ("ood.auroc.ae_mse", "OOD AUROC against {other}: AE MSE", None),
+]
 REPORTS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's <out>, as docs/experiments.md runs it
 MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
        "pca": ("metrics/evaluate.json", "pca", "test_mse")}
@@ -43,32 +61,36 @@ def run_row(e: dict, knn: dict | None = None) -> dict:
     return row
 
 
+def select(entries: list[dict], overrides: dict | None = None, free: tuple[str, ...] = (),
+           keep=lambda i, e: True) -> list[dict]:
+    """The runs of one study: those whose params are the baseline's (the first entry, with
+    ``overrides``) but for the ``free`` params and the training seeds (one value for the
+    three), finished, with metrics, and ``keep(i, entry)``; the newest per (free params,
+    seed), in that order. Each {"entry", "params" (flat), "seed"}."""
+    fixed = _free(entries[0]["params"], overrides or {}, free) if entries else {}
+    found: dict[tuple, dict] = {}
+    for i, e in enumerate(entries):
+        params = flat(e["params"])
+        seeds = {params.get(k) for k in SEED_KEYS}
+        if e["state"] != "success" or not e["metrics"] or len(seeds) != 1 or any(params.get(k) is None for k in free) \
+                or _free(e["params"], {}, free) != fixed or not keep(i, e):
+            continue  # unfinished, or another experiment (another dataset, another model)
+        key = (*(params[k] for k in free), seeds.pop())
+        if key not in found or e["timestamp"] >= found[key]["entry"]["timestamp"]:
+            found[key] = {"entry": e, "params": params, "seed": key[-1]}
+    return [found[k] for k in sorted(found)]
+
+
 def run_frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {},
               free: tuple[str, ...] = ("latent_dim",)) -> pd.DataFrame:
-    """One row per run among those whose params differ from the baseline's (the first entry,
-    with ``overrides``) in the ``free`` params and the training seeds alone (one value for
-    the three): the newest run per (free params, seed), with its numbers (``run_row``) and
-    a column per free param. ``knn(rev)``: a run's reports/downstream.json."""
-    overrides = overrides or {}
-    rows = []
-    fixed = _free(entries[0]["params"], overrides, free) if entries else {}
-    for e in entries:
-        params = flat(e["params"])
-        if e["state"] != "success" or any(params.get(k) is None for k in free) \
-                or "metrics/downstream.json" not in e["metrics"]:
-            continue
-        seeds = {params.get(k) for k in SEED_KEYS}
-        if _free(e["params"], {}, free) != fixed or len(seeds) != 1:
-            continue  # another experiment (another dataset, another model): not this sweep
-        rows.append({**{k: params[k] for k in free}, "seed": seeds.pop(), "experiment": e["name"],
-                     "timestamp": e["timestamp"], "rev": e.get("rev", "")})
-    if not rows:
+    """One row per run of ``select`` (with the latents' metrics), its numbers (``run_row``)
+    and a column per free param. ``knn(rev)``: a run's reports/downstream.json."""
+    runs = select(entries, overrides, free, lambda i, e: "metrics/downstream.json" in e["metrics"])
+    if not runs:
         return pd.DataFrame()
-    by_name = {e["name"]: e for e in entries}
-    df = pd.DataFrame(rows).sort_values([*free, "seed", "timestamp"])
-    df = df.groupby([*free, "seed"], dropna=False).tail(1).reset_index(drop=True)
-    return pd.concat([df, pd.DataFrame(
-        [run_row(by_name[n], knn(by_name[n].get("rev", ""))) for n in df["experiment"]])], axis=1)
+    return pd.DataFrame([{**{k: r["params"][k] for k in free}, "seed": r["seed"], "experiment": r["entry"]["name"],
+                          "timestamp": r["entry"]["timestamp"], "rev": r["entry"].get("rev", ""),
+                          **run_row(r["entry"], knn(r["entry"].get("rev", "")))} for r in runs])
 
 
 def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
