@@ -81,13 +81,6 @@ def test_tools_are_a_package_without_path_edits():
             if "sys.path" in p.read_text()] == []
 
 
-def test_activation_and_arch_names_are_the_models():
-    from stages.core import archs, config
-
-    assert set(archs.ACTIVATIONS) == set(config.ACTIVATIONS)
-    assert list(archs.ARCHS) == list(config.ARCHS)
-
-
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
 def test_file_and_class_names_are_torchvisions(dataset):
     from stages.core import data

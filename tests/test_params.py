@@ -65,6 +65,20 @@ def test_a_key_of_another_section_is_unknown_here(params, change, key):
     assert_names(e.value, key)
 
 
+def test_train_vae_holds_the_keys_of_two_configs_and_no_other(params):
+    """``beta`` is the VAE's config's, the rest its training config's: both are known
+    keys of train_vae; a model key of another section is not."""
+    with pytest.raises(ParamError, match="unknown key") as e:
+        builders.vae(with_values(params, train_vae__betta=2.0))
+    assert_names(e.value, "train_vae.betta")
+    assert re.search(r"did you mean 'beta'\?.*known keys of 'train_vae': .*\bbeta\b.*\bepochs\b", str(e.value))
+    with pytest.raises(ParamError, match="unknown key") as e:
+        builders.vae(with_values(params, train_vae__widths=[4]))
+    assert_names(e.value, "train_vae.widths")
+    model, _ = builders.vae(with_values(params, train_vae__beta=2))
+    assert model.cfg.beta == 2.0 and isinstance(model.cfg.beta, float)
+
+
 def test_a_training_section_may_not_set_normalize(params):
     with pytest.raises(ParamError, match="unknown key") as e:
         builders.autoencoder(with_values(params, train_ae__normalize="unit"))

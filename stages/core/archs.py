@@ -25,8 +25,10 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
 }
+DECODERS = ("convtranspose", "upsample")  # the backbone's: transposed convs, or nearest upsampling + 3x3 conv
 
-# The course's backbones, as the ``model`` keys they set (every other key is ignored).
+# The course's backbones, as the ``model`` keys they set over params.yaml's
+# (builders.conv_config applies them).
 PRESETS = {
     # MNIST AE, 2-D latent: conv 8 -> 16 -> 32 (stride 2, tanh), dense 64, latent;
     # decoder: transposed convs 32 -> 16 -> 8 -> 1

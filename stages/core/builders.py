@@ -6,10 +6,11 @@ benchmarks/bench.py. Params are checked before any data is read.
 """
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from math import prod
 
 from .archs import ARCHS, PRESETS, latent_text
-from .config import AEConfig, ClassifierConfig, InputConfig, ModelConfig, VAEConfig, check_loss_scale
+from .config import AEConfig, ClassifierConfig, InputConfig, VAEConfig, check_loss_scale
 from .device import seed_everything
 from .models import MLP, VAE, AutoEncoder, ConvConfig, MLPConfig, VAEModelConfig
 from .params import check, from_section, top_level
@@ -28,20 +29,18 @@ def classifier(params: dict, in_features: int, n_classes: int, inp: InputConfig 
 
 
 def conv_config(params: dict, section: str, loss: str) -> ConvConfig:
-    """The architecture: the ``model`` section (a course preset's values over its keys),
+    """The AE's config: the ``model`` section with a course preset's values over its keys,
     ``latent_dim``, the input transform and ``<section>.loss``, checked against the
     input's scale and against a latent whose size the architecture fixes."""
-    model = from_section(ModelConfig, params, "model")
-    model = vars(model) | PRESETS.get(model.arch, {})
-    latent_dim = top_level(params, "latent_dim", int)
-    check(latent_dim >= 1, "latent_dim", f"must be >= 1, got {latent_dim}")
     inp = input_config(params)
     check_loss_scale(section, loss, inp)
-    cfg = ConvConfig(latent_dim=latent_dim, **model, input=inp, loss=loss)
+    cfg = from_section(ConvConfig, params, "model", latent_dim=top_level(params, "latent_dim", int),
+                       input=inp, loss=loss)
+    cfg = replace(cfg, **PRESETS.get(cfg.arch, {}))
     shape = ARCHS[cfg.arch].latent_shape(cfg)
     if shape is not None:
-        check(latent_dim == prod(shape), "latent_dim",
-              f"model.arch {cfg.arch}'s latent is its {latent_text(shape)} feature map, {prod(shape)} numbers, not {latent_dim}; set latent_dim: {prod(shape)} "
+        check(cfg.latent_dim == prod(shape), "latent_dim",
+              f"model.arch {cfg.arch}'s latent is its {latent_text(shape)} feature map, {prod(shape)} numbers, not {cfg.latent_dim}; set latent_dim: {prod(shape)} "
               f"(dvc exp run -S model.arch={cfg.arch} -S latent_dim={prod(shape)})")
     return cfg
 
@@ -54,7 +53,9 @@ def autoencoder(params: dict) -> tuple[AutoEncoder, AEConfig]:
 
 
 def vae(params: dict) -> tuple[VAE, VAEConfig]:
-    cfg = from_section(VAEConfig, params, "train_vae")
-    arch = VAEModelConfig(**vars(conv_config(params, "train_vae", cfg.loss)), beta=cfg.beta)
+    """The VAE and its training config: ``train_vae`` holds the keys of both, ``beta`` the model's."""
+    cfg = from_section(VAEConfig, params, "train_vae", others=["beta"])
+    arch = from_section(VAEModelConfig, params, "train_vae", others=[f.name for f in fields(VAEConfig)],
+                        **vars(conv_config(params, "train_vae", cfg.loss)))
     seed_everything(cfg.seed)
     return VAE(arch), cfg

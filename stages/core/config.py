@@ -1,7 +1,10 @@
 """params.yaml's schema: one frozen dataclass per section, in the file's order.
 
 No field has a default (params.yaml holds them) and each dataclass checks its own
-values once. The one check across sections, a loss that suits the input scale, is
+values once. The model's keys (the ``model`` section, ``latent_dim``, ``train_vae.beta``)
+are declared by the model's own config, models.ConvConfig, which builders.py fills
+from these sections (``loss`` is the training section's and goes to the model too).
+The one check across sections, a loss that suits the input scale, is
 :func:`check_loss_scale`, which the builders call. Light on purpose: no torch here.
 """
 from __future__ import annotations
@@ -15,11 +18,6 @@ DATASETS = ("mnist", "fashion_mnist")
 NORMALIZATIONS = ("unit", "symmetric")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "constant")
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu", "gelu", "silu")
-DECODERS = ("convtranspose", "upsample")
-# models.archs.ARCHS, by name (tests hold the two equal): the pipeline's backbone, the
-# course's three presets of it and its two models written out layer by layer.
-ARCHS = ("backbone", "mnist_2d", "keras_fashion", "keras_fashion_upsample", "guide12", "keras_practice")
 LOSSES = ("mse", "bce")
 PROJECTIONS = ("pca", "tsne")
 
@@ -96,27 +94,6 @@ class LogregConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """``model``: the architecture the AE and the VAE share; the keys after ``arch``
-    shape ``arch: backbone`` only (the course's models set their own)."""
-
-    arch: str  # backbone, or a course model by name (docs/course.md)
-    widths: tuple[int, ...]  # conv channels, each conv with stride 2
-    hidden: int  # dense layer between the convs and the latent; 0 for none
-    activation: str
-    decoder: str  # convtranspose, or upsample: nearest upsampling + 3x3 conv
-    batch_norm: bool
-    out_conv: bool  # end the decoder with a 3x3 conv to 1 channel
-
-    def __post_init__(self) -> None:
-        check_choice(self.arch, ARCHS, "arch")
-        check(len(self.widths) >= 1 and min(self.widths) >= 1, "widths", f"need >= 1 positive widths, got {list(self.widths)}")
-        check(self.hidden >= 0, "hidden", f"must be >= 0 (0 for none), got {self.hidden}")
-        check_choice(self.activation, ACTIVATIONS, "activation")
-        check_choice(self.decoder, DECODERS, "decoder")
-
-
-@dataclass(frozen=True)
 class AEConfig(TrainConfig):
     """``train_ae``: the shared training keys and the reconstruction loss."""
 
@@ -129,16 +106,15 @@ class AEConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class VAEConfig(AEConfig):
-    """``train_vae``: the AE's keys, the KL weight, the prior samples and the IWAE bound."""
+    """``train_vae``: the AE's keys, the prior samples and the IWAE bound; its ``beta`` is
+    the model's (models.VAEModelConfig)."""
 
-    beta: float  # weight of the KL term; 1 is the ELBO
     n_samples: int  # images decoded from the prior for samples.png
     iwae_k: int  # importance samples per image for the IWAE bound
     iwae_images: int  # the IWAE bound on the first this many test images
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
         check(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.iwae_k >= 1, "iwae_k", f"must be >= 1, got {self.iwae_k}")
         check(self.iwae_images >= 1, "iwae_images", f"must be >= 1, got {self.iwae_images}")

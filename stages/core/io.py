@@ -2,7 +2,7 @@
 
 Writes go to a temporary file beside the destination, renamed into place on success,
 so an interrupted stage or a full disk never leaves a half-written file, and the old
-one stays. Inside ``all_or_nothing()`` (a stage's command line, params.run) the renames
+one stays. Inside ``all_or_nothing()`` (the command line, cli.run) the renames
 wait for the stage's end, so a stage that fails at its third file leaves all of its old
 files, not two new ones beside old ones. A missing or damaged input, or a failed write,
 is one PipelineError naming the file and the command that fixes it.

@@ -15,13 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .archs import ARCHS
+from .archs import ACTIVATIONS, ARCHS, DECODERS
 from .config import InputConfig
 from .data import IMAGE_SIDE
+from .errors import PipelineError
 from .inputs import to_unit
 from .io import load_checkpoint
-from .errors import PipelineError
+from .params import check, check_choice
 from .paths import rebuild_hint
+
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Cross-entropy on the class logits, and the accuracy: every classifier's loss."""
@@ -63,11 +65,13 @@ class MLP(nn.Module):
 
 @dataclass(frozen=True)
 class ConvConfig:
-    """The AE's architecture and loss; ``input`` sets the output activation (sigmoid for
-    [0, 1], tanh for [-1, 1]) and the image size. ``arch`` names the architecture
-    (:mod:`.archs`); the keys after it shape the backbone and its presets."""
+    """The AE's config, declared once: params.yaml's ``model`` section (a course preset
+    over it), ``latent_dim``, the input transform, which sets the output activation
+    (sigmoid for [0, 1], tanh for [-1, 1]) and the image size, and ``train_ae.loss``.
+    ``arch`` names the architecture (:mod:`.archs`); the keys after ``latent_dim`` shape
+    the backbone and its presets. The field order is the checkpoints' key order."""
 
-    arch: str
+    arch: str  # backbone, or a course model by name (docs/course.md)
     latent_dim: int
     widths: tuple[int, ...]  # conv channels, each conv with stride 2
     hidden: int  # dense layer between the convs and the latent; 0 for none
@@ -77,6 +81,14 @@ class ConvConfig:
     out_conv: bool  # end the decoder with a 3x3 conv to 1 channel
     input: InputConfig
     loss: str  # mse or bce, on the training scale
+
+    def __post_init__(self) -> None:
+        check_choice(self.arch, ARCHS, "arch")
+        check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        check(len(self.widths) >= 1 and min(self.widths) >= 1, "widths", f"need >= 1 positive widths, got {list(self.widths)}")
+        check(self.hidden >= 0, "hidden", f"must be >= 0 (0 for none), got {self.hidden}")
+        check_choice(self.activation, ACTIVATIONS, "activation")
+        check_choice(self.decoder, DECODERS, "decoder")
 
     @property
     def normalize(self) -> str:
@@ -92,7 +104,13 @@ class ConvConfig:
 
 @dataclass(frozen=True)
 class VAEModelConfig(ConvConfig):
+    """The VAE's config: the AE's and ``train_vae.beta`` (its ``loss`` is ``train_vae.loss``)."""
+
     beta: float  # weight of the KL term in training; 1 is the ELBO
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
 
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, normalize: str) -> torch.Tensor:

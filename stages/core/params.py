@@ -87,21 +87,24 @@ def top_level(params: dict, key: str, hint: type | None = None) -> Any:
     return params[key] if hint is None else _coerce(params[key], hint, key)
 
 
-def from_section(cls: type[T], params: dict, name: str) -> T:
-    """Build ``cls`` from the section ``params[name]``: every field of ``cls`` must be
-    there, and nothing else; an error inside names ``<name>.<field>``."""
-    fields = [f.name for f in dataclasses.fields(cls)]
+def from_section(cls: type[T], params: dict, name: str, others: Iterable[str] = (), **given: Any) -> T:
+    """Build ``cls`` from the section ``params[name]`` and the values ``given`` (its fields
+    that live elsewhere in params.yaml): every other field of ``cls`` must be in the
+    section, and nothing else but ``others``, the keys another config reads from it. An
+    error inside names ``<name>.<field>``."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.name not in given]
+    known = [*fields, *others]
     section = params.get(name)
     if section is None:
-        raise ParamError(name, f"missing section; it needs the keys {', '.join(fields)}")
+        raise ParamError(name, f"missing section; it needs the keys {', '.join(known)}")
     if not isinstance(section, dict):
-        raise ParamError(name, f"must be a section (a mapping) with the keys {', '.join(fields)}, got {section!r}")
+        raise ParamError(name, f"must be a section (a mapping) with the keys {', '.join(known)}, got {section!r}")
     for key in section:
-        if key not in fields:
-            raise ParamError(f"{name}.{key}", f"unknown key; {_did_you_mean(key, fields)}known keys of {name!r}: "
-                                              f"{', '.join(sorted(fields))}")
+        if key not in known:
+            raise ParamError(f"{name}.{key}", f"unknown key; {_did_you_mean(key, known)}known keys of {name!r}: "
+                                              f"{', '.join(sorted(known))}")
     hints = typing.get_type_hints(cls)
-    values = {}
+    values = dict(given)
     for key in fields:
         if key not in section:
             raise ParamError(f"{name}.{key}", "missing key")
@@ -109,7 +112,7 @@ def from_section(cls: type[T], params: dict, name: str) -> T:
     try:
         return cls(**values)
     except ParamError as e:
-        if e.key not in fields:  # already a full path
+        if e.key not in fields:  # a given value's, or already a full path
             raise
         raise ParamError(f"{name}.{e.key}", e.problem) from None
 

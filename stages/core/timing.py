@@ -1,7 +1,7 @@
 """Where a stage's seconds go: training epochs, file I/O, figures, and the rest.
 
 `make bench` sets ``STAGE_TIMES`` to a file; each stage then appends one JSON line with
-its split when it ends (``params.run``). Nothing is written otherwise.
+its split when it ends (``cli.run``). Nothing is written otherwise.
 """
 from __future__ import annotations
 
