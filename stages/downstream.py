@@ -23,9 +23,6 @@ from stages.core.params import from_section, top_level
 from stages.core.probes import confusion_counts, probe
 
 LATENTS = ("ae", "vae", "pca")
-METRICS = Path("metrics/downstream.json")
-REPORT = Path("reports/downstream.json")
-PLOTS_DIR = Path("plots/downstream")
 
 
 def load_latents(root: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], list[str]]:
@@ -74,14 +71,14 @@ def main(params: dict, root: Path = Path(".")) -> dict:
         "best_latent_minus_pixels": float(best["test_acc"]) - pixels[best["classifier"]]["test_acc"],
     }}
 
-    write_json(root / METRICS, metrics)
-    write_json(root / REPORT, report)
-    write_csv(root / PLOTS_DIR / "accuracy.csv", table[["model", "representation", "classifier", "val_acc", "test_acc"]])
-    write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(labels["test"], pred, classes))
-    save_figure(root / PLOTS_DIR / "accuracy.png", plots.bars(
+    write_json(root / paths.DOWNSTREAM_METRICS, metrics)
+    write_json(root / paths.DOWNSTREAM_REPORT, report)
+    write_csv(root / paths.DOWNSTREAM_PLOTS / "accuracy.csv", table[["model", "representation", "classifier", "val_acc", "test_acc"]])
+    write_csv(root / paths.DOWNSTREAM_PLOTS / "confusion.csv", confusion_counts(labels["test"], pred, classes))
+    save_figure(root / paths.DOWNSTREAM_PLOTS / "accuracy.png", plots.bars(
         table.pivot(index="representation", columns="classifier", values="test_acc").loc[["pixels", *LATENTS]],
         "Test accuracy of each classifier on each representation", "test accuracy"))
-    save_figure(root / PLOTS_DIR / "confusion.png",
+    save_figure(root / paths.DOWNSTREAM_PLOTS / "confusion.png",
                 plots.confusion(labels["test"], pred, classes, f"Best latent classifier: {best['model']} (test)"))
     headline = {k: v for k, v in metrics["downstream"].items() if not isinstance(v, dict)}
     print(f"downstream: best latent {best['model']}: {fmt_metrics(headline)}")

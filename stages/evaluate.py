@@ -28,10 +28,6 @@ from stages.core.representations import (PCARepresentation, Representation, attr
                                          latent_grid, load_representations, mse_summary, per_image_mse,
                                          project_2d, walk)
 
-MSE_CSV = Path("data/eval/per_image_mse.csv")
-METRICS = Path("metrics/evaluate.json")
-REPORT = Path("reports/evaluate.json")
-PLOTS_DIR = Path("plots/evaluate")
 MODELS = ("ae", "vae")
 ANOMALY_PERCENTILE = 99  # the threshold: this percentile of the val images' per-image MSE
 INTERPOLATION_PAIRS = ((0, 5), (1, 6), (2, 7), (3, 8))  # (class a, class b): the first test image of each
@@ -63,7 +59,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
                                    for r in results}}
     table = pd.DataFrame({"index": np.arange(len(test.labels)), "label": test.labels,
                           "class_name": [classes[i] for i in test.labels], **{r.name: r.mse for r in results}})
-    write_csv(root / MSE_CSV, table)
+    write_csv(root / paths.PER_IMAGE_MSE, table)
     # The share of class-a test images that the pixel classifier calls b once their
     # codes are moved by v(a -> b): alpha 0 (the reconstruction) and alpha 1.
     vectors = {(r.name, a, b): attribute_vector(r.features["train"], splits["train"].labels, a, b)
@@ -75,12 +71,12 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     metrics = {"pca": {"test_mse": report["mse"]["pca"]["mse_mean"]},
                "arithmetic": {name: {"target_share": float(np.mean([s["alpha_1"] for s in by_pair.values()]))}
                               for name, by_pair in shares.items()}}
-    write_json(root / METRICS, metrics)
-    write_json(root / REPORT, report)
+    write_json(root / paths.EVALUATE_METRICS, metrics)
+    write_json(root / paths.EVALUATE_REPORT, report)
     # The folder is this stage's output as a whole: no figure of an earlier run (the
     # manifold of a 2-D latent) may survive a run that does not draw it.
-    shutil.rmtree(root / PLOTS_DIR, ignore_errors=True)
-    write_figures(root / PLOTS_DIR, cfg, results, test, vectors)
+    shutil.rmtree(root / paths.EVALUATE_PLOTS, ignore_errors=True)
+    write_figures(root / paths.EVALUATE_PLOTS, cfg, results, test, vectors)
     print(f"evaluate: test MSE {fmt_metrics({r.name: r.summary['mse_mean'] for r in results})}, "
           f"arithmetic target share {fmt_metrics({k: v['target_share'] for k, v in metrics['arithmetic'].items()})} "
           f"({time.perf_counter() - start:.1f} s on {device})")

@@ -35,9 +35,6 @@ SCORE_LABELS = {  # score -> (what it is, its unit): the histograms' titles and 
     "vae_nll_minus_png": ("VAE bound minus PNG length (Serra et al.)", "bits per image"),
     "minus_png": ("minus PNG length alone", "-bits per image"),
 }
-METRICS = Path("metrics/ood.json")
-REPORT = Path("reports/ood.json")
-PLOTS_DIR = Path("plots/ood")
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -74,11 +71,11 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     report = {"in_distribution": dataset, "out_of_distribution": other, "images": len(inside),
               "auroc": aurocs, "mean_score": {score: {name: float(np.mean(v)) for name, v in s.items()}
                                               for score, s in scores.items()}}
-    write_json(root / METRICS, metrics)
-    write_json(root / REPORT, report)
+    write_json(root / paths.OOD_METRICS, metrics)
+    write_json(root / paths.OOD_REPORT, report)
     for score, s in scores.items():
-        write_csv(root / PLOTS_DIR / "roc" / f"{score}.csv", roc(s[dataset], s[other]))
-    save_figure(root / PLOTS_DIR / "histograms.png", plots.score_histograms(
+        write_csv(root / paths.OOD_PLOTS / "roc" / f"{score}.csv", roc(s[dataset], s[other]))
+    save_figure(root / paths.OOD_PLOTS / "histograms.png", plots.score_histograms(
         scores, SCORE_LABELS, f"{dataset} test (in) vs {other} test (out), first {len(inside)} images each"))
     print(f"ood: {dataset} vs {other}, AUROC {fmt_metrics(aurocs)} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics

@@ -18,9 +18,6 @@ from stages.core.cli import run
 from stages.core.io import save_arrays, save_figure, write_json
 from stages.core.params import from_section
 
-REPORT = Path("reports/data.json")
-PLOTS_DIR = Path("plots/data")
-
 
 def split(images: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Carve a stratified, seeded val set out of the training set; keep the original order."""
@@ -54,16 +51,16 @@ def main(params: dict, root: Path = Path(".")) -> dict:
                     classes=np.array(classes), dataset=np.array(cfg.dataset))
 
     metrics = summary(splits, classes)
-    write_json(root / REPORT, metrics)
+    write_json(root / paths.DATA_REPORT, metrics)
     train_images, train_labels = splits["train"]
     first = [int(np.flatnonzero(train_labels == c)[0]) for c in np.unique(train_labels)]  # one per class
-    save_figure(root / PLOTS_DIR / "mosaic.png",
+    save_figure(root / paths.DATA_PLOTS / "mosaic.png",
                 plots.image_grid(train_images[first] / 255.0, [classes[train_labels[i]] for i in first], ncols=5))
-    save_figure(root / PLOTS_DIR / "pixel_histogram.png",
+    save_figure(root / paths.DATA_PLOTS / "pixel_histogram.png",
                 plots.histograms({"train": train_images.ravel() / 255.0}, "pixel intensity [0, 1]",
                                  "Pixel intensities (train)", bins=50, log=True))
     counts = pd.DataFrame({name: np.bincount(splits[name][1], minlength=len(classes)) for name in SPLITS}, index=classes)
-    save_figure(root / PLOTS_DIR / "class_distribution.png", plots.bars(counts, "Images per class", "images"))
+    save_figure(root / paths.DATA_PLOTS / "class_distribution.png", plots.bars(counts, "Images per class", "images"))
     print(f"preprocess: {cfg.dataset}: " + " / ".join(f"{n} {metrics[f'count_{n}']}" for n in SPLITS))
     return metrics
 

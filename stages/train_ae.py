@@ -16,10 +16,6 @@ from stages.core.models import checkpoint_config
 from stages.core.params import top_level
 from stages.core.training import train_and_test
 
-METRICS = Path("metrics/train_ae.json")
-REPORT = Path("reports/train_ae.json")
-PLOTS_DIR = Path("plots/train_ae")
-
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     device = resolve_device(top_level(params, "device"))
@@ -31,12 +27,12 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     metrics = {"ae": {"test_mse": report["test_mse"]}}
 
     save_checkpoint(root / paths.AE, model.state_dict(), checkpoint_config(model))
-    write_json(root / METRICS, metrics)
-    write_json(root / REPORT, report)
-    write_csv(root / PLOTS_DIR / "history.csv", history)
-    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(
+    write_json(root / paths.AE_METRICS, metrics)
+    write_json(root / paths.AE_REPORT, report)
+    write_csv(root / paths.AE_PLOTS / "history.csv", history)
+    save_figure(root / paths.AE_PLOTS / "curves.png", plots.curves(
         history, {"loss": f"{cfg.loss} per pixel, training scale", "mse": "MSE per pixel on [0, 1]"}, "train_ae"))
-    save_figure(root / PLOTS_DIR / "reconstructions.png",
+    save_figure(root / paths.AE_PLOTS / "reconstructions.png",
                 plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "AE, test set"))
     print(f"train_ae: {fmt_metrics(report)} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics

@@ -22,9 +22,6 @@ from stages.core.params import from_section, top_level
 from stages.core.probes import confusion_counts, logistic_regression, standardize
 from stages.core.training import train_and_test
 
-METRICS = Path("metrics/train_classifier.json")
-PLOTS_DIR = Path("plots/train_classifier")
-
 
 def main(params: dict, root: Path = Path(".")) -> dict:
     logreg_cfg = from_section(LogregConfig, params, "logreg")
@@ -49,15 +46,15 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     metrics = {"classifier": {"test_acc": mlp["test_acc"], "logreg_test_acc": logreg.test_acc}}
     report = {"pixels": {"dim": pixels["train"].shape[1], "mlp": mlp, "logreg": logreg.record()}}
     save_checkpoint(root / paths.CLASSIFIER, model.state_dict(), checkpoint_config(model))
-    write_json(root / METRICS, metrics)
+    write_json(root / paths.CLASSIFIER_METRICS, metrics)
     write_json(root / paths.PIXELS_REPORT, report)
-    write_csv(root / PLOTS_DIR / "history.csv", history)
-    write_csv(root / PLOTS_DIR / "confusion.csv", confusion_counts(actual, predicted, classes))
-    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(
+    write_csv(root / paths.CLASSIFIER_PLOTS / "history.csv", history)
+    write_csv(root / paths.CLASSIFIER_PLOTS / "confusion.csv", confusion_counts(actual, predicted, classes))
+    save_figure(root / paths.CLASSIFIER_PLOTS / "curves.png", plots.curves(
         history, {"loss": "cross-entropy (nats per image)", "acc": "accuracy"}, "train_classifier"))
-    save_figure(root / PLOTS_DIR / "confusion.png", plots.confusion(actual, predicted, classes, "Pixel MLP, test set"))
+    save_figure(root / paths.CLASSIFIER_PLOTS / "confusion.png", plots.confusion(actual, predicted, classes, "Pixel MLP, test set"))
     titles = [f"{classes[p]} / {classes[t]}" for p, t in zip(predicted[:24], actual[:24])]
-    save_figure(root / PLOTS_DIR / "predictions.png",
+    save_figure(root / paths.CLASSIFIER_PLOTS / "predictions.png",
                 plots.image_grid(to_unit(x_test[:24], pre), titles, suptitle="predicted / true (test)"))
     print(f"train_classifier: {fmt_metrics(metrics['classifier'])} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics

@@ -26,9 +26,6 @@ from stages.core.models import checkpoint_config
 from stages.core.params import top_level
 from stages.core.training import train_and_test
 
-METRICS = Path("metrics/train_vae.json")
-REPORT = Path("reports/train_vae.json")
-PLOTS_DIR = Path("plots/train_vae")
 # A latent dimension is active when its posterior mean varies across images:
 # Cov_x(E[z|x]) > 0.01 (Burda et al., 2016, section 5.2), over the test images.
 ACTIVE_VARIANCE = 0.01
@@ -76,16 +73,16 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     save_checkpoint(root / paths.VAE, model.state_dict(), checkpoint_config(model))
     save_arrays(root / paths.VAE_BOUNDS, iwae_nll=test_bounds[:, 0].numpy(), nelbo=test_bounds[:, 1].numpy(),
                 k=np.array(cfg.iwae_k), seed=np.array(cfg.seed))
-    write_json(root / METRICS, metrics)
-    write_json(root / REPORT, report)
-    write_csv(root / PLOTS_DIR / "history.csv", history)
-    save_figure(root / PLOTS_DIR / "curves.png", plots.curves(history, {
+    write_json(root / paths.VAE_METRICS, metrics)
+    write_json(root / paths.VAE_REPORT, report)
+    write_csv(root / paths.VAE_PLOTS / "history.csv", history)
+    save_figure(root / paths.VAE_PLOTS / "curves.png", plots.curves(history, {
         "loss": "nats per image (train: beta-weighted)", "recon": "-log p(x|z), nats per image",
         "kl": "KL to N(0, I), nats per image", "mse": "MSE per pixel on [0, 1]"}, "train_vae"))
-    save_figure(root / PLOTS_DIR / "reconstructions.png",
+    save_figure(root / paths.VAE_PLOTS / "reconstructions.png",
                 plots.rows_of_images(reconstructions(model, data["test"][0][:16]), "VAE (decoding mu), test set"))
-    save_figure(root / PLOTS_DIR / "samples.png", plots.image_grid(samples, suptitle="VAE samples, z ~ N(0, I)"))
-    save_figure(root / PLOTS_DIR / "latent_histograms.png", plots.latent_histograms(mu))
+    save_figure(root / paths.VAE_PLOTS / "samples.png", plots.image_grid(samples, suptitle="VAE samples, z ~ N(0, I)"))
+    save_figure(root / paths.VAE_PLOTS / "latent_histograms.png", plots.latent_histograms(mu))
     summary = {k: v for k, v in report.items() if k != "mu_variance"}
     print(f"train_vae: {fmt_metrics(summary)} ({time.perf_counter() - start:.1f} s on {device})")
     return metrics

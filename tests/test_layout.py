@@ -111,15 +111,27 @@ def test_download_and_preprocess_import_no_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_the_writer_paths_names_is_the_one_dvc_yaml_declares():
-    """paths.py names, in errors, the stage that rebuilds a file: it must be the stage
-    whose outs hold that file in dvc.yaml."""
+def test_the_paths_table_is_dvc_yamls_outs():
+    """stages/core/paths.py writes each stage's files once, in WRITES; dvc.yaml lists the
+    same ones under the same stage (a folder of the table stands for the files listed in
+    it), and errors name that stage as the one that rebuilds a file."""
     import yaml
 
     from stages.core import paths
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    outs = {stage: [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", [])]
-            for stage, spec in stages.items()}
-    for path, stage in paths.WRITTEN_BY.items():
-        assert any(Path(out) == path or Path(out) in path.parents for out in outs[stage]), (path, stage)
+    assert list(paths.WRITES) == list(stages)
+    for stage, spec in stages.items():
+        outs = [Path(next(iter(o)) if isinstance(o, dict) else o) for o in spec.get("outs", []) + spec.get("metrics", [])]
+        table = paths.WRITES[stage]
+        assert [o for o in outs if not any(o == t or t in o.parents for t in table)] == [], stage
+        assert [t for t in table if not any(o == t or t in o.parents for o in outs)] == [], stage
+        assert all(paths.writer(o) == stage for o in outs), stage
+    constants = [v for k, v in vars(paths).items() if k.isupper() and isinstance(v, Path)]
+    assert sorted(constants) == sorted(path for outs in paths.WRITES.values() for path in outs)
+
+
+def test_stages_take_every_path_from_the_table():
+    """A path is written once besides dvc.yaml: in stages/core/paths.py, not in a stage."""
+    literal = re.compile(r'Path\("(?!\.")')
+    assert [p.name for p in STAGE_FILES if literal.search(p.read_text())] == []

@@ -132,6 +132,23 @@ def test_each_stage_lists_exactly_the_code_it_imports(stage):
                                f"listed but not imported {sorted(map(str, listed - imported))}"
 
 
+@pytest.mark.parametrize("stage", list(DVC["stages"]))
+def test_each_stage_lists_exactly_the_files_it_reads(stage):
+    """dvc.yaml's data deps are the files of stages/core/paths.py that another stage
+    writes and that the stage's code names (its own file and the library it imports)."""
+    import ast
+
+    from stages.core import paths as table
+
+    named = {node.attr for module in project_imports(REPO / "stages" / f"{stage}.py")
+             for node in ast.walk(ast.parse((REPO / module).read_text()))
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "paths"}
+    read = {getattr(table, name) for name in named} & set(table.WRITTEN_BY) - set(table.WRITES[stage])
+    listed = {Path(d) for d in DVC["stages"][stage].get("deps", []) if not d.endswith(".py")}
+    assert listed == read, f"{stage}: missing from deps {sorted(map(str, read - listed))}, " \
+                           f"listed but not read {sorted(map(str, listed - read))}"
+
+
 def committed_results(head: Path, tmp_path: Path) -> Path:
     """The committed metrics/, reports/ and params.yaml in ``tmp_path``: a repro may be
     under way in the workspace."""
