@@ -1,29 +1,11 @@
-"""How far a number moves when only the training seeds change, and when a change between
-two runs is beyond that.
+"""How far a number moves when only the training seeds change, and when a change is beyond that.
 
-The seed report (`make seeds-report`) summarizes n runs of one configuration (the params
-but the training seeds) that differ only in their training seeds: per metric the mean,
-the sample sd s and a 95 % confidence interval of the mean (Student's t, n - 1 degrees
-of freedom); per comparison the same for the paired difference, run by run (both numbers
-of one run share its seeds and its data).
-
-A reviewer's comparison of two single runs (`make compare`) asks whether their change is
-beyond what the seeds alone give. Two runs of one configuration differ by a change with
-sd sqrt(2) * sigma; with sigma estimated by s from n seeds, change / (sqrt(2) * s) is
-Student's t with n - 1 degrees of freedom. Two configurations with a seed report each:
-sd sqrt(s_a^2 + s_b^2), Welch-Satterthwaite degrees of freedom.
-
-A headline table has a dozen or two metrics that move with the seed, and a rule that
-flags each at 5 % flags one of them on most pure reseeds. So the family of metrics is
-judged together: each metric's two-sided p-value, then Holm's step-down procedure at a
-family-wise rate of 5 %: a pure reseed flags anything at all in at most 5 % of
-comparisons, whatever the correlation between the metrics (Holm, 1979). The floor shown
-beside a metric is Holm's first step (Bonferroni: the change that alone would be
-flagged); later steps flag somewhat smaller changes once larger ones are.
-
-A metric the seeds do not move (sd 0: PCA, the probes on pixels) is judged against a
-stated numerical tolerance instead: the solver's and the kernels' last digits
-(``tolerance``).
+Over n runs of one configuration (its params but the training seeds): the mean, the sample sd
+and the 95 % interval of the mean (Student's t, n - 1 dof). Two single runs of one configuration
+differ by sd sqrt(2) * s; of two configurations, sqrt(s_a^2 + s_b^2) with Welch-Satterthwaite
+dof. A table's metrics that move with the seed are judged as one family: Holm's step-down at 5 %
+family-wise (Holm, 1979); the floor beside a metric is Holm's first step. A metric the seeds do
+not move (sd 0) is judged against a stated numerical tolerance instead.
 """
 from __future__ import annotations
 
@@ -166,7 +148,7 @@ def configuration(params: dict, seed_keys: tuple[str, ...]) -> dict[str, str]:
 def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
     """The committed seed reports that say which configuration they were measured at (a
     damaged one is a one-line error naming it, as every report the pipeline reads)."""
-    from tools import read_report
+    from tools.study import read_report
 
     found = []
     for path in sorted(root.glob(SEED_REPORTS)):
