@@ -1,12 +1,6 @@
-"""`make exps`: the experiments of `dvc exp show` in one screen, under 120 columns.
-
-`dvc exp show` prints every param, metric and dependency hash: over 100 columns, cut at
-1,024 characters, so what an experiment varied is off the screen. This prints, per row,
-the params that differ from the baseline's (as key=value) and the headline numbers, with
-short headers. Arguments go to `dvc exp show` (e.g. `-A`, `--rev main`, `-n 3`).
-
-    python -m tools.exps [dvc exp show args]
-"""
+"""`make exps`: the experiments of `dvc exp show` in one screen, under 120 columns: per row
+the params that differ from the baseline's and the headline numbers. Arguments go to
+`dvc exp show` (`-A`, `--rev main`, `-n 3`)."""
 from __future__ import annotations
 
 import json

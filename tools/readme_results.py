@@ -1,8 +1,5 @@
-"""`make readme`: the generated results blocks, from the committed metrics/, reports/ and
-params.yaml: the headline table of README.md and the detail tables of docs/results.md.
-
-A test fails when a block and the committed files disagree, so neither can go stale.
-"""
+"""`make readme`: the generated results blocks (README.md's headline table, docs/results.md's
+details) from the committed metrics/, reports/ and params.yaml; a test fails when they disagree."""
 from __future__ import annotations
 
 import sys
