@@ -86,13 +86,11 @@ SEEDS_PER_SIZE ?= 1
 # train 1.29x the steps of one two-thread worker, whole runs gain less; their numbers may
 # differ from a 2-thread run's in the last bits, as another machine's would.
 JOBS ?= 1
-queue_start = $(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=$$(( $$(nproc) / $(JOBS) )) )dvc queue start -j $(JOBS)
-SEED_KEYS := train_classifier.seed train_ae.seed train_vae.seed
-seed_args = $(foreach k,$(SEED_KEYS),-S $(k)=$(1))
+# Each study queues its own runs (tools/study.py): `python -m tools.<study> --queue`.
+QUEUE_ARGS = --jobs $(JOBS) $(SET)
+size_seeds = --seeds $(shell seq -s, 0 $$(($(SEEDS_PER_SIZE) - 1)))
 sweep: setup ## queue one experiment per latent size (SWEEP) and start the queue
-	for s in $$(seq 0 $$(($(SEEDS_PER_SIZE) - 1))); do \
-	  dvc exp run --queue -S 'latent_dim=$(SWEEP)' $(SET) $(call seed_args,$$s) || exit 1; done
-	$(queue_start)
+	python -m tools.sweep --queue --grid latent_dim=$(SWEEP) $(size_seeds) $(QUEUE_ARGS)
 
 sweep-report: setup ## wait for the sweep, write reports/sweep.md and plots/sweep/
 	python -m tools.sweep $(REPORT_ARGS)
@@ -106,9 +104,7 @@ SEEDS ?= 1 2 3 4
 SET ?=
 MACHINE ?= $(shell hostname)
 seeds: setup ## queue HEAD's params with the training seeds SEEDS, start the queue
-	for s in $(SEEDS); do \
-	  dvc exp run --queue --name $(TAG)seed$$s-$(MACHINE) $(SET) $(call seed_args,$$s) || exit 1; done
-	$(queue_start)
+	python -m tools.seeds --queue --seeds "$(SEEDS)" --name '$(TAG)seed{seed}-$(MACHINE)' $(QUEUE_ARGS)
 
 seeds-report: setup ## wait for the seed runs, write reports/seeds.{json,md} and plots/seeds/
 	python -m tools.seeds $(REPORT_ARGS)
@@ -117,10 +113,7 @@ seeds-report: setup ## wait for the seed runs, write reports/seeds.{json,md} and
 # and MNIST with an 8-D latent, through DVC's queue; `make exercises-report` waits for it
 # and writes reports/exercises.md and plots/exercises/beta.png. Commit first.
 exercises: setup ## queue the course's exercises (beta 0.25 and 4, MNIST at d = 8)
-	dvc exp run --queue --name beta-0.25 -S train_vae.beta=0.25
-	dvc exp run --queue --name beta-4 -S train_vae.beta=4
-	dvc exp run --queue --name mnist-d8 -S data.dataset=mnist -S latent_dim=8
-	$(queue_start)
+	python -m tools.exercises --queue --jobs $(JOBS)
 
 exercises-report: setup ## wait for them, write reports/exercises.md and plots/exercises/
 	python -m tools.exercises $(REPORT_ARGS)
@@ -129,7 +122,7 @@ exercises-report: setup ## wait for them, write reports/exercises.md and plots/e
 # course dataset, input and loss, through DVC's queue; `make course-report` waits for it
 # and writes reports/course.md and plots/course/reconstructions.png. Commit first.
 course: setup ## queue one experiment per course model, on its course settings
-	python -m tools.course --queue
+	python -m tools.course --queue --jobs $(JOBS)
 
 course-report: setup ## wait for them, write reports/course.md and plots/course/
 	python -m tools.course $(REPORT_ARGS)
@@ -148,10 +141,7 @@ bottleneck: setup ## what d numbers can carry for the class: a classifier with a
 BUDGET ?= 21,50
 BUDGET_SIZES ?= 2,8
 budget: setup ## queue the AE and VAE at each of BUDGET epochs and BUDGET_SIZES, start the queue
-	for e in $$(echo $(BUDGET) | tr , ' '); do for s in $$(seq 0 $$(($(SEEDS_PER_SIZE) - 1))); do \
-	  dvc exp run --queue -S 'latent_dim=$(BUDGET_SIZES)' -S train_ae.epochs=$$e -S train_vae.epochs=$$e \
-	    $(SET) $(call seed_args,$$s) || exit 1; done; done
-	$(queue_start)
+	python -m tools.budget --queue --grid latent_dim=$(BUDGET_SIZES) --grid epochs=$(BUDGET) $(size_seeds) $(QUEUE_ARGS)
 
 budget-report: setup ## wait for the budget runs, write reports/budget.{md,json} and plots/budget/
 	python -m tools.budget $(REPORT_ARGS)

@@ -215,11 +215,13 @@ def test_headline_table_gives_intervals_only_from_a_seed_report_of_the_committed
 
 
 def test_plus_minus_keeps_two_significant_digits_of_the_half_width():
-    from tools.readme_results import plus_minus
+    from tools.study import pm
 
-    assert plus_minus({"mean": -0.18004, "half_width": 0.00624953}) == "-0.1800 ± 0.0062"
-    assert plus_minus({"mean": 257.652, "half_width": 0.3318}) == "257.65 ± 0.33"
-    assert plus_minus({"mean": 0.8458, "half_width": 0.0}) == "0.8458 ± 0"
+    assert pm(-0.18004, 0.00624953) == "-0.1800 ± 0.0062"
+    assert pm(257.652, 0.3318) == "257.65 ± 0.33"
+    assert pm(0.8458, 0.0) == "0.8458 ± 0"
+    assert pm(0.02616, 0.0003, 1, 4) == "0.0262" and pm(0.02616, 0.0003, 3, 4, "+") == "+0.0262 ± 0.0003"
+    assert pm(float("nan"), 0.1, 3, 4) == "–"
 
 
 def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():

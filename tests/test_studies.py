@@ -82,7 +82,8 @@ def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
     assert [r["experiment"] for r in mnist] == ["mnist"]
 
 
-def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval():
+def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval(monkeypatch):
+    from tools import study
     from tools.sweep import markdown, table
 
     def sweep_entry(name, d, seed, mse, dataset="fashion_mnist"):
@@ -100,7 +101,8 @@ def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval():
     knn = {r: {"knn": {"k=5": {"test_acc": 0.65}}} for r in ("ae", "vae", "pca")}
     entries = [sweep_entry("main", 2, 0, 0.026), sweep_entry("a", 8, 0, 0.013), sweep_entry("b", 8, 1, 0.015),
                sweep_entry("c", 8, 2, 0.014), sweep_entry("m", 8, 1, 0.01, dataset="mnist")]
-    df = table(entries, knn=lambda rev: knn)
+    monkeypatch.setattr(study, "git_json", lambda rev, path: knn)  # each run's reports/downstream.json
+    df = table(entries)
     assert df["latent_dim"].tolist() == [2, 8] and df["n"].tolist() == [1, 3]
     row = df.set_index("latent_dim").loc[8]
     t2 = 4.302653  # t(0.975, 2 dof)
@@ -114,14 +116,14 @@ def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval():
     assert "| 8 | AE - VAE, test MSE | -0.0010 ± 0.0000 | yes: the interval excludes 0 |" in text, text
     assert "| 2 | AE - VAE, test MSE | -0.0010 | one run: not judged |" in text, text
     assert "| 8 | 0.6000 ± 0.0000 / 0.7140 ± 0.0025 / 0.6500 ± 0.0000 |" in text, text
-    mnist = table(entries, {"data.dataset": "mnist"}, knn=lambda rev: knn)
+    mnist = table(entries, {"data.dataset": "mnist"})
     assert mnist["latent_dim"].tolist() == [8] and mnist["experiment"].tolist() == ["m"]
 
 
 def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp_path):
     """The β runs change train_vae.beta alone, the MNIST run dataset and latent_dim alone;
     anything else (a seed run) is not an exercise."""
-    from tools import exercises
+    from tools import exercises, experiments
 
     def run(name, changes, mse):
         params = {"latent_dim": 2, "data": {"dataset": "fashion_mnist"}, "train_vae": {"beta": 1.0, "seed": 0}}
@@ -137,8 +139,7 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
 
     entries = [run("base", {}, 0.0268), run("b4", {"train_vae.beta": 4.0}, 0.0276),
                run("seed1", {"train_vae.seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
-    assert exercises.changed(entries[1], entries[0]) == {"train_vae.beta": 4.0}
-    monkeypatch.setattr(exercises, "wait", lambda rev, poll, who: entries)
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -163,7 +164,7 @@ def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tm
     import numpy as np
 
     from conftest import TINY
-    from tools import course
+    from tools import course, experiments
 
     def run(name, params, mse):
         metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},
@@ -173,10 +174,20 @@ def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tm
         return {"name": name, "state": "success", "rev": name * 8, "timestamp": name, "params": params,
                 "metrics": metrics}
 
-    practice = course.unflat(course.overrides("keras_practice"), TINY)
-    other = course.unflat({"train_ae.seed": 3}, practice)
+    def unflat(changes, base):
+        params = json.loads(json.dumps(base))
+        for key, value in changes.items():
+            *sections, leaf = key.split(".")
+            node = params
+            for section in sections:
+                node = node[section]
+            node[leaf] = value
+        return params
+
+    practice = unflat(course.STUDY.runs["course-keras_practice"], TINY)
+    other = unflat({"train_ae.seed": 3}, practice)
     entries = [run("base", TINY, 0.026), run("course-keras_practice", practice, 0.004), run("seedrun", other, 0.5)]
-    monkeypatch.setattr(course, "wait", lambda rev, poll, who: entries)
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
     monkeypatch.setattr(course, "git_json", lambda rev, path: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
     log = "train_ae 1/7: train_loss=0.1 val_loss=0.09 * (40.5 s)\ntrain_ae 2/7: train_loss=0.08 val_loss=0.08 * (41.5 s)\n"
     monkeypatch.setattr(course.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": log, "returncode": 0}))
@@ -285,7 +296,7 @@ def budget_entry(name, d, epochs, seed, acc, ts="2026-01-01", vae_epochs=None):
     return e
 
 
-def test_budget_report_judges_each_longer_budget_against_the_shortest(tmp_path):
+def test_budget_report_judges_each_longer_budget_against_the_shortest(monkeypatch):
     budget = tool("budget")
     entries = [budget_entry("main", 2, 7, 0, 0.71),  # the baseline's own run is a 7-epoch seed
                *(budget_entry(f"e7s{s}", 2, 7, s, acc) for s, acc in ((1, 0.72), (2, 0.70))),
@@ -295,9 +306,12 @@ def test_budget_report_judges_each_longer_budget_against_the_shortest(tmp_path):
                budget_entry("mixed", 2, 21, 3, 0.9, vae_epochs=7),  # AE and VAE budgets differ: not this study
                budget_entry("d8", 8, 7, 0, 0.8)]
     entries[-1]["params"]["model"] = {"widths": [8]}  # another architecture: not this study
-    df = budget.frame(entries, best_epoch=lambda rev: 7)
+    from tools import study
+
+    monkeypatch.setattr(study, "git_json", lambda rev, path: {"best_epoch": 7})
+    df = study.frame(budget.STUDY, entries)
     assert sorted(df["experiment"]) == ["e21s0", "e21s1", "e21s2", "e50s0", "e7s1", "e7s2", "main"]
-    summary = budget.summarize(df, ["latent_dim", "epochs"])
+    summary = study.summarize(df, ["latent_dim", "epochs"])
     changes = {(c["to"], c["number"]): c for c in budget.changes(summary)}
     welch = changes[(21, "best latent - pixels")]
     assert welch["difference"] == pytest.approx(0.04) and noise.excludes_zero(welch)  # 0.04 against ± 0.023
@@ -318,7 +332,7 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     from tools import experiments
 
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: first)
-    monkeypatch.setattr(budget, "git_json", lambda rev, path: {"best_epoch": 7})
+    monkeypatch.setattr(budget.study, "git_json", lambda rev, path: {"best_epoch": 7})
     with pytest.raises(SystemExit) as e:  # only the 7-epoch runs: nothing to compare
         budget.main(["--poll", "0"], root=tmp_path)
     assert "fewer than two budgets" in str(e.value) and "--rev" in str(e.value)
@@ -352,7 +366,7 @@ def test_budget_takes_the_params_own_epochs_from_the_committed_sweep(monkeypatch
     runs = [budget_entry("main", 2, 7, 0, 0.71), budget_entry("d8e7", 8, 7, 0, 0.80),
             *(budget_entry(f"e21s{s}", d, 21, s, 0.75 + s / 100) for d in (2, 8) for s in (0, 1, 2))]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(budget, "git_json", lambda rev, path: {"best_epoch": 21})
+    monkeypatch.setattr(budget.study, "git_json", lambda rev, path: {"best_epoch": 21})
     (tmp_path / "reports").mkdir()
     swept = noise.summary([0.71 - 0.89, 0.72 - 0.89, 0.70 - 0.89])
     (tmp_path / "reports/sweep.json").write_text(json.dumps({"dataset": "fashion_mnist", "params": {}, "sizes": [
@@ -384,7 +398,7 @@ def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tm
 
     runs = [entry(f"d{d}s{s}", d, s, 0.9 + s / 100) for d in (2, 4) for s in (0, 1)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(sweep, "git_json", lambda rev, path: {})
+    monkeypatch.setattr(sweep.study, "git_json", lambda rev, path: {})
     (tmp_path / "reports").mkdir()
     earlier = {"dataset": "mnist", "params": {"data.dataset": "mnist"}, "runs": {"2": "old-a old-b", "32": "old-c old-d"},
                "sizes": [{**sweep.table(runs)[lambda f: f["latent_dim"] == 2].drop(columns="experiment")
@@ -402,3 +416,26 @@ def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tm
     assert saved["kept"] == [32] and saved["runs"]["32"] == "old-c old-d"
     assert "Sizes 32: kept from the earlier report (sweep_mnist.json)" in (tmp_path / "reports/sweep_mnist.md").read_text()
     assert sweep.main(args, root=tmp_path)["latent_dim"].tolist() == [2, 4]  # without --keep: the runs alone
+
+
+def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
+    """`make sweep/seeds/budget/exercises` are `python -m tools.<study> --queue`: one `dvc exp
+    run --queue` per grid point and seed (the three seed keys alike), or per named run."""
+    from tools import budget, experiments, exercises, seeds, study
+
+    queued = []
+    monkeypatch.setattr(experiments, "queue", lambda runs, jobs: queued.append((runs, jobs)))
+
+    def queue(module, *argv):
+        assert study.start(module.STUDY, study.arguments(module.STUDY, "doc").parse_args(["--queue", *argv])) is None
+        return queued.pop()
+
+    seed = lambda s: dict.fromkeys(experiments.SEED_KEYS, s)  # noqa: E731
+    runs, jobs = queue(budget, "--grid", "epochs=21", "--seeds", "0,1", "-S", "data.dataset=mnist", "--jobs", "2")
+    assert jobs == 2 and runs == [
+        (None, {"latent_dim": d, "train_ae.epochs": "21", "train_vae.epochs": "21", "data.dataset": "mnist", **seed(s)})
+        for d in (2, 8) for s in (0, 1)]
+    runs, _ = queue(seeds, "--seeds", "1 2", "--name", "mnist-seed{seed}-vm")
+    assert runs == [("mnist-seed1-vm", seed(1)), ("mnist-seed2-vm", seed(2))]
+    assert queue(exercises, "beta-4")[0] == [("beta-4", {"train_vae.beta": 4})]
+    assert [name for name, _ in queue(exercises)[0]] == ["beta-0.25", "beta-4", "mnist-d8"]

@@ -1,24 +1,12 @@
-"""The bottleneck control: `make bottleneck`. What can d numbers carry for the task?
+"""The bottleneck control, `make bottleneck`: what can d numbers carry for the class?
 
-The AE and the VAE choose their d numbers to redraw the image; their probes say how much
-of the class those numbers keep. This control chooses the d numbers for the class: the
-AE's encoder and head to a d-wide code, then a linear layer to the logits, trained end
-to end on the labels with the AE's budget (``train_ae``: optimizer, schedule, epochs),
-and its code probed exactly like the latents (logistic regression, the MLP, 5-NN:
-``stages.core.probes.probe``). Between the latents' probes and this one lies what the
-unsupervised objective costs at that size; between this one and the pixels, what d
-numbers cost.
-
-For each dataset the split is the pipeline's own: the preprocess stage runs in a
-temporary folder on this checkout's data/raw with ``data.dataset`` set, and every other
-param is params.yaml's. For each size and seed s (the training seeds, as ``make sweep``
-sets them: train_ae.seed and train_classifier.seed = s) it trains and probes once; per
-size the report gives each number's mean over the seeds ± the half-width of its 95 %
-interval (Student's t), and beside it the sweep's AE and VAE MLP probes and the pixels
-from reports/sweep*.json when they hold that size. Writes reports/<out>.{md,json};
-``--reuse`` rewrites the markdown from the JSON alone, once the sweep's reports exist.
-
-It runs outside ``dvc repro``: a control for the report, not a stage of the pipeline.
+The AE's encoder and head to a d-wide code, then a linear layer to the logits, trained end to
+end on the labels with the AE's budget (``train_ae``), its code probed exactly like the latents
+(``stages.core.probes.probe``): between the latents' probes and this one lies what the
+unsupervised objective costs at that size. Each dataset's split is the pipeline's own (the
+preprocess stage run in a temporary folder); every size and seed trains once, in this process.
+Writes reports/<out>.{md,json}, beside each size the sweep's probes (reports/sweep*.json);
+``--reuse`` rewrites the markdown from the JSON alone.
 """
 from __future__ import annotations
 
@@ -44,20 +32,21 @@ from stages.core.config import AEConfig
 from stages.core.data import DATASETS, N_CLASSES, SPLITS, DataError
 from stages.core.device import batched, resolve_device, seed_everything
 from stages.core.inputs import load_tensors
-from stages.core.io import write_json, write_text
 from stages.core.models import ConvConfig, classification_loss
 from stages.core.params import from_section, load_params, top_level
 from stages.core.probes import probe
 from stages.core.training import train_and_test
-from tools import read_report
-from tools.study import pm, report_row, summarize
+from tools import study
+from tools.study import Study, cell
+
+STUDY = Study("bottleneck", grid={"latent_dim": [2, 8]}, seeds=[0, 1, 2])
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 class BottleneckClassifier(nn.Module):
-    """The AE's encoder and head to a ``latent_dim``-wide code, then a linear layer to the
-    class logits, trained end to end on the labels: what d numbers can carry for the
-    task when they are chosen for it. ``encode`` gives the code."""
+    """The AE's encoder and head to a ``latent_dim``-wide code (``encode``), then a linear layer
+    to the class logits."""
 
     kind = "bottleneck"
 
@@ -80,9 +69,7 @@ class BottleneckClassifier(nn.Module):
 
 
 def build(params: dict, n_classes: int) -> tuple[BottleneckClassifier, AEConfig]:
-    """The AE's encoder to a ``latent_dim``-wide code and a linear classifier on it, with
-    the AE's training budget (``train_ae``: optimizer, schedule, epochs, seed); its loss is
-    cross-entropy whatever ``train_ae.loss`` says."""
+    """The model and the AE's training budget (``train_ae``); cross-entropy whatever its loss."""
     cfg = from_section(AEConfig, params, "train_ae")
     arch = builders.conv_config(params, "train_ae", cfg.loss)
     seed_everything(cfg.seed)
@@ -93,8 +80,7 @@ NUMBERS = {"own": "end to end", "logreg": "logreg probe", "mlp": "MLP probe", "k
 
 
 def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> tuple[dict, list[str]]:
-    """``dataset``'s splits as training tensors ({split: (x, y)}) and its class names, from
-    the data/processed that the preprocess stage itself writes in ``tmp``."""
+    """``dataset``'s splits ({split: (x, y)}) and class names, as the preprocess stage writes them in ``tmp``."""
     root = tmp / dataset
     (root / "data").mkdir(parents=True)
     (root / "data" / "raw").symlink_to(raw.resolve())
@@ -109,8 +95,7 @@ def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> tuple[dict, l
 
 def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> dict:
     """Train the bottleneck classifier at size ``d`` and seed ``seed``; probe its code."""
-    run_params = copy.deepcopy(params)
-    run_params["latent_dim"] = d
+    run_params = {**copy.deepcopy(params), "latent_dim": d}
     for section in ("train_ae", "train_classifier"):
         run_params[section]["seed"] = seed
     device = resolve_device(top_level(run_params, "device"))
@@ -136,21 +121,19 @@ def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
         lines += [f"## {dataset}", "", "| latent_dim | seeds | end to end | logreg probe | MLP probe | 5-NN probe "
                   "| AE MLP probe (sweep) | VAE MLP probe (sweep) | pixels MLP |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            sweep = report_row(root, dataset, r["latent_dim"])
-            beside = (" | ".join(pm(sweep[k], sweep[f"{k}_ci"], sweep["n"], 4) for k in ("ae_mlp", "vae_mlp", "pixels_mlp"))
-                      if sweep else "– | – | –")
-            lines.append(f"| {r['latent_dim']} | {r['n']} | " +
-                         " | ".join(pm(r[k], r[f"{k}_ci"], r["n"], 4) for k in NUMBERS) + f" | {beside} |")
+            sweep = study.sweep_row(root, dataset, r["latent_dim"])
+            beside = " | ".join(cell(sweep, k, 4) for k in ("ae_mlp", "vae_mlp", "pixels_mlp")) if sweep else "– | – | –"
+            lines.append(f"| {r['latent_dim']} | {r['n']} | " + " | ".join(cell(r, k, 4) for k in NUMBERS) + f" | {beside} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="2,8", help="latent sizes, comma-separated (default 2,8)")
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
+    parser.add_argument("--sizes", default=",".join(map(str, STUDY.grid["latent_dim"])), help="latent sizes, comma-separated")
+    parser.add_argument("--seeds", default=",".join(map(str, STUDY.seeds)), help="training seeds, comma-separated")
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)}")
-    parser.add_argument("--out", default="bottleneck", help="reports/<out>.{md,json}")
+    parser.add_argument("--out", default=STUDY.name, help="reports/<out>.{md,json}")
     parser.add_argument("--reuse", action="store_true",
                         help="train nothing: rewrite reports/<out>.md from reports/<out>.json (after make sweep-report)")
     args = parser.parse_args(argv)
@@ -159,12 +142,11 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
         if not path.exists():
             raise DataError(f"{path} is missing: --reuse rewrites the markdown of an earlier run; "
                             "run `make bottleneck` first")
-        saved = read_report(path)
-        write_text(root / "reports" / f"{args.out}.md", markdown(saved["sizes"], root, saved["epochs"]))
+        saved = study.read_report(path)
+        study.write(root, args.out, markdown(saved["sizes"], root, saved["epochs"]))
         return saved["sizes"]
-    sizes = [int(v) for v in args.sizes.split(",")]
-    seeds = [int(v) for v in args.seeds.split(",")]
-    datasets = args.datasets.split(",")
+    sizes, seeds, datasets = [int(v) for v in args.sizes.split(",")], [int(v) for v in args.seeds.split(",")], \
+        args.datasets.split(",")
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise DataError(f"--datasets: unknown {', '.join(unknown)}; choose among {', '.join(DATASETS)}")
@@ -178,13 +160,10 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
         for dataset in datasets:
             data, classes = processed(params, dataset, raw, Path(tmp))
             runs[dataset] = [one_run(params, data, classes, d, s) for d in sizes for s in seeds]
-            results[dataset] = summarize(pd.DataFrame(runs[dataset])[["latent_dim", "seed", *NUMBERS]],
-                                         ["latent_dim"]).to_dict("records")
+            results[dataset] = study.summarize(pd.DataFrame(runs[dataset])[["latent_dim", "seed", *NUMBERS]],
+                                               ["latent_dim"]).to_dict("records")
     epochs = params["train_ae"]["epochs"]
-    write_json(root / "reports" / f"{args.out}.json", {"epochs": epochs, "sizes": results, "runs": runs})
-    text = markdown(results, root, epochs)
-    write_text(root / "reports" / f"{args.out}.md", text)
-    print(text)
+    study.write(root, args.out, markdown(results, root, epochs), {"epochs": epochs, "sizes": results, "runs": runs})
     print(f"bottleneck: {sum(map(len, runs.values()))} runs in {time.perf_counter() - start:.0f} s")
     return results
 

@@ -1,109 +1,67 @@
-"""Is it the latent size or the training budget? `make budget-report`, after `make budget`.
-
-`make budget` queues, through DVC's own queue, the AE and the VAE trained for each of
-BUDGET epochs (both the same) at each of BUDGET_SIZES latent sizes with the training
-seeds 0 .. SEEDS_PER_SIZE - 1. This module waits until the queue has nothing queued or
-running, reads the finished experiments of the baseline commits (``--rev``, repeatable;
-the first names the params the runs must share), keeps the newest run per (size, epochs, seed), takes the
-params' own budget at each size from the committed latent-size sweep (reports/sweep*.json:
-the same params, seeds 0 .. 2) where it has that size, and writes:
-
-- ``reports/budget.md`` and ``reports/budget.json``: per size and budget the test MSEs,
-  the MLP probes, the AE's best epoch and best latent - pixels, mean ± the 95 % half-width
-  over the seeds; per size each longer budget against the shortest, judged by its
-  interval (Welch's for two seed sets, a one-run interval from the shortest budget's
-  seeds when the longer budget has one run); the bottleneck control beside them when
-  ``reports/bottleneck.json`` has this dataset;
-- ``plots/budget/budget.png``: best latent - pixels and the AE's test MSE against the
-  epochs, a line per size.
-
-It runs outside ``dvc repro``: it reads experiments, it is not one.
+"""Is it the latent size or the training budget? `make budget` queues the AE and the VAE
+trained for each of BUDGET epochs at each of BUDGET_SIZES; `make budget-report` writes per
+size and budget the numbers over the seeds, each longer budget against the shortest (Welch;
+one run: against the shorter budget's seeds), the bottleneck control beside them
+(reports/bottleneck.json), to reports/<out>.{md,json} and plots/<out>/budget.png. The params'
+own budget comes from the committed latent-size sweep where it has the size.
 """
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from stages.core.cli import run
-from stages.core.io import save_figure, write_json, write_text
-from tools import figures, noise, read_report
-from tools.experiments import flat, git_json, report_args, report_runs
-from tools.study import REPORTS, pm, report_row, run_frame, summarize
+from tools import figures, noise, study
+from tools.experiments import flat
+from tools.study import SWEEPS, Study, beyond, pm
 
-REPORT = "budget"
-EPOCH_KEYS = ("train_ae.epochs", "train_vae.epochs")
-FREE = ("latent_dim", *EPOCH_KEYS)
+STUDY = Study("budget", grid={"latent_dim": [2, 8], "epochs": [21, 50]}, seeds=[0],
+              tied={"epochs": ("train_ae.epochs", "train_vae.epochs")}, reports=("downstream", "train_ae"),
+              numbers=lambda m: {**study.latents(m), "ae_best_epoch": m.get("train_ae:best_epoch", math.nan)})
 # The numbers shown, and compared against the shortest budget: (column, digits).
 SHOWN = {"best latent - pixels": ("best_minus_pixels", 4), "AE test MSE": ("ae_mse", 5),
          "VAE test MSE": ("vae_mse", 5), "AE MLP probe": ("ae_mlp", 4), "VAE MLP probe": ("vae_mlp", 4)}
 
 
-def frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {}, best_epoch=lambda rev: None):
-    """One row per run (``study.run_frame`` with the size and both epoch counts free), the
-    runs whose AE and VAE epochs differ dropped; ``epochs`` the budget, ``ae_best_epoch``
-    the epoch whose weights the AE kept (``best_epoch(rev)``, nan where unknown)."""
-    df = run_frame(entries, overrides, knn, FREE)
-    if df.empty:
-        return df
-    df = df[df["train_ae.epochs"] == df["train_vae.epochs"]].reset_index(drop=True)
-    df.insert(1, "epochs", df["train_ae.epochs"])
-    df["ae_best_epoch"] = [float("nan") if (b := best_epoch(rev)) is None else b for rev in df["rev"]]
-    return df.drop(columns=list(EPOCH_KEYS))
-
-
 def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tuple[pd.DataFrame, list[int]]:
     """``summary`` with its rows at the params' own ``epochs`` replaced, size by size, by the
-    committed latent-size sweep's (``study.report_row``: the same params over its seeds; the
-    baseline commit's own run is one of them), where the sweep has that size; and those sizes."""
-    rows = []
-    for d in sorted(summary["latent_dim"].unique()):
-        r = report_row(root, dataset, int(d))
-        if r is not None:
-            rows.append({**{c: r.get(c, float("nan")) for c in summary.columns}, "latent_dim": d, "epochs": epochs})
+    committed sweep's (the same params over its seeds), where it has that size; and those sizes."""
+    rows = [{**{c: r.get(c, math.nan) for c in summary.columns}, "latent_dim": d, "epochs": epochs}
+            for d in sorted(summary["latent_dim"].unique()) if (r := study.sweep_row(root, dataset, int(d)))]
     sizes = [int(r["latent_dim"]) for r in rows]
     if not rows:
         return summary, sizes
     own = summary[~((summary["epochs"] == epochs) & summary["latent_dim"].isin(sizes))]
-    return pd.concat([own, pd.DataFrame(rows)[summary.columns]], ignore_index=True) \
+    return pd.concat([own, pd.DataFrame(rows, columns=summary.columns)], ignore_index=True) \
         .sort_values(["latent_dim", "epochs"]).reset_index(drop=True), sizes
 
 
-def _runs(row: pd.Series, col: str) -> dict:
-    return noise.from_interval(row[col], row[f"{col}_ci"], row["n"])
-
-
 def changes(summary: pd.DataFrame) -> list[dict]:
-    """Per size, each budget against the shortest: every SHOWN number's mean difference and
+    """Per size each budget against the shortest: every SHOWN number's difference of means and
     its interval (``noise.mean_difference`` of the two rows' seeds)."""
+    runs = lambda row, c: noise.from_interval(row[c], row[f"{c}_ci"], row["n"])  # noqa: E731
     out = []
     for d, group in summary.groupby("latent_dim"):
-        group = group.sort_values("epochs")
-        base = group.iloc[0]
-        for _, longer in group.iloc[1:].iterrows():
-            for name, (col, _) in SHOWN.items():
-                diff = noise.mean_difference(_runs(base, col), _runs(longer, col))
-                out.append({"latent_dim": int(d), "from": int(base["epochs"]), "to": int(longer["epochs"]),
-                            "number": name, **diff})
+        base, *longer = [r for _, r in group.sort_values("epochs").iterrows()]
+        out += [{"latent_dim": int(d), "from": int(base["epochs"]), "to": int(r["epochs"]), "number": name,
+                 **noise.mean_difference(runs(base, col), runs(r, col))} for r in longer for name, (col, _) in SHOWN.items()]
     return out
 
 
-def _verdict(c: dict) -> str:
-    if pd.isna(c["half_width"]):
+def verdict(c: dict) -> str:
+    judged = beyond(c["difference"], c["half_width"], c["n_a"])
+    if judged is None:
         return "not judged: fewer than 2 runs of the shorter budget"
-    how = "one run against the shorter budget's seeds" if c["n_b"] == 1 else "Welch"
-    return ("yes" if noise.excludes_zero(c) else "no") + f" ({how})"
+    return ("yes" if judged else "no") + (" (one run against the shorter budget's seeds)" if c["n_b"] == 1 else " (Welch)")
 
 
 def control(dataset: str, sizes: list[int], root: Path) -> dict[int, dict]:
-    """Per size the bottleneck control's MLP probe over its seeds (reports/bottleneck.json,
-    `make bottleneck`), where that report has this dataset."""
+    """Per size the bottleneck control's MLP probe over its seeds (`make bottleneck`), if any."""
     path = root / "reports" / "bottleneck.json"
-    if not path.exists():
-        return {}
-    runs = read_report(path).get("runs", {}).get(dataset, [])
+    runs = study.read_report(path).get("runs", {}).get(dataset, []) if path.exists() else []
     return {d: noise.summary(v) for d in sizes if (v := [r["mlp"] for r in runs if r["latent_dim"] == d])}
 
 
@@ -115,61 +73,46 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
              "MSE per pixel on [0, 1]; best latent - pixels with the same classifier on both.", "",
              "| latent_dim | epochs | seeds | " + " | ".join(SHOWN) + " | AE best epoch |",
              "|---|---|---|" + "---|" * (len(SHOWN) + 1)]
-    for _, r in summary.iterrows():
-        cells = [pm(r[c], r[f"{c}_ci"], r["n"], k) for c, k in SHOWN.values()]
-        lines.append(f"| {r['latent_dim']} | {r['epochs']} | {r['n']} | " + " | ".join(cells) +
-                     f" | {pm(r['ae_best_epoch'], r['ae_best_epoch_ci'], r['n'], 1)} |")
+    lines += [f"| {r['latent_dim']} | {r['epochs']} | {r['n']} | " + " | ".join(
+        study.cell(r, c, k) for c, k in [*SHOWN.values(), ("ae_best_epoch", 1)]) + " |" for _, r in summary.iterrows()]
     lines += ["", "Each longer budget against the shortest at the same size (longer - shorter); beyond the "
                   "noise when the 95 % interval excludes 0, each row judged on its own:", "",
               "| latent_dim | epochs | number | change ± 95 % | beyond the noise? |", "|---|---|---|---|---|"]
-    digits = {name: k for name, (_, k) in SHOWN.items()}
-    for c in diffs:
-        lines.append(f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
-                     f"{pm(c['difference'], c['half_width'], 2, digits[c['number']], '+')} | {_verdict(c)} |")
+    lines += [f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
+              f"{pm(c['difference'], c['half_width'], 2, SHOWN[c['number']][1], '+')} | {verdict(c)} |" for c in diffs]
     if ctrl:
         pixels = summary.iloc[0]
         lines += ["", "The bottleneck control (`make bottleneck`: the AE's encoder trained end to end on the labels "
                       "through a d-wide code, 7 epochs), its code's MLP probe: " +
                   "; ".join(f"d = {d}: {pm(s['mean'], s['half_width'], s['n'], 4)} ({s['n']} seeds)"
-                            for d, s in ctrl.items()) +
-                  f". The pixel MLP: {pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], pixels['n'], 4)}."]
+                            for d, s in ctrl.items()) + f". The pixel MLP: {study.cell(pixels, 'pixels_mlp', 4)}."]
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}, {r['epochs']} epochs: {r['experiment']}"
                                       for _, r in summary.iterrows()) + "."]
-    if note:
-        lines += ["", note]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + (["", note] if note else [])) + "\n"
 
 
-def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    report_args(parser, REPORT, "latent_dim, the epochs")
-    args = parser.parse_args(argv)
-    revs, overrides, entries = report_runs(args, "budget")
-    df = frame(entries, overrides, knn=lambda rev: git_json(rev, "reports/downstream.json"),
-               best_epoch=lambda rev: git_json(rev, "reports/train_ae.json").get("best_epoch"))
+def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame | None:
+    args = study.arguments(STUDY, __doc__).parse_args(argv)
+    if (got := study.start(STUDY, args)) is None:
+        return None
+    overrides, entries = got
+    df = study.frame(STUDY, entries, overrides)
     params = {**flat(entries[0]["params"]), **overrides} if entries else {}
     dataset = params.get("data.dataset")
-    summary, swept = (df, []) if df.empty else baseline(summarize(df, ["latent_dim", "epochs"]), root, dataset,
+    summary, swept = (df, []) if df.empty else baseline(study.summarize(df, ["latent_dim", "epochs"]), root, dataset,
                                                          params["train_ae.epochs"])
     if summary.empty or summary["epochs"].nunique() < 2:
-        sys.exit(f"budget: the experiments of {', '.join(revs)} and the committed sweep have fewer than two "
-                 "budgets with metrics; run `make budget` first (and name the commit of earlier runs with --rev)")
-    diffs = changes(summary)
-    ctrl = control(dataset, sorted(df["latent_dim"].unique().tolist()), root)
-    title = f"Latent size or training budget, {dataset}"
+        sys.exit(f"budget: the experiments of {', '.join(args.rev or ['HEAD'])} and the committed sweep have fewer "
+                 "than two budgets with metrics; run `make budget` first (and name the commit of earlier runs with --rev)")
+    diffs, ctrl = changes(summary), control(dataset, sorted(df["latent_dim"].unique().tolist()), root)
     note = (f"The {params['train_ae.epochs']}-epoch rows at d = {', '.join(map(str, swept))} are the committed "
-            f"latent-size sweep's (reports/{REPORTS[dataset]}.json): the same params, its seeds.") if swept else ""
-    text = markdown(summary, diffs, ctrl, title, note)
-    write_text(root / "reports" / f"{args.out}.md", text)
-    write_json(root / "reports" / f"{args.out}.json", {
-        "dataset": dataset, "params": overrides,
-        "runs": df.drop(columns=["timestamp"]).to_dict("records"),
-        "budgets": summary.drop(columns="experiment").to_dict("records"), "from_sweep": swept, "changes": diffs,
-        "control": {str(d): s for d, s in ctrl.items()}})
+            f"latent-size sweep's (reports/{SWEEPS[dataset]}.json): the same params, its seeds.") if swept else ""
     pixels = summary.sort_values("epochs").groupby("latent_dim")["pixels_mlp"].first()  # the shortest budget's seeds
-    save_figure(root / "plots" / args.out / "budget.png",
-                figures.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()}))
-    print(text)
+    study.write(root, args.out, markdown(summary, diffs, ctrl, f"Latent size or training budget, {dataset}", note), {
+        "dataset": dataset, "params": overrides, "runs": df.drop(columns=["timestamp"]).to_dict("records"),
+        "budgets": summary.drop(columns="experiment").to_dict("records"), "from_sweep": swept, "changes": diffs,
+        "control": {str(d): s for d, s in ctrl.items()}},
+        {"budget.png": figures.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()})})
     return summary
 
 

@@ -1,13 +1,7 @@
-"""Does the `dvc plots show` page draw every plot of dvc.yaml with no network?
-
-Renders the page in headless Chromium with every host name unresolvable, and checks
-that each plot dvc.yaml declares is on the page and drew: a vega plot a canvas or svg
-of non-zero size, an image a decoded picture. A script put at the top of a copy of the
-page records every script error, failed load and console error. Chromium is the system's
-(Debian: `apt-get install chromium`; or CHROMIUM=/path/to/chrome): nothing is downloaded.
-
-    python -m tools.check_page                          # runs `dvc plots show` first
-    python -m tools.check_page --page dvc_plots/index.html --screenshot page.png
+"""Does the `dvc plots show` page draw every plot of dvc.yaml with no network? Renders it in
+headless Chromium (the system's, or CHROMIUM=...) with no host resolvable and a probe script
+that records every script error, failed load and console error; each declared vega plot must
+be a drawn canvas or svg, each image a decoded picture. `--page` checks a page already made.
 """
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
-"""`make compare`: two revisions or experiments, per headline metric old, new, change, and
-whether the change is beyond what the training seeds alone give (tools/noise.py).
-
-Beside `dvc metrics diff`, which prints the change alone. The noise of a configuration
-(its params but the training seeds) is the seed report measured at it (reports/seeds*.json,
-`make seeds` / `make seeds-report`); a side whose params no report was measured at gets
-no floor, never another configuration's. The metrics that move with the seed are judged
-as one family (Holm, 5 % family-wise); those the seeds do not move against a stated
-tolerance.
-
-    python -m tools.compare [A [B]] [--md] [--strict]     # A: main, B: the workspace
+"""`make compare`: two revisions or experiments, per headline metric old, new, change and
+whether the change is beyond what the training seeds alone give: against the seed report of
+each side's own configuration (reports/seeds*.json; none: "no floor"), the metrics that move
+with the seed as one family (Holm), the others against a tolerance (tools/noise.py).
 """
 from __future__ import annotations
 

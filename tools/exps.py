@@ -1,12 +1,6 @@
-"""`make exps`: the experiments of `dvc exp show` in one screen, under 120 columns.
-
-`dvc exp show` prints every param, metric and dependency hash: over 100 columns, cut at
-1,024 characters, so what an experiment varied is off the screen. This prints, per row,
-the params that differ from the baseline's (as key=value) and the headline numbers, with
-short headers. Arguments go to `dvc exp show` (e.g. `-A`, `--rev main`, `-n 3`).
-
-    python -m tools.exps [dvc exp show args]
-"""
+"""`make exps`: the experiments of `dvc exp show` in one screen, under 120 columns: per row
+the params that differ from the baseline's and the headline numbers. Arguments go to
+`dvc exp show` (`-A`, `--rev main`, `-n 3`)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +8,7 @@ import subprocess
 import sys
 
 from tools.experiments import flat, runs
-from tools.study import HEADLINE
+from tools.study import HEADLINE, num
 
 COLUMNS = {key: column for key, _, column in HEADLINE if column}
 WIDTH = 120
@@ -36,12 +30,6 @@ def rows(show: list[dict]) -> list[dict]:
     return out
 
 
-def number(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.5f}" if abs(value) < 0.1 else f"{value:.4g}" if abs(value) < 100 else f"{value:.1f}"
-
-
 def compact(changed: dict) -> str:
     """key=value pairs; keys of several sections that share a name and a value once, as
     name=value (xN): the three training seeds of a seed run read seed=2 (x3)."""
@@ -60,7 +48,7 @@ def table(entries: list[dict]) -> str:
         experiment = e["name"] != e["baseline"]
         base = bases.get(e["baseline"], {})
         changed = compact({k: v for k, v in e["params"].items() if base.get(k) != v}) if experiment else ""
-        lines.append([cut(("  " if experiment else "") + e["name"], NAME), changed, *(number(e["metrics"][col]) for col in COLUMNS.values())])
+        lines.append([cut(("  " if experiment else "") + e["name"], NAME), changed, *(num(e["metrics"][col]) for col in COLUMNS.values())])
     head = ["Experiment", "changed params", *COLUMNS.values()]
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     spare = WIDTH - sum(widths) - 2 * (len(head) - 1)

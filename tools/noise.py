@@ -1,29 +1,11 @@
-"""How far a number moves when only the training seeds change, and when a change between
-two runs is beyond that.
+"""How far a number moves when only the training seeds change, and when a change is beyond that.
 
-The seed report (`make seeds-report`) summarizes n runs of one configuration (the params
-but the training seeds) that differ only in their training seeds: per metric the mean,
-the sample sd s and a 95 % confidence interval of the mean (Student's t, n - 1 degrees
-of freedom); per comparison the same for the paired difference, run by run (both numbers
-of one run share its seeds and its data).
-
-A reviewer's comparison of two single runs (`make compare`) asks whether their change is
-beyond what the seeds alone give. Two runs of one configuration differ by a change with
-sd sqrt(2) * sigma; with sigma estimated by s from n seeds, change / (sqrt(2) * s) is
-Student's t with n - 1 degrees of freedom. Two configurations with a seed report each:
-sd sqrt(s_a^2 + s_b^2), Welch-Satterthwaite degrees of freedom.
-
-A headline table has a dozen or two metrics that move with the seed, and a rule that
-flags each at 5 % flags one of them on most pure reseeds. So the family of metrics is
-judged together: each metric's two-sided p-value, then Holm's step-down procedure at a
-family-wise rate of 5 %: a pure reseed flags anything at all in at most 5 % of
-comparisons, whatever the correlation between the metrics (Holm, 1979). The floor shown
-beside a metric is Holm's first step (Bonferroni: the change that alone would be
-flagged); later steps flag somewhat smaller changes once larger ones are.
-
-A metric the seeds do not move (sd 0: PCA, the probes on pixels) is judged against a
-stated numerical tolerance instead: the solver's and the kernels' last digits
-(``tolerance``).
+Over n runs of one configuration (its params but the training seeds): the mean, the sample sd
+and the 95 % interval of the mean (Student's t, n - 1 dof). Two single runs of one configuration
+differ by sd sqrt(2) * s; of two configurations, sqrt(s_a^2 + s_b^2) with Welch-Satterthwaite
+dof. A table's metrics that move with the seed are judged as one family: Holm's step-down at 5 %
+family-wise (Holm, 1979); the floor beside a metric is Holm's first step. A metric the seeds do
+not move (sd 0) is judged against a stated numerical tolerance instead.
 """
 from __future__ import annotations
 
@@ -53,19 +35,16 @@ def excludes_zero(s: dict) -> bool:
 
 
 def tolerance(key: str, value: float) -> float:
-    """The change a metric the seeds do not move may show without meaning anything: for a
-    share of test images (an accuracy, an AUROC, a target share) 5e-4, five of the 10,000
-    test images (lbfgs stops at ``logreg.tol``, and a near-tie may flip); for any other
-    number 1e-4 of its size (the files keep six significant digits; a kernel's summation
-    order moves the last of them)."""
+    """The change a metric the seeds do not move may show without meaning anything: 5e-4 for a
+    share of test images (five of 10,000: lbfgs's tol, a near-tie), else 1e-4 of its size
+    (six significant digits kept; a kernel's summation order moves the last)."""
     share = any(word in key for word in ("acc", "auroc", "share"))
     return 5e-4 if share else 1e-4 * abs(value)
 
 
 def sd_of_change(a: dict, b: dict | None = None) -> tuple[float, float]:
-    """The sd of the change between one run of configuration ``a`` and one of ``b`` (the
-    same configuration when None), and its degrees of freedom; each is a seed report's
-    entry for the metric ({"sd", "n"})."""
+    """The sd of the change between one run of ``a`` and one of ``b`` (None: of ``a`` again) and
+    its dof; each a seed report's entry for the metric ({"sd", "n"})."""
     if b is None:
         return math.sqrt(2) * a["sd"], a["n"] - 1
     va, vb = a["sd"] ** 2, b["sd"] ** 2
@@ -77,8 +56,7 @@ def sd_of_change(a: dict, b: dict | None = None) -> tuple[float, float]:
 
 
 def from_interval(mean: float, half_width: float, n: int) -> dict:
-    """The ``summary`` of n runs rebuilt from a report's mean and 95 % half-width (the sd is
-    half_width * sqrt(n) / t(0.975, n - 1); nan for one run)."""
+    """The ``summary`` of n runs rebuilt from a mean and 95 % half-width (nan sd for one run)."""
     n = int(n)
     sd = float(half_width) * math.sqrt(n) / stats.t.ppf(0.975, n - 1) if n > 1 else float("nan")
     half = float(half_width) if n > 1 else float("nan")
@@ -86,11 +64,9 @@ def from_interval(mean: float, half_width: float, n: int) -> dict:
 
 
 def mean_difference(a: dict, b: dict) -> dict:
-    """mean(b) - mean(a) for two configurations' independent runs, each a ``summary``, with
-    its 95 % interval: Welch's (Welch-Satterthwaite dof) when both have two runs or more; when
-    ``b`` is one run, the interval that run would fall in were it another seed of ``a`` (a's sd
-    for both, n_a - 1 dof). {"n_a", "n_b", "difference", "ci95", "half_width"}; nan half-width
-    when a has < 2 runs."""
+    """mean(b) - mean(a) of two configurations' runs (each a ``summary``) and its 95 % interval:
+    Welch's; for one run of ``b``, where a further run of ``a`` would fall (a's sd, n_a - 1
+    dof); nan half-width when ``a`` has < 2 runs."""
     diff = b["mean"] - a["mean"]
     if a["n"] < 2:
         half = float("nan")
@@ -122,14 +98,10 @@ def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
 
 def judge(changes: dict[str, float], floors: dict[str, tuple[float, float] | None],
           values: dict[str, float]) -> dict[str, dict]:
-    """Per metric its verdict and what it rests on.
-
-    ``changes``: new - old; ``floors``: per metric (sd of the change, dof) from the seed
-    reports, or None where no report of these configurations knows it; ``values``: the
-    old numbers (for the tolerance). A verdict is 'identical', 'within noise', 'BEYOND
-    noise' (Holm over the metrics with sd > 0), 'within tolerance' / 'BEYOND tolerance'
-    (sd 0), or 'no floor'.
-    """
+    """Per metric of ``changes`` (new - old) its verdict: 'identical', 'within noise' / 'BEYOND
+    noise' (Holm over the metrics whose ``floors``, (sd of the change, dof), have sd > 0),
+    'within tolerance' / 'BEYOND tolerance' (sd 0; ``values``: the old numbers), or 'no
+    floor' (None: no seed report of these configurations knows it)."""
     family = {k: f for k, f in floors.items() if k in changes and f is not None and f[0] > 0}
     keys = list(family)
     sd, dof = (np.array([family[k][i] for k in keys], dtype=np.float64) for i in (0, 1))
@@ -164,9 +136,8 @@ def configuration(params: dict, seed_keys: tuple[str, ...]) -> dict[str, str]:
 
 
 def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
-    """The committed seed reports that say which configuration they were measured at (a
-    damaged one is a one-line error naming it, as every report the pipeline reads)."""
-    from tools import read_report
+    """The committed seed reports that say which configuration they were measured at."""
+    from tools.study import read_report
 
     found = []
     for path in sorted(root.glob(SEED_REPORTS)):
@@ -186,9 +157,8 @@ def report_for(config: dict[str, str], reports: list[tuple[Path, dict]]) -> tupl
 
 
 def floors(keys: list[str], a: dict | None, b: dict | None) -> dict[str, tuple[float, float] | None]:
-    """Per metric (sd of the change, dof) between a run of the configuration of report
-    ``a`` and one of ``b`` (``b is a``: the same configuration); None where a side has no
-    report or its report lacks the metric."""
+    """Per metric (sd of the change, dof) between a run of report ``a``'s configuration and one
+    of ``b``'s (``b is a``: the same); None where a side lacks a report or the metric."""
     out = {}
     for key in keys:
         ma, mb = (a or {}).get("metrics", {}).get(key), (b or {}).get("metrics", {}).get(key)

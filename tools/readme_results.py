@@ -1,11 +1,7 @@
-"""`make readme`: the generated results blocks, from the committed metrics/, reports/ and
-params.yaml: the headline table of README.md and the detail tables of docs/results.md.
-
-A test fails when a block and the committed files disagree, so neither can go stale.
-"""
+"""`make readme`: the generated results blocks (README.md's headline table, docs/results.md's
+details) from the committed metrics/, reports/ and params.yaml; a test fails when they disagree."""
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -15,7 +11,7 @@ from stages.core.cli import run
 from stages.core.io import read_json, write_text
 from tools import noise
 from tools.experiments import SEED_KEYS, flat
-from tools.study import HEADLINE
+from tools.study import HEADLINE, decimals, pm
 
 README = Path("README.md")
 DETAILS = Path("docs/results.md")
@@ -44,20 +40,6 @@ def seed_report(root: Path) -> tuple[Path, dict] | None:
     return noise.report_for(noise.configuration(params, SEED_KEYS), noise.seed_reports(root))
 
 
-def _decimals(half_width: float, value: float) -> int:
-    """Two significant digits of the half-width; four of the value when it is 0."""
-    scale = half_width if half_width > 0 else abs(value)
-    return max(0, (1 if half_width > 0 else 3) - math.floor(math.log10(scale))) if scale > 0 else 0
-
-
-def plus_minus(summary: dict) -> str:
-    """'0.02616 ± 0.00030': the mean and the half-width of its 95 % interval ('± 0' for a
-    number the seeds do not move)."""
-    d = _decimals(summary["half_width"], summary["mean"])
-    half = f"{summary['half_width']:.{d}f}" if summary["half_width"] > 0 else "0"
-    return f"{summary['mean']:.{d}f} ± {half}"
-
-
 def results_markdown(root: Path = Path(".")) -> str:
     """README's headline block: the committed run's numbers and, where a seed report was
     measured at the committed params, each metric's mean ± 95 % half-width over its seeds."""
@@ -83,8 +65,8 @@ def results_markdown(root: Path = Path(".")) -> str:
             continue
         summary = found[1]["metrics"].get(key) if found else None
         if summary:
-            d = _decimals(summary["half_width"], summary["mean"])
-            run, seeds = f"{metrics[key]:.{d}f}", plus_minus(summary)
+            run = f"{metrics[key]:.{decimals(summary['half_width'], summary['mean'])}f}"
+            seeds = pm(summary["mean"], summary["half_width"])
         else:
             run, seeds = f"{metrics[key]:.4g}", "one run"
         lines.append(f"| {what.format(**names)} | {run} | {seeds} |")

@@ -1,18 +1,28 @@
-"""What the studies share (tools/sweep.py, budget.py, bottleneck_control.py): the numbers a
-run gives, the runs that differ from the baseline only in the free params and the training
-seeds, their summary per group over the seeds, and "mean ± half-width" written once.
+"""What every study does, once. A study module declares a `Study` (its free params and their
+values, the training seeds, or runs by name; the numbers it reads per run and the paired
+differences it judges) and keeps what is its own, its tables and figure. This layer queues
+it through DVC's queue, reads back the finished runs that differ from the baseline only
+there as one row per run, summarizes them per group, judges a difference by the one rule
+(`beyond`), writes "mean ± half-width" (`pm`) and the report's files.
 """
 from __future__ import annotations
 
+import argparse
+import itertools
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
+import yaml
 
-from tools import noise, read_report
-from tools.experiments import SEED_KEYS, flat
+from stages.core.io import read_json, save_figure, write_json, write_text
+from tools import experiments, noise
+from tools.experiments import SEED_KEYS, flat, git_json
 
-# The headline metrics, once, by their flat DVC key: the README's row (make readme) and, for
-# those a latent experiment moves, the column of `make exps`.
+# The headline metrics, by flat DVC key: the README's row label (make readme) and, for those a
+# latent experiment moves, the column of `make exps`.
 HEADLINE = [
     ("classifier.test_acc", "pixel MLP, test accuracy", "pixel MLP"),
     ("classifier.logreg_test_acc", "pixel logistic regression, test accuracy", None),
@@ -29,75 +39,159 @@ HEADLINE = [
     ("ood.auroc.vae_nll", "OOD AUROC against {other}: VAE −log p(x)", None),
     ("ood.auroc.ae_mse", "OOD AUROC against {other}: AE MSE", None),
 ]
-REPORTS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's <out>, as docs/experiments.md runs it
-MSE = {"ae": ("metrics/train_ae.json", "ae", "test_mse"), "vae": ("metrics/train_vae.json", "vae", "test_mse"),
-       "pca": ("metrics/evaluate.json", "pca", "test_mse")}
-PIXELS = {"pixels_logreg": "logreg_test_acc", "pixels_mlp": "test_acc"}
-# Per run a - b, both from the same run (its seeds, its data): judged by the size's own seeds.
-PAIRED = {"AE - VAE, test MSE": ("ae_mse", "vae_mse"), "AE - VAE, MLP probe": ("ae_mlp", "vae_mlp"),
-          "AE - VAE, 5-NN": ("ae_knn5", "vae_knn5"), "AE - PCA, MLP probe": ("ae_mlp", "pca_mlp"),
-          "best latent - pixels, same classifier": ("best_minus_pixels", None)}
+# Every paired difference a study may judge: a - b, both from one run (its seeds, its data); b
+# None: a is a difference already. Keys: flat metrics, or <report>:<key> of a run's reports/.
+PAIRED = {
+    "AE - VAE, test MSE": ("ae.test_mse", "vae.test_mse"),
+    "AE - PCA, test MSE": ("ae.test_mse", "pca.test_mse"),
+    "VAE - PCA, test MSE": ("vae.test_mse", "pca.test_mse"),
+    "AE - VAE, MLP probe accuracy": ("downstream.ae.mlp_test_acc", "downstream.vae.mlp_test_acc"),
+    "AE - VAE, logreg probe accuracy": ("downstream.ae.logreg_test_acc", "downstream.vae.logreg_test_acc"),
+    "AE - PCA, MLP probe accuracy": ("downstream.ae.mlp_test_acc", "downstream.pca.mlp_test_acc"),
+    "best latent - pixels, same classifier": ("downstream.best_latent_minus_pixels", None),
+    "AE - VAE, arithmetic target share": ("arithmetic.ae.target_share", "arithmetic.vae.target_share"),
+    "OOD AUROC: NLL - PNG minus NLL": ("ood.auroc.vae_nll_minus_png", "ood.auroc.vae_nll"),
+    "OOD AUROC: AE MSE minus NLL": ("ood.auroc.ae_mse", "ood.auroc.vae_nll"),
+    "AE - VAE, 5-NN accuracy": ("downstream:ae.knn.k=5.test_acc", "downstream:vae.knn.k=5.test_acc"),
+}
+REPS = ("ae", "vae", "pca")
+# A latent run's numbers by the short names of the sweep's and the budget's reports.
+LATENTS = {**{f"{r}_mse": f"{r}.test_mse" for r in REPS},
+           **{f"{r}_{c}": f"downstream.{r}.{c}_test_acc" for r in REPS for c in ("logreg", "mlp")},
+           **{f"{r}_knn5": f"downstream:{r}.knn.k=5.test_acc" for r in REPS},
+           "pixels_logreg": "classifier.logreg_test_acc", "pixels_mlp": "classifier.test_acc",
+           "best_minus_pixels": "downstream.best_latent_minus_pixels", "vae_active_units": "vae.active_units"}
+META = ("experiment", "rev", "timestamp", "seed")
+SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's sweep report, as docs/experiments.md runs it
+# The reports a tool writes (reports/<stem>*.json) and the command that writes them again.
+WRITERS = {"seeds": "make seeds-report", "sweep": "make sweep-report", "budget": "make budget-report",
+           "bottleneck": "make bottleneck"}
 
 
-def _free(params: dict, overrides: dict, free: tuple[str, ...] = ("latent_dim",)) -> dict:
-    """The params a sweep point may not change: all but ``free`` and the training seeds."""
-    return {k: v for k, v in {**flat(params), **overrides}.items() if k not in free and k not in SEED_KEYS}
+def latents(m: dict) -> dict:
+    return {k: m.get(key, math.nan) for k, key in LATENTS.items()}
 
 
-def run_row(e: dict, knn: dict | None = None) -> dict:
-    """One run's numbers; ``knn``: its reports/downstream.json (5-NN lives there, not in metrics)."""
-    m = e["metrics"]
-    down = m["metrics/downstream.json"]["downstream"]
-    classifier = m["metrics/train_classifier.json"]["classifier"]
-    row = {f"{r}_mse": m[f][k][key] for r, (f, k, key) in MSE.items()}
-    row.update({f"{r}_{c}": down[r][f"{c}_test_acc"] for r in MSE for c in ("logreg", "mlp")})
-    row.update({f"{r}_knn5": (knn or {}).get(r, {}).get("knn", {}).get("k=5", {}).get("test_acc", float("nan"))
-                for r in MSE})
-    row.update({name: classifier[key] for name, key in PIXELS.items()})
-    row["best_minus_pixels"] = down["best_latent_minus_pixels"]
-    row["vae_active_units"] = m["metrics/train_vae.json"]["vae"]["active_units"]
-    for name, (a, b) in PAIRED.items():
-        row[name] = row[a] - (row[b] if b else 0.0)
-    return row
+@dataclass
+class Study:
+    name: str  # reports/<name>.{md,json}, plots/<name>/, `make <name>`
+    grid: dict[str, list] = field(default_factory=dict)  # each free param (or `tied` name): its values
+    seeds: list[int] | None = None  # training seeds per grid point, one value for the three; None: the commit's
+    runs: dict[str, dict] = field(default_factory=dict)  # or runs by name: {name: {param: value}}
+    tied: dict[str, tuple[str, ...]] = field(default_factory=dict)  # one name for params set alike
+    reports: tuple[str, ...] = ()  # each run's reports/<name>.json read besides its metrics
+    numbers: Callable[[dict], dict] = dict  # a run's numbers from its metrics ({flat key: value})
+    paired: tuple[str, ...] = ()  # the PAIRED differences it judges
+    run_name: str = ""  # a queued grid run's name, {seed} its seed ("": DVC's own)
+
+    def free(self) -> tuple[str, ...]:
+        return tuple(k for g in self.grid for k in self.tied.get(g, (g,)))
 
 
-def select(entries: list[dict], overrides: dict | None = None, free: tuple[str, ...] = (),
-           keep=lambda i, e: True) -> list[dict]:
-    """The runs of one study: those whose params are the baseline's (the first entry, with
-    ``overrides``) but for the ``free`` params and the training seeds (one value for the
-    three), finished, with metrics, and ``keep(i, entry)``; the newest per (free params,
-    seed), in that order. Each {"entry", "params" (flat), "seed"}."""
-    fixed = _free(entries[0]["params"], overrides or {}, free) if entries else {}
+def metrics(entry: dict, reports: tuple[str, ...] = ()) -> dict:
+    """A run's metrics by flat DVC key, and each of its ``reports`` as <report>:<key>."""
+    m = {k: v for f in entry["metrics"].values() for k, v in flat(f).items()}
+    for r in reports:
+        m.update({f"{r}:{k}": v for k, v in flat(git_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
+    return m
+
+
+def differences(m: dict, names: tuple[str, ...]) -> dict:
+    """The paired differences ``names`` of one run's metrics ``m`` (nan where it lacks one)."""
+    return {n: m.get(PAIRED[n][0], math.nan) - (m.get(PAIRED[n][1], math.nan) if PAIRED[n][1] else 0.0)
+            for n in names}
+
+
+def arguments(study: Study, doc: str) -> argparse.ArgumentParser:
+    """The command line every study shares: queue its runs, or wait for them and report."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--queue", nargs="*", metavar="RUN", help="queue the runs (of named runs: these, default "
+                   "all) through DVC's queue and start it; report nothing")
+    p.add_argument("--grid", action="append", default=[], metavar="PARAM=V1,V2",
+                   help=f"with --queue: a free param's values (default {study.grid})")
+    p.add_argument("--seeds", default=None, help=f"with --queue: training seeds, e.g. '0,1,2' (default {study.seeds})")
+    p.add_argument("--name", default=study.run_name, help="with --queue: each run's name, {seed} its seed")
+    p.add_argument("--jobs", type=int, default=1, help="with --queue: workers (each cores / JOBS threads)")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="params the runs set besides the free ones and the seeds (make ... SET=...)")
+    p.add_argument("--rev", action="append", default=[], help="a baseline commit whose experiments to read "
+                   "(repeatable; default HEAD; the first is waited on and names the params the runs share)")
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
+    p.add_argument("--now", action="store_true", help="report the runs finished so far, without waiting")
+    p.add_argument("--out", default=study.name, help="reports/<out>.{md,json}, plots/<out>/")
+    return p
+
+
+def start(study: Study, args: argparse.Namespace) -> tuple[dict, list[dict]] | None:
+    """``--queue``: queue the study's runs and start the queue (None). Otherwise the params the
+    runs set (``--set``) and the runs of ``--rev``, once the first's queue is done."""
+    sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.queue is None:
+        revs = args.rev or ["HEAD"]
+        entries = experiments.runs(experiments.dvc_exp_show(revs[0])) if args.now else \
+            experiments.wait(revs[0], args.poll, study.name)
+        return sets, entries + [e for rev in revs[1:] for e in experiments.runs(experiments.dvc_exp_show(rev))]
+    grid = {**study.grid, **{k: v.split(",") for k, v in (g.split("=", 1) for g in args.grid)}}
+    seeds = study.seeds if args.seeds is None else [int(s) for s in args.seeds.replace(",", " ").split()]
+    runs = []
+    for values in itertools.product(*grid.values()) if grid or seeds is not None else []:  # none: named runs only
+        point = {k: v for g, v in zip(grid, values) for k in study.tied.get(g, (g,))}
+        for seed in seeds if seeds is not None else [None]:
+            runs.append((args.name.format(seed=seed) or None,
+                         {**point, **sets, **({k: seed for k in SEED_KEYS} if seed is not None else {})}))
+    runs += [(n, {**p, **sets}) for n, p in study.runs.items() if not args.queue or n in args.queue]
+    experiments.queue(runs, args.jobs)
+    return None
+
+
+def select(entries: list[dict], overrides: dict | None = None, free: tuple[str, ...] = ()) -> list[dict]:
+    """The runs of one study: finished, with metrics, whose params are the baseline's (the first
+    entry, with ``overrides``) but for ``free`` and the training seeds (one value for the three);
+    not a rerun of the baseline's own params; the newest per (free params, seed), in that order."""
+    strip = lambda p: {k: v for k, v in p.items() if k not in free and k not in SEED_KEYS}  # noqa: E731
+    base = flat(entries[0]["params"]) if entries else {}
     found: dict[tuple, dict] = {}
     for i, e in enumerate(entries):
         params = flat(e["params"])
         seeds = {params.get(k) for k in SEED_KEYS}
         if e["state"] != "success" or not e["metrics"] or len(seeds) != 1 or any(params.get(k) is None for k in free) \
-                or _free(e["params"], {}, free) != fixed or not keep(i, e):
-            continue  # unfinished, or another experiment (another dataset, another model)
+                or strip(params) != strip({**base, **(overrides or {})}) or (i and params == base):
+            continue  # unfinished, another experiment (another dataset, model), or the baseline again
         key = (*(params[k] for k in free), seeds.pop())
         if key not in found or e["timestamp"] >= found[key]["entry"]["timestamp"]:
             found[key] = {"entry": e, "params": params, "seed": key[-1]}
     return [found[k] for k in sorted(found)]
 
 
-def run_frame(entries: list[dict], overrides: dict | None = None, knn=lambda rev: {},
-              free: tuple[str, ...] = ("latent_dim",)) -> pd.DataFrame:
-    """One row per run of ``select`` (with the latents' metrics), its numbers (``run_row``)
-    and a column per free param. ``knn(rev)``: a run's reports/downstream.json."""
-    runs = select(entries, overrides, free, lambda i, e: "metrics/downstream.json" in e["metrics"])
-    if not runs:
-        return pd.DataFrame()
-    return pd.DataFrame([{**{k: r["params"][k] for k in free}, "seed": r["seed"], "experiment": r["entry"]["name"],
-                          "timestamp": r["entry"]["timestamp"], "rev": r["entry"].get("rev", ""),
-                          **run_row(r["entry"], knn(r["entry"].get("rev", "")))} for r in runs])
+def frame(study: Study, entries: list[dict], overrides: dict | None = None) -> pd.DataFrame:
+    """One row per run of the study (``select``): META, each free param (a `tied` group as one
+    column, its runs that set it unalike dropped), its numbers and its paired differences."""
+    rows = []
+    for r in select(entries, overrides, study.free()):
+        e, p = r["entry"], r["params"]
+        free = {g: {p[k] for k in study.tied.get(g, (g,))} for g in study.grid}
+        if all(len(v) == 1 for v in free.values()):
+            m = metrics(e, study.reports)
+            rows.append({"experiment": e["name"], "rev": e.get("rev", ""), "timestamp": e["timestamp"],
+                         "seed": r["seed"], **{g: v.pop() for g, v in free.items()}, **study.numbers(m),
+                         **differences(m, study.paired)})
+    return pd.DataFrame(rows)
+
+
+def named(study: Study, entries: list[dict]) -> dict[str, dict]:
+    """The newest finished run of each of the study's named runs: the baseline's params with
+    that run's, nothing else."""
+    done = [e for e in entries[1:] if e["state"] == "success"]
+    base = flat(entries[0]["params"])
+    found = {n: sorted((e for e in done if flat(e["params"]) == {**base, **p}), key=lambda e: e.get("timestamp", ""))
+             for n, p in study.runs.items()}
+    return {n: runs[-1] for n, runs in found.items() if runs}
 
 
 def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per value of ``by`` the mean of each number over its seeds, ``n`` the seeds and
-    ``<number>_ci`` the half-width of its 95 % interval (t with n - 1 dof; 0 for one seed)."""
-    numbers = [c for c in df.columns if c not in (*by, "seed", "experiment", "timestamp", "rev")
-               and pd.api.types.is_numeric_dtype(df[c])]
+    """Per value of ``by`` each number's mean over its seeds, ``n`` the seeds and ``<number>_ci``
+    the half-width of its 95 % interval (t with n - 1 dof, tools/noise.py; 0 for one seed)."""
+    numbers = [c for c in df.columns if c not in (*by, *META) and pd.api.types.is_numeric_dtype(df[c])]
     out = []
     for key, group in df.groupby(by):
         row = {**dict(zip(by, key if isinstance(key, tuple) else (key,))),
@@ -109,25 +203,65 @@ def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def report_row(root: Path, dataset: str, d: int) -> dict | None:
-    """The committed sweep's numbers at size ``d`` for ``dataset`` (reports/sweep*.json,
-    ``experiment`` its runs), if it has them."""
-    path = root / "reports" / f"{REPORTS[dataset]}.json"
-    if not path.exists():
+def beyond(mean: float, half_width: float, n: int) -> bool | None:
+    """THE rule by which every study judges a difference (change it here): beyond the noise when
+    its 95 % interval, mean ± half_width over n runs, excludes 0; None: not judged (one run)."""
+    if n < 2 or pd.isna(half_width) or pd.isna(mean):
         return None
-    rep = read_report(path)
-    row = next((r for r in rep.get("sizes", []) if r.get("latent_dim") == d), None)
-    return row and {**row, "experiment": rep.get("runs", {}).get(str(d), "")}
+    return noise.excludes_zero({"ci95": [mean - half_width, mean + half_width]})
 
 
-def pm(mean: float, half: float, n: int, digits: int, sign: str = "") -> str:
-    """``mean`` ± ``half`` at ``digits`` decimals, the mean alone for one run, "–" for none;
-    ``sign="+"`` writes a change's sign. Every study table's cells."""
+VERDICT = {True: "yes: the interval excludes 0", False: "no: the interval contains 0", None: "one run: not judged"}
+
+
+def decimals(half_width: float, value: float) -> int:
+    """Two significant digits of the half-width; four of the value when it is 0."""
+    scale = half_width if half_width > 0 else abs(value)
+    return max(0, (1 if half_width > 0 else 3) - math.floor(math.log10(scale))) if scale > 0 else 0
+
+
+def pm(mean: float, half: float, n: int = 2, digits: int | None = None, sign: str = "") -> str:
+    """``mean`` ± ``half`` at ``digits`` decimals (None: two significant digits of ``half``, and
+    "± 0" for a number the seeds do not move), the mean alone for one run, "–" for none."""
     if pd.isna(mean):
         return "–"
+    if digits is None:
+        d = decimals(half, mean)
+        return f"{mean:{sign}.{d}f} ± " + (f"{half:.{d}f}" if half > 0 else "0")
     return f"{mean:{sign}.{digits}f}" + (f" ± {half:.{digits}f}" if n > 1 and not pd.isna(half) else "")
 
 
 def cell(row, column: str, digits: int) -> str:
-    """A summary row's ``column`` and its ``<column>_ci`` (``summarize``'s columns)."""
+    """A ``summarize`` row's ``column`` ± its ``<column>_ci``."""
     return pm(row[column], row[f"{column}_ci"], row["n"], digits)
+
+
+def num(x: float) -> str:
+    """One number at the digits its size needs."""
+    return "-" if x is None else f"{x:.5f}" if abs(x) < 0.1 else f"{x:.4f}" if abs(x) < 10 else f"{x:.2f}"
+
+
+def read_report(path: Path) -> dict:
+    """A tool's JSON report; a damaged or missing one is one line naming the make target that
+    writes it again (no `dvc repro` rebuilds it)."""
+    target = next((t for stem, t in WRITERS.items() if Path(path).name.startswith(stem)), None)
+    return read_json(path, f"write it again with `{target}`" if target else None)
+
+
+def write(root: Path, out: str, text: str, data: dict | None = None, figures: dict | None = None) -> None:
+    """reports/<out>.md (and printed), reports/<out>.json, plots/<out>/<name> for each figure."""
+    write_text(root / "reports" / f"{out}.md", text)
+    if data is not None:
+        write_json(root / "reports" / f"{out}.json", data)
+    for name, fig in (figures or {}).items():
+        save_figure(root / "plots" / out / name, fig)
+    print(text)
+
+
+def sweep_row(root: Path, dataset: str, d: int) -> dict | None:
+    """The committed sweep's numbers at size ``d`` for ``dataset`` (``experiment``: its runs), if any."""
+    path = root / "reports" / f"{SWEEPS[dataset]}.json"
+    rep = read_report(path) if path.exists() else {}
+    row = next((r for r in rep.get("sizes", []) if r.get("latent_dim") == d), None)
+    return row and {**row, "experiment": rep.get("runs", {}).get(str(d), "")}
+

@@ -1,13 +1,6 @@
-"""Rebuild .dvc/plots/page.html, the page `dvc plots show/diff` fill (`plots.html_template`
-in .dvc/config), with vega, vega-lite and vega-embed inline, so the plots draw with no
-network. DVC's own page loads them from a CDN and shows nothing offline.
-
-The versions are the ones DVC's renderer asks the CDN for, taken from the npm registry
-with `npm pack` (the only step that needs a network; run it after a dvc-render upgrade
-that changes them). The page is committed: a fresh clone renders offline as it is.
-
-    python -m tools.vega_page
-"""
+"""Rebuild .dvc/plots/page.html, the page `dvc plots show/diff` fill, with vega, vega-lite and
+vega-embed inline (the versions dvc-render asks its CDN for, by `npm pack`: the one step that
+needs a network), so that the committed page draws the plots offline."""
 from __future__ import annotations
 
 import re
