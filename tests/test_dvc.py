@@ -99,6 +99,18 @@ def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_
     assert "| 8 |" in (repo / "reports/sweep.md").read_text() and (repo / "plots/sweep/sweep.png").is_file()
 
 
+def test_every_artifact_is_a_model_a_stage_writes():
+    """`dvc artifacts get` fetches an artifact's path from the DVC remote: it must be a
+    cached out of a stage, and every model has a name, a type and a description."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    cached = {next(iter(o)) if isinstance(o, dict) else o: o for s in spec["stages"].values() for o in s["outs"]}
+    artifacts = spec["artifacts"]
+    assert {a["path"] for a in artifacts.values()} == {"models/classifier.pt", "models/ae.pt", "models/vae.pt"}
+    for name, artifact in artifacts.items():
+        assert isinstance(cached[artifact["path"]], str), f"{name}: {artifact['path']} is not in DVC's cache"
+        assert artifact["type"] == "model" and artifact["desc"] and artifact["labels"], name
+
+
 def test_corrupted_mirror_file_fails_repro_with_a_clear_message(tmp_path, mirror):
     bad = tmp_path / "bad_mirror"
     shutil.copytree(mirror, bad)
@@ -173,3 +185,36 @@ def test_seed_runs_from_two_machines_meet_in_one_report(tmp_path, mirror):
     sh(["dvc", "exp", "apply", "seed1-alpha"], reporter, env)
     sh(["dvc", "checkout", "models/ae.pt"], reporter, env)
     assert (reporter / "models/ae.pt").is_file()
+
+
+@pytest.mark.slow  # ~40 s: a tiny repro to train_ae, a push, then a fetch by name from a fresh clone
+def test_a_fresh_clone_fetches_the_ae_by_its_artifact_name(tmp_path, mirror):
+    """dvc.yaml's `artifacts:` name the three models; once a version of the AE is
+    registered (a git tag), `dvc artifacts get <repo> ae` fetches it from the DVC remote
+    into a folder of no repo, and it loads."""
+    import dvc.api
+
+    from stages.core.models import AutoEncoder, load
+
+    repo = tmp_path / "repo"
+    env = make_repo(repo, mirror)
+    sh(["dvc", "repro", "train_ae"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "the ae"], repo, env)
+    # A version in the model registry: a git tag as `gto register ae` makes one.
+    sh(["git", "tag", "-a", "ae@v0.1.0", "-m", "Registering artifact=ae version=v0.1.0"], repo, env)
+    sh(["dvc", "push"], repo, env)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "models/ae.pt").exists() and not (clone / ".dvc/cache").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    got = sh(["dvc", "artifacts", "get", str(clone), "ae", "-o", "ae.pt"], elsewhere, env)
+    print(f"$ dvc artifacts get {clone} ae -o ae.pt\n{got.stdout}{got.stderr}")
+    assert (elsewhere / "ae.pt").read_bytes() == (repo / "models/ae.pt").read_bytes()
+    model = load(elsewhere / "ae.pt")  # rebuilt from the config the checkpoint carries
+    assert isinstance(model, AutoEncoder) and model.cfg.latent_dim == load_params(repo)["latent_dim"]
+    head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    assert dvc.api.artifacts_show("ae", repo=str(clone)) == {"rev": head, "path": "models/ae.pt"}
+
