@@ -20,7 +20,7 @@ from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv,
 from stages.core.models import checkpoint_config
 from stages.core.params import from_section, top_level
 from stages.core.probes import confusion_counts, logistic_regression, standardize
-from stages.core.training import train_and_test
+from stages.core.training import live_log, train_and_test
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -32,7 +32,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     model = model.to(device)
     data, classes = load_tensors(root / paths.PROCESSED_DIR, pre)
     x_test, y_test = data["test"]
-    history, mlp = train_and_test(model, data, cfg, "train_classifier")
+    with live_log(root / paths.CLASSIFIER_PLOTS / "live") as live:  # each epoch, as it goes
+        history, mlp = train_and_test(model, data, cfg, "train_classifier", live=live)
     model.eval()
     predicted = batched(lambda xb: model(xb).argmax(1), x_test, device).numpy()
     actual = y_test.numpy()
@@ -48,7 +49,6 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     save_checkpoint(root / paths.CLASSIFIER, model.state_dict(), checkpoint_config(model))
     write_json(root / paths.CLASSIFIER_METRICS, metrics)
     write_json(root / paths.PIXELS_REPORT, report)
-    write_csv(root / paths.CLASSIFIER_PLOTS / "history.csv", history)
     write_csv(root / paths.CLASSIFIER_PLOTS / "confusion.csv", confusion_counts(actual, predicted, classes))
     save_figure(root / paths.CLASSIFIER_PLOTS / "curves.png", plots.curves(
         history, {"loss": "cross-entropy (nats per image)", "acc": "accuracy"}, "train_classifier"))

@@ -20,11 +20,11 @@ from stages.core import builders, paths, plots
 from stages.core.device import batched, reconstructions, resolve_device
 from stages.core.inputs import load_tensors, to_unit
 from stages.core.cli import run
-from stages.core.io import fmt_metrics, save_arrays, save_checkpoint, save_figure, write_csv, write_json
+from stages.core.io import fmt_metrics, save_arrays, save_checkpoint, save_figure, write_json
 from stages.core.likelihood import bounds_per_image
 from stages.core.models import checkpoint_config
 from stages.core.params import top_level
-from stages.core.training import train_and_test
+from stages.core.training import live_log, train_and_test
 
 # A latent dimension is active when its posterior mean varies across images:
 # Cov_x(E[z|x]) > 0.01 (Burda et al., 2016, section 5.2), over the test images.
@@ -47,7 +47,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     model = model.to(device)
     conv = model.cfg
     data, _ = load_tensors(root / paths.PROCESSED_DIR, conv.input)
-    history, report = train_and_test(model, data, cfg, "train_vae")
+    with live_log(root / paths.VAE_PLOTS / "live") as live:  # each epoch, as it goes
+        history, report = train_and_test(model, data, cfg, "train_vae", live=live)
     metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"]}}
     test_bounds = torch.zeros(0, 2, dtype=torch.float64)
     if cfg.loss == "bce":  # a Bernoulli likelihood: the bounds are in nats
@@ -75,7 +76,6 @@ def main(params: dict, root: Path = Path(".")) -> dict:
                 k=np.array(cfg.iwae_k), seed=np.array(cfg.seed))
     write_json(root / paths.VAE_METRICS, metrics)
     write_json(root / paths.VAE_REPORT, report)
-    write_csv(root / paths.VAE_PLOTS / "history.csv", history)
     save_figure(root / paths.VAE_PLOTS / "curves.png", plots.curves(history, {
         "loss": "nats per image (train: beta-weighted)", "recon": "-log p(x|z), nats per image",
         "kl": "KL to N(0, I), nats per image", "mse": "MSE per pixel on [0, 1]"}, "train_vae"))

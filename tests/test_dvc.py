@@ -58,6 +58,15 @@ def ran(output: str) -> set[str]:
     return {s for s in STAGES if f"Running stage '{s}'" in output}
 
 
+def assert_dvclive_kept_quiet(repo: Path, env: dict, output: str) -> None:
+    """DVCLive inside `dvc repro` / `dvc exp run` (stages/core/training.py): no word of its
+    own, no dvc.yaml, report or experiment of its own, nothing staged in git."""
+    assert "dvclive" not in output.lower(), output
+    assert not sh(["git", "diff", "--name-only", "HEAD", "--", "dvc.yaml"], repo, env).stdout
+    assert not sh(["git", "diff", "--cached", "--name-only"], repo, env).stdout
+    assert not list(repo.glob("dvclive")) and not list(repo.glob("plots/*/live/*.html"))
+
+
 @pytest.mark.slow  # ~80 s: 11 stage processes and a dozen dvc commands
 def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_path, mirror):
     repo = tmp_path / "repo"
@@ -85,6 +94,7 @@ def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_
 
     exp = sh(["dvc", "exp", "run", "-S", "latent_dim=8"], repo, env)
     assert ran(exp.stdout) == LATENT_STAGES, exp.stdout
+    assert_dvclive_kept_quiet(repo, env, first.stdout + first.stderr + exp.stdout + exp.stderr)
     diff = sh(["dvc", "metrics", "diff", "--md"], repo, env).stdout
     assert "downstream.ae.mlp_test_acc" in diff and "metrics/downstream.json" in diff, diff
     rows = [line for line in diff.splitlines() if line.startswith("| metrics/")]
@@ -97,6 +107,18 @@ def test_repro_push_clone_pull_then_an_experiment_reruns_only_latent_stages(tmp_
     assert mse["latent_dim"].tolist() == [2, 8], report.stdout
     assert mse["experiment"].nunique() == 2  # the baseline's run and the experiment, each named
     assert "| 8 |" in (repo / "reports/sweep.md").read_text() and (repo / "plots/sweep/sweep.png").is_file()
+
+
+def test_every_artifact_is_a_model_a_stage_writes():
+    """`dvc artifacts get` fetches an artifact's path from the DVC remote: it must be a
+    cached out of a stage, and every model has a name, a type and a description."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    cached = {next(iter(o)) if isinstance(o, dict) else o: o for s in spec["stages"].values() for o in s["outs"]}
+    artifacts = spec["artifacts"]
+    assert {a["path"] for a in artifacts.values()} == {"models/classifier.pt", "models/ae.pt", "models/vae.pt"}
+    for name, artifact in artifacts.items():
+        assert isinstance(cached[artifact["path"]], str), f"{name}: {artifact['path']} is not in DVC's cache"
+        assert artifact["type"] == "model" and artifact["desc"] and artifact["labels"], name
 
 
 def test_corrupted_mirror_file_fails_repro_with_a_clear_message(tmp_path, mirror):
@@ -173,3 +195,87 @@ def test_seed_runs_from_two_machines_meet_in_one_report(tmp_path, mirror):
     sh(["dvc", "exp", "apply", "seed1-alpha"], reporter, env)
     sh(["dvc", "checkout", "models/ae.pt"], reporter, env)
     assert (reporter / "models/ae.pt").is_file()
+
+
+@pytest.mark.slow  # ~40 s: a tiny repro to train_ae, a push, then a fetch by name from a fresh clone
+def test_a_fresh_clone_fetches_the_ae_by_its_artifact_name(tmp_path, mirror):
+    """dvc.yaml's `artifacts:` name the three models; once a version of the AE is
+    registered (a git tag), `dvc artifacts get <repo> ae` fetches it from the DVC remote
+    into a folder of no repo, and it loads."""
+    import dvc.api
+
+    from stages.core.models import AutoEncoder, load
+
+    repo = tmp_path / "repo"
+    env = make_repo(repo, mirror)
+    sh(["dvc", "repro", "train_ae"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "the ae"], repo, env)
+    # A version in the model registry: a git tag as `gto register ae` makes one.
+    sh(["git", "tag", "-a", "ae@v0.1.0", "-m", "Registering artifact=ae version=v0.1.0"], repo, env)
+    sh(["dvc", "push"], repo, env)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "models/ae.pt").exists() and not (clone / ".dvc/cache").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    got = sh(["dvc", "artifacts", "get", str(clone), "ae", "-o", "ae.pt"], elsewhere, env)
+    print(f"$ dvc artifacts get {clone} ae -o ae.pt\n{got.stdout}{got.stderr}")
+    assert (elsewhere / "ae.pt").read_bytes() == (repo / "models/ae.pt").read_bytes()
+    model = load(elsewhere / "ae.pt")  # rebuilt from the config the checkpoint carries
+    assert isinstance(model, AutoEncoder) and model.cfg.latent_dim == load_params(repo)["latent_dim"]
+    head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    assert dvc.api.artifacts_show("ae", repo=str(clone)) == {"rev": head, "path": "models/ae.pt"}
+
+
+def queued(show: list[dict], name: str) -> tuple[str | None, dict]:
+    """The state of experiment ``name`` in `dvc exp show --json` (queued, running, success,
+    failed) and its train_classifier live summary (DVCLive's metrics.json)."""
+    for baseline in show:
+        for exp in baseline.get("experiments") or []:
+            rev = exp["revs"][0]
+            if rev.get("name") == name:
+                metrics = (rev.get("data") or {}).get("metrics") or {}
+                live = metrics.get("plots/train_classifier/live/metrics.json", {}).get("data", {})
+                return (exp.get("executor") or {}).get("state"), live
+    return None, {}
+
+
+@pytest.mark.slow  # ~1-2 min: the queued run trains 120 epochs of one image a step
+def test_a_queued_experiment_shows_its_epoch_in_exp_show_while_it_runs(tmp_path, mirror):
+    """The issue's test of done: `dvc exp show` reads a queued run's DVCLive summary from its
+    temporary workspace while it trains (partial, step > 0), then the finished run's."""
+    import json
+    import time
+
+    repo = tmp_path / "repo"
+    env = make_repo(repo, mirror)
+    epochs = 120  # ~0.2 s each on a 2-core CPU: long enough to be seen running
+    sh(["dvc", "exp", "run", "--queue", "--name", "slow", "train_classifier",
+        "-S", f"train_classifier.epochs={epochs}", "-S", "train_classifier.batch_size=1"], repo, env)
+    # The worker outlives `dvc queue start` and keeps its stdout: a file, not a pipe to wait on.
+    with open(tmp_path / "worker.log", "w") as log:
+        subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start"], cwd=repo, env=env,
+                       stdout=log, stderr=subprocess.STDOUT, check=True)
+    running, state, live = [], None, {}
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            state, live = queued(json.loads(sh(["dvc", "exp", "show", "--json"], repo, env).stdout), "slow")
+            if state == "running" and live.get("step"):
+                if not running:
+                    table = sh(["dvc", "exp", "show", "--md", "--only-changed"], repo, env).stdout
+                    print(f"while it ran: {json.dumps(live)}\n{table}")
+                running.append(live)
+            if state in ("success", "failed"):
+                break
+            time.sleep(1)
+    finally:
+        sh(["dvc", "queue", "stop", "--kill"], repo, env, check=False)
+    assert running, f"never seen running with a step: last state {state}, {live}"
+    assert running[0]["partial"] is True and 0 < running[0]["step"] < epochs, running[0]
+    assert state == "success", (state, sh(["dvc", "queue", "logs", "slow"], repo, env, check=False).stdout[-2000:])
+    assert live["partial"] is False and live["step"] == epochs, live
+    assert not sh(["git", "status", "--porcelain"], repo, env).stdout  # the workspace is untouched
+    assert_dvclive_kept_quiet(repo, env, sh(["dvc", "queue", "logs", "slow"], repo, env).stdout)

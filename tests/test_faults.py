@@ -128,7 +128,7 @@ WRITERS = {
     "arrays.npz": lambda p: io.save_arrays(p, x=np.ones((300, 1000), np.float32)),
     "figure.png": lambda p: io.save_figure(p, big_figure()),
     "report.json": lambda p: io.write_json(p, {f"k{i}": float(i) for i in range(30_000)}),
-    "history.csv": lambda p: io.write_csv(p, pd.DataFrame({"a": np.arange(100_000) / 3})),
+    "table.csv": lambda p: io.write_csv(p, pd.DataFrame({"a": np.arange(100_000) / 3})),
     "README.md": lambda p: io.write_text(p, "a results line\n" * 30_000),
 }
 
@@ -154,7 +154,7 @@ def test_train_ae_on_a_real_full_or_read_only_disk(state, processed, tiny, tmp_p
     """The issue's case: the stage's command line on models/ that is a full (or read-only)
     filesystem ends in one line; every file of the stage keeps its old bytes."""
     shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
-    for out in ("metrics/train_ae.json", "reports/train_ae.json", "plots/train_ae/history.csv"):
+    for out in ("metrics/train_ae.json", "reports/train_ae.json"):
         (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / out).write_bytes(OLD)
     with small_fs(tmp_path / "models", state, "ae.pt", size_kb=64) as models:
@@ -162,23 +162,29 @@ def test_train_ae_on_a_real_full_or_read_only_disk(state, processed, tiny, tmp_p
         assert msg == f"train_ae failed: cannot write models/ae.pt: {MESSAGES[state]} " \
             "(any earlier ae.pt is unchanged)", msg
         left_as_it_was(models, "ae.pt", state)
-    for out in ("metrics/train_ae.json", "reports/train_ae.json", "plots/train_ae/history.csv"):
+    for out in ("metrics/train_ae.json", "reports/train_ae.json"):
         assert (tmp_path / out).read_bytes() == OLD, out
     assert not (tmp_path / "plots/train_ae/curves.png").exists()
+    # DVCLive wrote every epoch as it went, and says the run is not whole
+    live = io.read_json(tmp_path / "plots/train_ae/live/metrics.json")
+    assert live["partial"] is True and live["step"] == tiny["train_ae"]["epochs"], live
 
 
 @needs_mount
 def test_a_fault_at_a_later_file_keeps_every_old_file_of_the_stage(processed, tiny, tmp_path, monkeypatch):
-    """train_ae writes the model, metrics, a report, history.csv, then curves.png: with 8 KB
-    left at plots/train_ae, history.csv fits and curves.png does not. Every old file stays,
-    the model too, not a new model beside old metrics and plots."""
+    """train_ae logs its epochs (plots/train_ae/live), then writes the model, metrics, a
+    report, then curves.png: with 48 KB left at plots/train_ae, the live log's nine small
+    files (a 4 KB page each on tmpfs) fit and curves.png does not. Every old file stays,
+    the model too, not a new model beside old metrics and plots; the live log says partial."""
     shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
     (tmp_path / "models").mkdir()
     (tmp_path / "models/ae.pt").write_bytes(OLD)
-    with small_fs(tmp_path / "plots/train_ae", "full", "history.csv", size_kb=64) as plots:
+    with small_fs(tmp_path / "plots/train_ae", "full", "reconstructions.png", size_kb=96, free_kb=48) as plots:
         msg = one_line_failure(train_ae.main, tmp_path, monkeypatch, tiny)
         assert msg.startswith(f"train_ae failed: cannot write plots/train_ae/curves.png: {FULL_MESSAGE}"), msg
-        left_as_it_was(plots, "history.csv", "full")
+        assert (plots / "reconstructions.png").read_bytes() == OLD
+        assert sorted(p.name for p in plots.iterdir()) == ["filler", "live", "reconstructions.png"]
+        assert io.read_json(plots / "live/metrics.json")["partial"] is True
     assert (tmp_path / "models/ae.pt").read_bytes() == OLD
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["ae.pt"]
     assert not (tmp_path / "metrics/train_ae.json").exists()
@@ -233,14 +239,15 @@ def test_dvc_repro_after_a_full_disk_mid_stage_redoes_the_stage(tmp_path, mirror
     env = make_repo(repo, mirror)
     sh(["dvc", "repro", "train_ae"], repo, env)
     lock = (repo / "dvc.lock").read_text()
-    with small_fs(repo / "plots/train_ae", "full", "other", size_kb=64) as plots:
+    with small_fs(repo / "plots/train_ae", "full", "other", size_kb=96, free_kb=48) as plots:  # the live log fits
         failed = sh(["dvc", "repro", "--force", "--single-item", "train_ae"], repo, env, check=False)
         assert failed.returncode != 0
         stage_lines = [line for line in failed.stderr.splitlines() if line.startswith("train_ae failed:")]
         assert stage_lines == [f"train_ae failed: cannot write plots/train_ae/curves.png: {FULL_MESSAGE} "
                                "(any earlier curves.png is unchanged)"], failed.stderr
         assert "Traceback" not in failed.stderr + failed.stdout
-        assert sorted(p.name for p in plots.iterdir()) == ["filler", "other"]  # no history.csv, no temporary file
+        assert sorted(p.name for p in plots.iterdir()) == ["filler", "live", "other"]  # no temporary file
+        assert io.read_json(plots / "live/metrics.json")["partial"] is True
     assert (repo / "dvc.lock").read_text() == lock
     assert "train_ae" in sh(["dvc", "status"], repo, env).stdout
     again = sh(["dvc", "repro", "train_ae"], repo, env)

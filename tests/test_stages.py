@@ -89,6 +89,18 @@ def flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def live_history(root: Path, stage: str) -> pd.DataFrame:
+    """The stage's DVCLive log as one table: ``epoch`` (DVCLive's step), then a column per
+    TSV of plots/<stage>/live/plots/metrics/, by name."""
+    folder = root / "plots" / stage / "live/plots/metrics"
+    tables = [pd.read_csv(tsv, sep="\t") for tsv in sorted(folder.glob("*.tsv"))]
+    history = tables[0]
+    for table in tables[1:]:
+        assert table["step"].tolist() == history["step"].tolist()
+        history = history.merge(table, on="step")
+    return history.rename(columns={"step": "epoch"})
+
+
 def with_changes(params: dict, section: str | None = None, **changes) -> dict:
     p = copy.deepcopy(params)
     (p[section] if section else p).update(changes)
@@ -239,12 +251,12 @@ def test_headline_metrics_fit_one_screen(latent2):
     assert {"classifier.test_acc", "ae.test_mse", "vae.test_mse", "pca.test_mse",
             "downstream.ae.mlp_test_acc", "downstream.best_latent_test_acc"} <= set(keys)
     assert not [k for k in keys if "count" in k or "p95" in k or "_val_" in k]
-    metrics_outs = [next(iter(m)) for spec in DVC["stages"].values() for m in spec.get("metrics", [])]
-    assert sorted(metrics_outs) == sorted(f"metrics/{stage}.json" for stage in STAGES)
+    headline = [m for m in DVC["metrics"] if m.startswith("metrics/")]
+    assert sorted(headline) == sorted(f"metrics/{stage}.json" for stage in STAGES)
 
 
 def test_dvc_plots_columns_exist(latent2):
-    """Every column a `plots` definition in dvc.yaml names is in the CSV the stages wrote."""
+    """Every column a `plots` definition in dvc.yaml names is in the CSV (or DVCLive TSV) the stages wrote."""
     checked = 0
     for entry in DVC["plots"]:
         if isinstance(entry, str):
@@ -254,7 +266,7 @@ def test_dvc_plots_columns_exist(latent2):
         if name.startswith("sweep_"):  # the sweep report's, not a stage's (tests/test_dvc.py)
             continue
         for csv, columns in spec["y"].items():
-            header = pd.read_csv(latent2.root / csv, nrows=0).columns
+            header = pd.read_csv(latent2.root / csv, nrows=0, sep="\t" if csv.endswith(".tsv") else ",").columns
             wanted = [spec["x"], *([columns] if isinstance(columns, str) else columns)]
             assert set(wanted) <= set(header), f"plot {name}: {csv} lacks {set(wanted) - set(header)}"
             checked += 1
@@ -275,8 +287,9 @@ def test_classifier_metrics_history_and_confusion(latent2):
     assert r["dim"] == 784 and m["classifier.logreg_test_acc"] == r["logreg"]["test_acc"] >= 0.9  # a bar's height
     assert r["logreg"]["converged"] and r["logreg"]["C"] in latent2.params["logreg"]["C"]
 
-    history = pd.read_csv(latent2.root / "plots/train_classifier/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc", "lr"]
+    history = live_history(latent2.root, "train_classifier")
+    assert set(history.columns) == {"epoch", "train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
+                                    "val_loss", "val_acc", "lr"}
     assert history["epoch"].tolist() == list(range(1, mlp["epochs_run"] + 1))
     assert history.loc[mlp["best_epoch"] - 1, "val_loss"] == pytest.approx(mlp["val_loss"], rel=1e-5)
 
@@ -298,9 +311,10 @@ def test_ae_metrics_and_history(latent2):
     assert latent2.json("train_ae") == {"ae.test_mse": r["test_mse"]}
     for s in ("test", "val"):  # well below what ignoring the input gives (0.053)
         assert r[f"{s}_mse"] < 0.9 * input_blind_mse(latent2.split(s).images), (s, r[f"{s}_mse"])
-    history = pd.read_csv(latent2.root / "plots/train_ae/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "train_mse", "train_eval_loss", "train_eval_mse", "val_loss", "val_mse", "lr"]
-    assert len(history) == r["epochs_run"]
+    history = live_history(latent2.root, "train_ae")
+    assert set(history.columns) == {"epoch", "train_loss", "train_mse", "train_eval_loss", "train_eval_mse",
+                                    "val_loss", "val_mse", "lr"}
+    assert history["epoch"].tolist() == list(range(1, r["epochs_run"] + 1))
     assert np.isfinite(history.to_numpy()).all()
 
 
@@ -334,11 +348,39 @@ def test_vae_metrics_and_history(latent2):
     # The IWAE bound: positive nats, tighter than the ELBO of the same images and draws.
     assert r["iwae_k"] == 8 and r["test_iwae_images"] == 40
     assert r["test_iwae_nll"] > 0 and r["test_iwae_gain"] > 0
-    history = pd.read_csv(latent2.root / "plots/train_vae/history.csv")
-    assert list(history.columns) == ["epoch", *(f"{s}_{k}" for s in ("train", "train_eval", "val")
-                                                for k in ("loss", "recon", "kl", "mse")), "lr"]
-    assert len(history) == r["epochs_run"]
+    history = live_history(latent2.root, "train_vae")
+    assert set(history.columns) == {"epoch", *(f"{s}_{k}" for s in ("train", "train_eval", "val")
+                                               for k in ("loss", "recon", "kl", "mse")), "lr"}
+    assert history["epoch"].tolist() == list(range(1, r["epochs_run"] + 1))
     assert np.isfinite(history.to_numpy()).all()
+
+
+@pytest.mark.parametrize("stage", TRAINING)
+def test_live_summary_is_the_last_epoch_and_whole(stage, latent2):
+    """What `dvc exp show` reads while a stage trains (DVCLive's metrics.json): the last
+    epoch's values and the epoch as step, ``partial`` false once the stage is done."""
+    summary = read_json(latent2.root / "plots" / stage / "live/metrics.json")
+    history = live_history(latent2.root, stage)
+    assert summary == {"partial": False, "step": len(history), **history.iloc[-1].drop("epoch").to_dict()}
+    assert not [f for f in latent2.written[stage] if f.endswith(("dvc.yaml", ".html", ".md", "params.yaml"))]
+
+
+def test_a_stage_that_fails_after_training_leaves_its_live_log_partial(processed, tiny, tmp_path, monkeypatch):
+    """Killed or failed after its epochs: no headline metric, and a live log that says partial."""
+    shutil.copytree(processed, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "load_params", lambda root=Path("."): tiny)
+
+    def no_figure(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_ae, "save_figure", no_figure)  # after the model, metrics and report
+    with pytest.raises(SystemExit):
+        cli.run(train_ae.main, stage=True)
+    assert not (tmp_path / "metrics/train_ae.json").exists() and not (tmp_path / "models/ae.pt").exists()
+    summary = read_json(tmp_path / "plots/train_ae/live/metrics.json")
+    assert summary["partial"] is True and summary["step"] == tiny["train_ae"]["epochs"], summary
+    assert live_history(tmp_path, "train_ae")["epoch"].tolist() == [1, 2]
 
 
 @pytest.mark.parametrize("stage, path, kind", [("train_classifier", "models/classifier.pt", "mlp"),
@@ -363,7 +405,9 @@ def test_same_params_same_model_bytes_and_metrics(stage, model, latent2, process
     """The issue's requirement: same params on the CPU -> identical metrics and model bytes,
     here in another root, after other stages ran in this process."""
     again = run_stages(processed, tmp_path, latent2.params, [stage])
-    for out in (f"models/{model}.pt", f"metrics/{stage}.json", f"reports/{stage}.json", f"plots/{stage}/history.csv"):
+    live = [p.relative_to(latent2.root).as_posix() for p in (latent2.root / "plots" / stage / "live").rglob("*.*")]
+    assert len(live) >= 8, live  # metrics.json and a TSV per logged value
+    for out in (f"models/{model}.pt", f"metrics/{stage}.json", f"reports/{stage}.json", *live):
         assert (again.root / out).read_bytes() == (latent2.root / out).read_bytes(), out
 
 
@@ -380,7 +424,9 @@ def test_divergent_lr_raises_training_error_and_writes_nothing(processed, tiny, 
     msg = str(e.value)
     assert "in epoch 1" in msg and "train_classifier.lr" in msg and "1e+08" in msg, msg
     assert not (tmp_path / "models/classifier.pt").exists()
-    assert files(tmp_path) == before  # no metrics, plots or half-written files either
+    # no metrics, plots or half-written files either; only DVCLive's log, which says so
+    assert files(tmp_path) - before == {"plots/train_classifier/live/metrics.json"}
+    assert read_json(tmp_path / "plots/train_classifier/live/metrics.json") == {"partial": True}
 
 
 def test_divergent_lr_from_the_command_line_exits_with_the_message(processed, tiny, tmp_path, monkeypatch):
@@ -694,7 +740,8 @@ def test_ctrl_c_during_training_exits_130_with_one_line_and_writes_nothing(proce
     assert e.value.code == 130
     err = capsys.readouterr().err.strip()
     assert err.startswith("train_ae interrupted (Ctrl-C)") and "\n" not in err and "Traceback" not in err, err
-    assert files(tmp_path) == before
+    assert files(tmp_path) - before == {"plots/train_ae/live/metrics.json"}  # "partial": true, and nothing else
+    assert read_json(tmp_path / "plots/train_ae/live/metrics.json") == {"partial": True}
 
 
 def test_damaged_checkpoint_stops_evaluate_with_one_line(latent2, tmp_path, monkeypatch):

@@ -99,6 +99,8 @@ def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, 
     data = {s: (torch.from_numpy(x[s]), torch.from_numpy(y[s])) for s in SPLITS}
     model, cfg = builders.classifier(params, x["train"].shape[1], n_classes, None)
     model = model.to(device)
+    # No live log: short fits, three to a stage (and run by tools outside the DAG too),
+    # whose curves no plot draws; the stage's metrics say how each ended.
     _, metrics = train_and_test(model, data, cfg, "train_classifier", label)
     model.eval()
     return metrics, batched(lambda xb: model(xb).argmax(1), data["test"][0], device).numpy()

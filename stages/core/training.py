@@ -2,13 +2,18 @@
 
 The loop never asks which model it has: it calls ``model.loss(x, y) -> (loss, stats)``
 and averages the stats. Data are in-memory tensors batched by index, with no per-batch
-host-device sync; ``make bench`` compares it with the course's DataLoader loop.
+host-device sync; ``make bench`` compares it with the course's DataLoader loop. A stage
+that wants its epochs visible while it runs (``dvc exp show``, ``dvc plots``) opens
+:func:`live_log` and hands the logger to ``fit``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pandas as pd
 import torch
@@ -20,6 +25,10 @@ from .config import TrainConfig
 from .device import EVAL_BATCH, on_device
 from .inputs import batches
 from .errors import PipelineError
+from .io import WriteError, write_json
+
+if TYPE_CHECKING:
+    from dvclive import Live
 
 
 class TrainingError(PipelineError):
@@ -108,17 +117,68 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return _mean_stats(total, len(x))
 
 
+@contextlib.contextmanager
+def live_log(folder: Path) -> Iterator[Live]:
+    """A DVCLive logger writing to ``folder`` as the epochs go: one TSV per logged value
+    (``plots/metrics/<name>.tsv``, what dvc.yaml's plots draw) and ``metrics.json``, the
+    latest values and the epoch as ``step`` (what ``dvc exp show`` reads, from a queued
+    run's temporary workspace too).
+
+    ``metrics.json`` says ``"partial": true`` until the stage's files land: its last
+    version, ``"partial": false``, is written through io like every other file of the
+    stage, so inside io.all_or_nothing it lands with them, and a killed or failed stage
+    leaves ``true`` (and the epochs it logged). DVC runs the stage, keeps the experiment
+    and dvc.yaml declares the plots: DVCLive saves no experiment, writes no dvc.yaml and
+    no report, and ``Live.end()``, which would only do those, post to DVC Studio and
+    `git add` files under ``dvc exp run``, is never called.
+    """
+    from dvclive import Live
+
+    with _live_writes(folder):
+        live = Live(str(folder), save_dvc_exp=False, dvcyaml=False, report=None)  # empties folder
+        live.summary["partial"] = True
+        live.make_summary()
+    yield live
+    write_json(Path(live.metrics_file), {**live.summary, "partial": False})
+
+
+@contextlib.contextmanager
+def _live_writes(folder: Path | str) -> Iterator[None]:
+    """DVCLive's writes count as the stage's io (`make bench`), and, as DVCLive writes in
+    place, a full or read-only disk there is one line, as io's own writes are."""
+    try:
+        with timing.phase("io"):
+            yield
+    except OSError as e:
+        raise WriteError(f"cannot write {folder}: {e.strerror or e}; make room there (or make it writable) "
+                         "and run the stage again (its live log is partial)") from None
+
+
+def log_epoch(live: Live, row: dict) -> None:
+    """One epoch's row of the history at step = epoch, with six significant digits as io
+    writes every number, and the summary rewritten (``make_summary``, not ``next_step``,
+    which would also signal the VS Code extension and queue the data for DVC Studio)."""
+    with _live_writes(live.dir):
+        live.step = row["epoch"]
+        for name, value in row.items():
+            if name != "epoch":
+                live.log_metric(name, float(f"{value:.6g}"))
+        live.make_summary()
+
+
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-        cfg: TrainConfig, section: str, label: str | None = None) -> tuple[pd.DataFrame, int]:
+        cfg: TrainConfig, section: str, label: str | None = None, live: Live | None = None
+        ) -> tuple[pd.DataFrame, int]:
     """Train ``model`` in place and keep the weights of its best epoch on val loss.
 
     ``section`` is the params.yaml section of ``cfg`` (named in errors), ``label`` what
-    the progress lines say (default: ``section``). Prints one line per epoch. Returns
-    the per-epoch history and the best epoch. The history has the course's three
-    curves: ``train_*`` averaged during the epoch (dropout on, weights moving),
-    ``train_eval_*`` the same train loss re-evaluated after the epoch in eval mode, on a
-    fixed train subset the size of val (seeded by ``cfg.seed``; one val pass of cost),
-    ``val_*`` after the epoch; and ``lr`` at the epoch's end.
+    the progress lines say (default: ``section``). Prints one line per epoch, and logs
+    it to ``live`` if given (:func:`live_log`). Returns the per-epoch history and the
+    best epoch. The history has the course's three curves: ``train_*`` averaged during
+    the epoch (dropout on, weights moving), ``train_eval_*`` the same train loss
+    re-evaluated after the epoch in eval mode, on a fixed train subset the size of val
+    (seeded by ``cfg.seed``; one val pass of cost), ``val_*`` after the epoch; and
+    ``lr`` at the epoch's end.
     """
     label = label or section
     train, val = on_device(model, *train), on_device(model, *val)
@@ -147,6 +207,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
         row.update({f"val_{k}": v for k, v in val_stats.items()})
         row["lr"] = opt.param_groups[0]["lr"]
         rows.append(row)
+        if live is not None:
+            log_epoch(live, row)
         improved = row["val_loss"] < best_loss
         if improved:
             best_loss, best_epoch = row["val_loss"], epoch
@@ -164,12 +226,13 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
 
 
 def train_and_test(model: nn.Module, data: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: TrainConfig,
-                   section: str, label: str | None = None) -> tuple[pd.DataFrame, dict]:
-    """:func:`fit` on train/val, then evaluate test once with the selected weights.
+                   section: str, label: str | None = None, live: Live | None = None) -> tuple[pd.DataFrame, dict]:
+    """:func:`fit` on train/val (logging to ``live``, if given), then evaluate test once
+    with the selected weights.
 
     Metrics: ``test_<stat>``, the best epoch's ``val_<stat>``, ``best_epoch``, ``epochs_run``.
     """
-    history, best_epoch = fit(model, data["train"], data["val"], cfg, section, label)
+    history, best_epoch = fit(model, data["train"], data["val"], cfg, section, label, live)
     test = evaluate_split(model, *on_device(model, *data["test"]))
     best = history.set_index("epoch").loc[best_epoch]
     metrics = {f"test_{k}": v for k, v in test.items()}
