@@ -68,8 +68,8 @@ exps: setup ## every experiment: its changed params and headline metrics, under 
 check-page: setup ## the dvc plots show page in headless Chromium, offline: did every plot draw?
 	python -m tools.check_page --screenshot build/plots_page.png
 
-bench: setup ## each stage's seconds, training images/s against the course's loop, share of fp32 peak
-	python benchmarks/bench.py
+bench: setup ## where a d = 8 experiment's seconds go, training img/s against the course's loop, share of fp32 peak
+	python benchmarks/bench.py $(ARGS)
 
 readme: setup ## rewrite the results blocks of README.md and docs/results.md from metrics/ and reports/
 	python -m tools.readme_results

@@ -1,11 +1,13 @@
 """`make bench`: one table of where the time goes on this machine.
 
-1. Each stage's seconds, and where they go: the stages run in DAG order as
-   `python -m stages.<name>`, exactly as `dvc repro` runs them, in a temporary copy of
-   the project, on the data/raw of this checkout (or $DATA_MIRROR). Each stage reports
-   its training epochs, file I/O and figures (stages/core/timing.py); start-up is the
-   rest of the process's wall time (interpreter and imports). No dvc needed, so it runs
-   as is on a GPU machine that has only torch and friends (benchmarks/gpu_check.sh).
+1. Where a latent experiment's seconds go: ``dvc exp run -S latent_dim=8`` (or the
+   ``-S`` given) in a temporary clone of HEAD that shares this checkout's DVC cache, so
+   the stages it reruns are those a user's experiment reruns. Each stage reports its
+   start-up (imports), training epochs, train-loss re-evaluation, IWAE bound, file I/O
+   and figures (stages/core/timing.py); DVC itself is the run's wall time less its
+   stages'. ``--no-dvc`` (a GPU machine with only torch and friends,
+   benchmarks/gpu_check.sh): every stage in DAG order as `python -m stages.<name>`, in a
+   temporary copy of the project, on the data/raw of this checkout (or $DATA_MIRROR).
 2. Training throughput, images per second over one timed epoch of the train split:
    ours (``train_one_epoch`` on in-memory tensors, channels-last, the stage's batch
    size) against the course's notebook loop (a ``DataLoader``, batch 100, over
@@ -15,7 +17,7 @@
    ``torch.utils.flop_counter``) times our images per second.
 
 A benchmark, not a test: it asserts nothing. `--skip-stages` for the throughput part
-alone (on this checkout's data/processed); `--device cuda` to force the GPU.
+alone (on this checkout's data/processed); `--device cuda` to force the GPU (and no dvc).
 """
 from __future__ import annotations
 
@@ -57,9 +59,8 @@ WARMUP_BATCHES = 5
 
 
 # ------------------------------------------------------------------------ stage seconds
-def stage_seconds(root: Path, params: dict) -> dict[str, dict[str, float]]:
-    """Run every stage in ``root``, a fresh copy of the project; per stage its wall
-    seconds and their split: start-up, epochs, io, figures, other."""
+def copy_project(root: Path, params: dict) -> None:
+    """The stages and params of this checkout, and its data/raw (or $DATA_MIRROR's), in ``root``."""
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     raw = REPO / "data/raw"
@@ -68,38 +69,75 @@ def stage_seconds(root: Path, params: dict) -> dict[str, dict[str, float]]:
     elif not os.environ.get(core_data.MIRROR_ENV):
         sys.exit(f"bench: {raw} lacks a dataset and DATA_MIRROR is not set; run `dvc repro download` "
                  "or set DATA_MIRROR to a folder in torchvision's layout, such as ../shared/data")
-    seconds = {}
+
+
+def stage_seconds(root: Path) -> dict[str, dict[str, float]]:
+    """Run every stage in ``root`` (:func:`copy_project`) as `dvc repro` would; per stage
+    the split of its seconds (:func:`split`)."""
     times = root / "stage_times.jsonl"
     for stage in STAGES:
-        start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env={**os.environ,
                                 timing.TIMES_ENV: str(times)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wall = time.perf_counter() - start
         if result.returncode:
             sys.exit(f"bench: stage {stage} failed:\n{result.stdout[-2000:]}")
-        seconds[stage] = split(wall, json.loads(times.read_text().splitlines()[-1]))
-        print(f"  {stage}: {wall:.1f} s", flush=True)
-    return seconds
+        print(f"  {stage}: {split(json.loads(times.read_text().splitlines()[-1]))['wall']:.1f} s", flush=True)
+    return {r["stage"]: split(r) for r in map(json.loads, times.read_text().splitlines())}
 
 
-def split(wall: float, recorded: dict) -> dict[str, float]:
-    """A stage's wall seconds as start-up, epochs, io, figures and other (its own
-    seconds outside those three)."""
+def experiment_seconds(root: Path, sets: list[str], name: str | None = None
+                       ) -> tuple[dict[str, dict[str, float]], float]:
+    """`dvc exp run -S <sets>` in ``root``, a clone of HEAD that shares this checkout's DVC
+    cache: per stage it ran the split of its seconds, and the run's wall seconds. With a
+    ``name``, the experiment is kept in this checkout under it (for `make compare`)."""
+    git = lambda *a, **k: subprocess.run(["git", *a], capture_output=True, text=True, **k)  # noqa: E731
+    if git("clone", "--quiet", "--shared", str(REPO), str(root)).returncode:
+        sys.exit("bench: cannot clone this checkout (is it a git repository?); use --no-dvc")
+    cache = subprocess.run(["dvc", "cache", "dir"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    for cmd in (["cache", "dir", "--local", cache], ["checkout", "--quiet"]):
+        if subprocess.run(["dvc", *cmd], cwd=root, capture_output=True, text=True).returncode:
+            sys.exit("bench: this checkout's DVC cache lacks HEAD's outputs; run `dvc repro` (or `dvc pull`) first")
+    status = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True).stdout
+    if json.loads(status or "{}"):
+        sys.exit("bench: HEAD's dvc.lock does not match its code and params, so the experiment would rerun "
+                 "more than a latent experiment does; commit a full `dvc repro` first")
+    times = root / "stage_times.jsonl"
+    start = time.perf_counter()
+    result = subprocess.run(["dvc", "exp", "run", *(["--name", name] if name else []),
+                             *(a for kv in sets for a in ("-S", kv))], cwd=root,
+                            env={**os.environ, timing.TIMES_ENV: str(times)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"bench: dvc exp run failed:\n{result.stdout[-2000:]}")
+    if name and subprocess.run(["dvc", "exp", "push", "--no-cache", "origin", name], cwd=root).returncode:
+        sys.exit(f"bench: cannot keep the experiment {name} in this checkout (dvc exp push failed)")
+    return {r["stage"]: split(r) for r in map(json.loads, times.read_text().splitlines())}, wall
+
+
+def split(recorded: dict) -> dict[str, float]:
+    """A stage's seconds: wall (from the stages package's first import), start-up (the
+    imports), each phase, and other (its own seconds outside the phases)."""
     phases = {name: recorded[name] for name in timing.PHASES}
-    return {"wall": wall, "start-up": wall - recorded["main"], **phases,
+    return {"wall": recorded["startup"] + recorded["main"], "start-up": recorded["startup"], **phases,
             "other": recorded["main"] - sum(phases.values())}
 
 
 SPLIT = ("wall", "start-up", *timing.PHASES, "other")
 
 
-def split_table(seconds: dict[str, dict[str, float]]) -> str:
-    """Markdown: one row per stage, the total, and the share spent in training epochs."""
-    lines = ["| stage | " + " | ".join(SPLIT) + " |", "|---" * (len(SPLIT) + 1) + "|"]
-    total = {k: sum(row[k] for row in seconds.values()) for k in SPLIT}
-    for stage, row in {**seconds, "**total**": total}.items():
-        lines.append(f"| {stage} | " + " | ".join(f"{row[k]:.1f}" for k in SPLIT) + " |")
-    lines.append(f"\nIn training epochs: {total['epochs'] / total['wall']:.0%} of the stages' wall time.")
+def split_table(seconds: dict[str, dict[str, float]], wall: float | None = None) -> str:
+    """Markdown: one row per stage, DVC's own seconds (``wall``: the whole run's, when DVC
+    ran it), the total, and the share spent in training epochs."""
+    rows = dict(seconds)
+    if wall is not None:
+        rows["DVC itself"] = {k: 0.0 for k in SPLIT} | {"wall": wall - sum(r["wall"] for r in seconds.values())}
+        rows["DVC itself"]["other"] = rows["DVC itself"]["wall"]
+    total = {k: sum(row[k] for row in rows.values()) for k in SPLIT}
+    lines = ["| part | " + " | ".join(SPLIT) + " |", "|---" * (len(SPLIT) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{row[k]:.1f}" for k in SPLIT) + " |" for name, row in
+              {**rows, "**total**": total}.items()]
+    lines.append(f"\nIn training epochs: {total['epochs']:.1f} s, {total['epochs'] / total['wall']:.0%} of the "
+                 f"{total['wall']:.1f} s; everything else: {total['wall'] - total['epochs']:.1f} s.")
     return "\n".join(lines)
 
 
@@ -207,13 +245,19 @@ def ae_step_flops(params: dict, device: torch.device, batch: int = 256) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                        help="override params.yaml's device for every part")
+                        help="override params.yaml's device for every part (implies --no-dvc)")
+    parser.add_argument("-S", "--set", action="append", default=None, metavar="KEY=VALUE",
+                        help="the experiment's params, as dvc exp run -S takes them (default: latent_dim=8)")
+    parser.add_argument("--name", help="keep the experiment in this checkout under this name (make compare)")
+    parser.add_argument("--no-dvc", action="store_true",
+                        help="every stage as `python -m stages.<name>` on params.yaml, without dvc")
     parser.add_argument("--skip-stages", action="store_true", help="only the throughput and matmul parts")
     args = parser.parse_args()
     os.chdir(REPO)
     params = load_params(REPO)
     if args.device:
         params["device"] = args.device
+    no_dvc = args.no_dvc or args.device is not None or shutil.which("dvc") is None
     try:
         device = resolve_device(top_level(params, "device"))
     except PipelineError as e:
@@ -221,12 +265,19 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"bench on {device} ({name}), torch {torch.__version__}")
 
-    seconds, root = {}, REPO
+    seconds, wall, root = {}, None, REPO
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        if not args.skip_stages:
-            print("stages (python -m stages.<name>, DAG order, in a temporary copy):")
+        if args.skip_stages:
+            pass
+        elif no_dvc:
+            print("stages (python -m stages.<name>, DAG order, in a temporary copy, no dvc):")
             root = Path(tmp)
-            seconds = stage_seconds(root, params)
+            copy_project(root, params)
+            seconds = stage_seconds(root)
+        else:
+            sets = args.set or ["latent_dim=8"]
+            print(f"the experiment `dvc exp run -S {' -S '.join(sets)}` in a temporary clone of HEAD ...", flush=True)
+            seconds, wall = experiment_seconds(Path(tmp) / "clone", sets, args.name)
         if not (root / "data/processed/train.npz").exists():
             sys.exit("bench: data/processed is missing; run `dvc repro preprocess` first")
         print("training throughput (one timed epoch each):")
@@ -238,9 +289,10 @@ def main() -> None:
     ae_flops = ae_step_flops(params, device)
 
     if seconds:
-        print("\nseconds per stage (start-up: interpreter and imports; other: the stage's own work outside "
-              "epochs, file I/O and figures)\n")
-        print(split_table(seconds))
+        print(f"\n{'each part of the experiment' if wall else 'each stage'}, seconds (start-up: imports; "
+              "train_eval: the train loss re-evaluated after each epoch; bound: the VAE's IWAE bound; other: "
+              "the stage's own work outside these)\n")
+        print(split_table(seconds, wall))
     print("\n| training loop | ours img/s (batch) | notebook img/s (batch 100) | ours / notebook |\n|---|---|---|---|")
     for stage, (ours, batch, notebook) in rows.items():
         print(f"| {stage} | {ours:,.0f} ({batch}) | {notebook:,.0f} | {ours / notebook:.1f}x |")

@@ -1,8 +1,9 @@
 """evaluate: what each representation keeps (AE z, VAE mu, PCA), on the test set, and
 latent arithmetic with the AE and the VAE, judged by the pixel MLP.
 
-It fits the PCA baseline (as many components as the AE's latent, or all those with
-variance when the latent is larger) and writes every split's codes, which downstream
+It takes the PCA baseline from the train pixels' principal axes that preprocess wrote
+(as many components as the AE's latent, or all those with variance when the latent is
+larger) and writes every split's codes, which downstream
 and ood read. Every error is per-pixel MSE on [0, 1].
 """
 from __future__ import annotations
@@ -16,13 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stages.core import models, paths, plots
+from stages.core import models, paths, pca, plots
 from stages.core.config import EvaluateConfig
 from stages.core.data import SPLITS, Split, load_split, slug
 from stages.core.device import batched, resolve_device
 from stages.core.inputs import normalize
 from stages.core.cli import run
-from stages.core.io import fmt_metrics, save_arrays, save_figure, write_csv, write_json
+from stages.core.io import fmt_metrics, load_arrays, save_arrays, save_figure, write_csv, write_json
 from stages.core.params import ParamError, from_section, top_level
 from stages.core.representations import (PCARepresentation, Representation, attribute_vector, interpolate,
                                          latent_grid, load_representations, mse_summary, per_image_mse,
@@ -45,7 +46,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     reps = load_representations(root, device, pca=False)
     # The baseline at the AE's size; for a code as large as the image or larger (the Keras
     # practice's 7x7x64 map) every component with variance: the pixels rotated, all but lossless.
-    reps["pca"] = PCARepresentation.fit(splits["train"].images, reps["ae"].dim)
+    reps["pca"] = PCARepresentation.from_axes(load_arrays(root / paths.PROCESSED_DIR / pca.FILE, pca.KEYS), reps["ae"].dim)
     if reps["pca"].dim < reps["ae"].dim:
         print(f"evaluate: the AE's code has {reps['ae'].dim} numbers, more than the train images vary in: "
               f"PCA at all {reps['pca'].dim} components with variance on train is the baseline")

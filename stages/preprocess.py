@@ -1,7 +1,8 @@
 """preprocess: the IDX files into train/val/test arrays, plus a dataset summary.
 
 ``val`` is a stratified, seeded slice of the official training set; the official test
-set is kept whole. Each split records its dataset and class names, for later stages.
+set is kept whole. Each split records its dataset and class names, for later stages;
+the train split's principal axes are written beside them (stages/core/pca.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from stages.core.data import SPLITS, class_names, read_raw, slug
 from stages.core.cli import run
 from stages.core.io import save_arrays, save_figure, write_json
 from stages.core.params import from_section
+from stages.core import pca
 
 
 def split(images: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -49,6 +51,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     for name in SPLITS:
         save_arrays(root / paths.PROCESSED_DIR / f"{name}.npz", images=splits[name][0], labels=splits[name][1],
                     classes=np.array(classes), dataset=np.array(cfg.dataset))
+    # Every latent size's PCA baseline keeps the leading ones (evaluate): computed once here.
+    save_arrays(root / paths.PROCESSED_DIR / pca.FILE, **pca.principal_axes(splits["train"][0]))
 
     metrics = summary(splits, classes)
     write_json(root / paths.DATA_REPORT, metrics)

@@ -775,9 +775,10 @@ def test_a_stage_reports_where_its_seconds_went(processed, tiny, tmp_path, monke
     cli.run(train_ae.main, stage=True)
     (line,) = (tmp_path / "times.jsonl").read_text().splitlines()
     times = json.loads(line)
-    assert times["stage"] == "train_ae" and set(times) == {"stage", "main", *timing.PHASES}
-    assert 0 < times["epochs"] and times["epochs"] + times["io"] + times["figures"] <= times["main"]
-    assert times["io"] > 0 and times["figures"] > 0
+    assert times["stage"] == "train_ae" and set(times) == {"stage", "startup", "main", *timing.PHASES}
+    assert 0 < times["epochs"] and sum(times[p] for p in timing.PHASES) <= times["main"]
+    assert times["train_eval"] > 0 and times["io"] > 0 and times["figures"] > 0 and times["bound"] == 0
+    assert times["startup"] > 0  # from the stages package's first import, long before main
 
 
 # ------------------------------------------------------ damaged inputs of later stages

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Callable
 
+from .. import STARTED
 from . import timing
 from .errors import PipelineError
 from .io import all_or_nothing
@@ -34,5 +35,5 @@ def run(main: Callable[..., Any], *args: Any, stage: bool = False) -> Any:
               + ("; run `dvc repro` to start it again" if stage else ""), file=sys.stderr)
         sys.exit(130)
     if stage:
-        timing.record(name, time.perf_counter() - start)
+        timing.record(name, start - STARTED, time.perf_counter() - start)
     return result

@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import timing
 from .device import batched
 from .models import VAE
 
@@ -119,4 +120,5 @@ def bounds_per_image(model: VAE, x: torch.Tensor, k: int, seed: int, device: tor
         logw = vae_log_weights(model, xb, k, generator)  # (k, B)
         return torch.stack([iwae_nll(logw), negative_elbo(logw)], 1)  # (B, 2)
 
-    return batched(bounds, x, device, max(1, DECODE_CHUNK // k)).double()
+    with timing.phase("bound"):
+        return batched(bounds, x, device, max(1, DECODE_CHUNK // k)).double()

@@ -17,6 +17,7 @@ from .device import batched
 from .inputs import normalize, to_unit
 from .io import load_arrays, save_arrays
 from .models import AutoEncoder
+from .pca import KEYS, principal_axes
 
 
 def unit_pixels(images: np.ndarray) -> np.ndarray:
@@ -56,10 +57,9 @@ class PCARepresentation(Representation):
     """PCA fitted on the train pixels only, on the [0, 1] scale, computed so that no BLAS
     kernel or thread count moves a bit of its codes or reconstructions.
 
-    The pixels are integers (0..255): their Gram matrix and sums are integers below 2**53,
-    exact in float64 whatever order a BLAS kernel adds in. Only the eigenvectors of that
-    exact covariance come from LAPACK, whose last bits do move; they are rounded to a grid
-    of 2**-QUANT_BITS (~1e-6, far coarser than LAPACK's ~1e-14), signed by their largest
+    The pixels are integers (0..255), so their covariance is exact (:mod:`.pca`). Only its
+    eigenvectors come from LAPACK, whose last bits do move; they are rounded to a grid of
+    2**-QUANT_BITS (~1e-6, far coarser than LAPACK's ~1e-14), signed by their largest
     entry, and everything after is again integer arithmetic below 2**53 (bounded by
     Cauchy-Schwarz: the rows' norms times 2**QUANT_BITS) or elementwise IEEE operations.
     """
@@ -80,14 +80,16 @@ class PCARepresentation(Representation):
     @classmethod
     def fit(cls, train_images: np.ndarray, dim: int) -> PCARepresentation:
         """The ``dim`` leading components, or as many as have variance (``MIN_VARIANCE_SHARE``)."""
-        x = train_images.reshape(len(train_images), -1).astype(np.float64)  # integers 0..255
-        n, sums = len(x), x.sum(axis=0)
-        covariance = n * (x.T @ x) - np.outer(sums, sums)  # n**2 * Cov, exact integers
-        values, vectors = np.linalg.eigh(covariance)
+        return cls.from_axes(principal_axes(train_images), dim)
+
+    @classmethod
+    def from_axes(cls, axes: dict[str, np.ndarray], dim: int) -> PCARepresentation:
+        """:meth:`fit` from the train images' :func:`.pca.principal_axes` (preprocess's)."""
+        values, vectors, sums, n = (axes[k] for k in KEYS)
         dim = min(dim, int((values > values[-1] * cls.MIN_VARIANCE_SHARE).sum()))
         vectors = vectors[:, ::-1][:, :dim]  # (784, d), the largest eigenvalues first
-        vectors *= np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dim)])
-        return cls(np.round(vectors * 2.0**cls.QUANT_BITS), sums, n)
+        vectors = vectors * np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dim)])
+        return cls(np.round(vectors * 2.0**cls.QUANT_BITS), sums, int(n))
 
     def save(self, path: Path) -> None:
         save_arrays(path, components=self.components, sums=self.sums, n=np.array(self.n))

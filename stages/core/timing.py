@@ -1,4 +1,5 @@
-"""Where a stage's seconds go: training epochs, file I/O, figures, and the rest.
+"""Where a stage's seconds go: start-up (its imports), training epochs, the train loss
+re-evaluated after each epoch, the VAE's likelihood bound, file I/O, figures, and the rest.
 
 `make bench` sets ``STAGE_TIMES`` to a file; each stage then appends one JSON line with
 its split when it ends (``cli.run``). Nothing is written otherwise.
@@ -12,7 +13,7 @@ import time
 from typing import Iterator
 
 TIMES_ENV = "STAGE_TIMES"
-PHASES = ("epochs", "io", "figures")
+PHASES = ("epochs", "train_eval", "bound", "io", "figures")
 spent = dict.fromkeys(PHASES, 0.0)
 _active: list[str] = []
 
@@ -32,9 +33,10 @@ def phase(name: str) -> Iterator[None]:
         _active.pop()
 
 
-def record(stage: str, seconds: float) -> None:
-    """Append the stage's split to $STAGE_TIMES, if set."""
+def record(stage: str, startup: float, seconds: float) -> None:
+    """Append the stage's split to $STAGE_TIMES, if set: ``startup`` from the stages
+    package's first import to main, ``seconds`` main's own."""
     path = os.environ.get(TIMES_ENV)
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps({"stage": stage, "main": seconds, **spent}) + "\n")
+            f.write(json.dumps({"stage": stage, "startup": startup, "main": seconds, **spent}) + "\n")

@@ -199,9 +199,10 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
                 raise TrainingError(f"{e} in epoch {epoch}: training diverged; lower {section}.lr "
                                     f"(now {cfg.lr:g}) and run the stage again") from None
             val_stats = evaluate_split(model, *val)
-            after = time.perf_counter()
+        after = time.perf_counter()
+        with timing.phase("train_eval"):
             train_stats = evaluate_split(model, *train_subset)
-            after_seconds += time.perf_counter() - after
+        after_seconds += time.perf_counter() - after
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in stats.items()}}
         row.update({f"train_eval_{k}": v for k, v in train_stats.items()})
         row.update({f"val_{k}": v for k, v in val_stats.items()})
