@@ -216,7 +216,7 @@ def test_every_number_on_the_page_is_generated_checked_or_no_result(page):
                        f"it to CHECKED of tests/test_numbers.py with its source): {found}")
 
 
-@pytest.mark.parametrize("where, source, printed", CHECKED, ids=[f"{p}: {s}" for p, s, _ in CHECKED])
+@pytest.mark.parametrize("where, source, printed", CHECKED, ids=[f"{p}#{i}" for i, (p, _, _) in enumerate(CHECKED)])
 def test_each_checked_number_is_its_source_at_its_printed_precision(where, source, printed):
     want = printed(REPO)
     assert found(want, (REPO / where).read_text()), f"{where}: stale, its source {source} now says: '{want}'"
