@@ -71,7 +71,7 @@ check-page: setup ## the dvc plots show page in headless Chromium, offline: did 
 bench: setup ## where a d = 8 experiment's seconds go, training img/s against the course's loop, share of fp32 peak
 	python benchmarks/bench.py $(ARGS)
 
-readme: setup ## rewrite the results blocks of README.md and docs/results.md from metrics/ and reports/
+readme: setup ## rewrite the generated blocks of README.md and docs/ from metrics/ and reports/
 	python -m tools.readme_results
 
 # The latent-size sweep through DVC's own queue (docs/experiments.md): queue one

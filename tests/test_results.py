@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from tools.readme_results import BLOCKS, README, readme_block, results_markdown
+from tools.readme_results import BLOCKS, README, SECTIONS, named_block, readme_block, results_markdown
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 # What `dvc status` says of an output that is simply not here: "deleted" where it was
@@ -93,6 +93,14 @@ def test_results_blocks_are_generated_from_the_committed_reports(head, name):
     assert block == BLOCKS[name](head), f"{name}: results are stale: run `make readme` and commit"
 
 
+@GIT_CHECKOUT
+@pytest.mark.parametrize("page, name", list(SECTIONS), ids=lambda x: str(x))
+def test_named_blocks_are_generated_from_the_committed_reports(head, page, name):
+    block = named_block((head / page).read_text(), name)
+    assert block is not None, f"{page} lost the markers of its block {name}; see tools/readme_results.py"
+    assert block == SECTIONS[(page, name)](head), f"{page}: block {name} is stale: run `make readme` and commit"
+
+
 def project_imports(path: Path) -> set[Path]:
     """The project's own modules that ``path`` imports, directly or through each other."""
     import ast
@@ -160,15 +168,19 @@ def committed_results(head: Path, tmp_path: Path) -> Path:
 
 @GIT_CHECKOUT
 def test_make_readme_rewrites_only_the_blocks_and_refuses_a_file_without_markers(head, tmp_path):
-    from tools.readme_results import BEGIN, DETAILS, END, main
+    from tools.readme_results import BEGIN, DETAILS, END, begin, end, main
 
     root = committed_results(head, tmp_path)
     (root / DETAILS).parent.mkdir()
-    for name in BLOCKS:
-        (root / name).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n")
+    named = lambda page: "".join(f"{begin(n)}\nstale\n{end(n)}\n" for p, n in SECTIONS if p == page)  # noqa: E731
+    for name in {*BLOCKS, *(p for p, _ in SECTIONS)}:
+        (root / name).write_text(f"intro\n{BEGIN}\nstale numbers\n{END}\noutro\n{named(name)}" if name in BLOCKS
+                                 else f"intro\n{named(name)}")
     main(root)
     for name, block in BLOCKS.items():
-        assert (root / name).read_text() == f"intro\n{BEGIN}\n{block(root)}\n{END}\noutro\n"
+        assert (root / name).read_text().startswith(f"intro\n{BEGIN}\n{block(root)}\n{END}\noutro\n")
+    for (page, name), block in SECTIONS.items():
+        assert f"{begin(name)}\n{block(root)}\n{end(name)}\n" in (root / page).read_text()
 
     (root / DETAILS).write_text("no markers here\n")
     (root / README).write_text(f"{BEGIN}\nstale\n{END}\n")

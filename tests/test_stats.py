@@ -1,5 +1,6 @@
 """The statistics of tools/noise.py on hand-made numbers: intervals, Holm, the floor, the
-comparison rule, and what a pure reseed flags."""
+comparison rule, the one rule of the study tables (paired t, Holm, TOST), and what a pure
+reseed flags."""
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,7 @@ def test_summary_against_a_hand_computed_interval():
     assert s["n"] == 3 and s["mean"] == 2.0 and s["sd"] == pytest.approx(1.0)
     assert s["half_width"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
     assert s["ci95"] == pytest.approx([2 - 2.484138, 2 + 2.484138], abs=1e-6)
-    assert noise.excludes_zero(noise.summary([0.010, 0.012, 0.011]))
-    assert not noise.excludes_zero(noise.summary([-0.01, 0.02, 0.005]))
+    assert noise.summary([0.010, 0.012, 0.011])["ci95"][0] > 0
     one = noise.summary([5.0])
     assert one["mean"] == 5.0 and math.isnan(one["sd"])
 
@@ -58,6 +58,10 @@ def test_judge_verdicts_tolerance_and_no_floor():
         "vae.test_kl": "identical", "ood.new": "no floor"}
     assert noise.judge({"pca.test_mse": 1e-4}, {"pca.test_mse": (0.0, 4)}, {"pca.test_mse": 0.0456}
                        )["pca.test_mse"]["verdict"] == "BEYOND tolerance"
+    # a change the floor pins well inside the margin (0.01 of accuracy) is level, by TOST
+    level = noise.judge({"downstream.vae.mlp_test_acc": 0.0001, "ae.test_mse": 0.01},
+                        {"downstream.vae.mlp_test_acc": (0.001, 4), "ae.test_mse": (0.0001, 4)}, {"ae.test_mse": 0.0262})
+    assert level["downstream.vae.mlp_test_acc"]["verdict"] == "level within ±0.01"
 
 
 def reseed_false_flags(n: int, m: int, trials: int, rng, rule: str) -> tuple[float, float]:
@@ -120,17 +124,51 @@ def test_the_committed_seed_runs_flag_nothing_against_each_other(report):
     assert len(pairs) == {5: 10, 3: 3}[n]
 
 
-def test_mean_difference_welch_and_one_run_against_hand_computed_numbers():
+def test_welch_and_one_run_against_hand_computed_numbers():
     a, b = noise.summary([0.1, 0.2, 0.3]), noise.summary([0.3, 0.5, 0.4])
-    d = noise.mean_difference(a, b)
+    d = noise.welch_test(a, b)
     # equal sds 0.1: sd of the difference 0.1 * sqrt(2/3), Welch dof (2 v)^2 / (2 v^2 / 2) = 4
-    assert d["difference"] == pytest.approx(0.2)
+    assert d["difference"] == pytest.approx(0.2) and d["dof"] == pytest.approx(4) and d["test"] == "Welch"
     assert d["half_width"] == pytest.approx(2.776445 * 0.1 * math.sqrt(2 / 3), rel=1e-5)
-    one = noise.mean_difference(a, noise.summary([0.6]))  # one run: a's sd for it too, t with 2 dof
-    assert one["difference"] == pytest.approx(0.4) and one["n_b"] == 1
+    one = noise.welch_test(a, noise.summary([0.6]))  # one run: a's sd for it too, t with 2 dof
+    assert one["difference"] == pytest.approx(0.4) and one["test"] == "one run against the seeds"
     assert one["half_width"] == pytest.approx(4.302653 * 0.1 * math.sqrt(1 + 1 / 3), rel=1e-5)
-    assert not noise.excludes_zero(one)  # 0.4 < 0.497: one run this far is still a seed's reach
-    assert math.isnan(noise.mean_difference(noise.summary([0.1]), b)["half_width"])
+    assert one["p"] > 0.05  # 0.4 < 0.497: one run this far is still a seed's reach
+    assert math.isnan(noise.welch_test(noise.summary([0.1]), b)["half_width"])
+
+
+def test_paired_t_tost_and_holm_against_hand_computed_numbers():
+    # mean 0.011, sd 0.001 over 3 seeds: t = 0.011 / (0.001 / sqrt 3) = 19.05, 2 dof, p = 0.002743
+    t = noise.paired_test([0.010, 0.012, 0.011])
+    assert t["p"] == pytest.approx(0.0027435, rel=1e-4) and t["test"] == "paired t" and t["dof"] == 2
+    s = noise.summary([0.010, 0.012, 0.011])  # the same test from a report's mean and half-width
+    assert noise.paired_from_interval(s["mean"], s["half_width"], 3)["p"] == pytest.approx(t["p"], rel=1e-9)
+    # TOST of 0.002 ± se 0.001 (4 dof) within ± 0.01: the larger one-sided p, P(T > 8) = 0.000662
+    assert noise.tost(noise.t_test(0.002, 0.001, 4, 5, "x"), 0.01) == pytest.approx(0.00066195, rel=1e-4)
+    assert noise.tost(noise.t_test(0.002, 0.001, 4, 5, "x"), None) != noise.tost(t, 0.01)  # nan: no margin
+    # Holm's adjusted p: 3 * 0.01, then max(0.03, 2 * 0.03), then max(0.06, 0.04): only a at 5 %
+    assert noise.holm_adjusted({"a": 0.01, "b": 0.03, "c": 0.04}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert noise.margin("AE - VAE, MLP probe accuracy") == noise.MARGIN_SHARE == noise.margin("OOD AUROC: AE MSE minus NLL")
+    assert noise.margin("AE - VAE, test MSE", 0.02) == pytest.approx(0.001) and noise.margin("vae.test_nelbo") is None
+
+
+def test_the_one_rule_beyond_level_both_undecided_and_not_judged():
+    tests = {"x accuracy": noise.t_test(0.05, 0.005, 4, 5, "paired t"),  # far from 0: beyond
+             "y accuracy": noise.t_test(0.001, 0.001, 4, 5, "paired t"),  # near 0, tight: level within 0.01
+             "u accuracy": noise.t_test(0.004, 0.0005, 4, 5, "paired t"),  # both: beyond, yet within 0.01
+             "z accuracy": noise.t_test(0.005, 0.01, 4, 5, "paired t"),  # wide: neither
+             "w nats": noise.t_test(1.0, 1.0, 4, 5, "paired t"),  # no margin: never level
+             "v accuracy": noise.t_test(0.1, math.nan, 0, 1, "Welch")}  # one run
+    judged = noise.decide(tests, {k: noise.margin(k) for k in tests})
+    assert {k: j["verdict"] for k, j in judged.items()} == {
+        "x accuracy": "beyond", "y accuracy": "level", "u accuracy": "beyond, within the margin",
+        "z accuracy": "undecided", "w nats": "undecided", "v accuracy": "not judged"}
+    # Holm over the five judged rows: the smallest p is multiplied by 5
+    assert judged["x accuracy"]["p_holm"] == pytest.approx(5 * tests["x accuracy"]["p"])
+    from tools import study
+
+    assert study.verdict(judged["y accuracy"]).startswith("level within ±0.01 (TOST p ")
+    assert study.verdict(judged["w nats"]).endswith("; no margin)")
 
 
 def test_a_summary_rebuilt_from_a_reports_interval_is_the_summary():

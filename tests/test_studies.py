@@ -76,7 +76,7 @@ def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
     assert rep["metrics"]["ae.test_mse"]["sd"] == pytest.approx(0.0001)
     diff = rep["differences"]["AE - VAE, MLP probe accuracy"]
     assert diff["values"] == pytest.approx([0.0089, 0.0130, -0.0026])
-    assert not diff["excludes_zero"]
+    assert diff["verdict"] == "undecided" and diff["p_holm"] > 0.05
     assert rep["differences"]["AE - VAE, test MSE"]["values"] == pytest.approx([-0.001] * 3)
     mnist = seeds.seed_runs(entries, {"data.dataset": "mnist"})
     assert [r["experiment"] for r in mnist] == ["mnist"]
@@ -113,8 +113,9 @@ def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval(monke
     assert row["best latent - pixels, same classifier"] == pytest.approx(0.7 + 0.014 - 0.89)
     assert row["ae_knn5"] == 0.65 and row["vae_active_units"] == 4
     text = markdown(df, "Latent-size sweep, fashion_mnist")
-    assert "| 8 | AE - VAE, test MSE | -0.0010 ± 0.0000 | yes: the interval excludes 0 |" in text, text
-    assert "| 2 | AE - VAE, test MSE | -0.0010 | one run: not judged |" in text, text
+    assert "| 8 | AE - VAE, test MSE | -0.00100 ± 0.00000 | beyond (p < 0.001) |" in text, text
+    assert "| 2 | AE - VAE, test MSE | -0.00100 | not judged: one run |" in text, text
+    assert "Holm over the 10 rows of this table" in text, text
     assert "| 8 | 0.6000 ± 0.0000 / 0.7140 ± 0.0025 / 0.6500 ± 0.0000 |" in text, text
     mnist = table(entries, {"data.dataset": "mnist"})
     assert mnist["latent_dim"].tolist() == [8] and mnist["experiment"].tolist() == ["m"]
@@ -314,12 +315,14 @@ def test_budget_report_judges_each_longer_budget_against_the_shortest(monkeypatc
     summary = study.summarize(df, ["latent_dim", "epochs"])
     changes = {(c["to"], c["number"]): c for c in budget.changes(summary)}
     welch = changes[(21, "best latent - pixels")]
-    assert welch["difference"] == pytest.approx(0.04) and noise.excludes_zero(welch)  # 0.04 against ± 0.023
+    assert welch["difference"] == pytest.approx(0.04) and welch["test"] == "Welch" and welch["p"] < 0.05
+    assert welch["p_holm"] == pytest.approx(min(1, 10 * welch["p"]))  # Holm's first step over the 10 rows
     one = changes[(50, "best latent - pixels")]
-    assert one["difference"] == pytest.approx(0.005) and not noise.excludes_zero(one)
+    assert one["difference"] == pytest.approx(0.005) and one["verdict"] == "undecided"
     text = budget.markdown(summary, budget.changes(summary), {2: noise.summary([0.89, 0.9])}, "t")
-    assert "| 2 | 7 → 21 | best latent - pixels | +0.0400 ± 0.0227 | yes (Welch) |" in text, text
-    assert "| 2 | 7 → 50 | best latent - pixels | +0.0050 ± 0.0497 | no (one run against the shorter " in text, text
+    assert "| 2 | 7 → 21 | best latent - pixels | +0.0400 ± 0.0227 | Welch | " in text, text
+    assert "| 2 | 7 → 50 | best latent - pixels | +0.0050 ± 0.0497 | one run against the seeds | undecided " in text, text
+    assert "Holm over the 10 rows of this table" in text, text
     assert "| 2 | 21 | 3 | -0.1400 ± 0.0248 |" in text, text
     assert "d = 2: 0.8950 ± 0.0635 (2 seeds)" in text, text
 
@@ -382,7 +385,7 @@ def test_budget_takes_the_params_own_epochs_from_the_committed_sweep(monkeypatch
     change = next(c for c in saved["changes"] if (c["latent_dim"], c["to"], c["number"]) == (2, 21, "best latent - pixels"))
     own = noise.summary([0.75 - 0.89, 0.76 - 0.89, 0.77 - 0.89])
     assert change["difference"] == pytest.approx(own["mean"] - swept["mean"])
-    assert change["half_width"] == pytest.approx(noise.mean_difference(swept, own)["half_width"], rel=1e-9)
+    assert change["half_width"] == pytest.approx(noise.welch_test(swept, own)["half_width"], rel=1e-9)
     text = (tmp_path / "reports/budget.md").read_text()
     assert "The 7-epoch rows at d = 2 are the committed latent-size sweep's (reports/sweep.json)" in text, text
 

@@ -5,8 +5,10 @@ end on the labels with the AE's budget (``train_ae``), its code probed exactly l
 (``stages.core.probes.probe``): between the latents' probes and this one lies what the
 unsupervised objective costs at that size. Each dataset's split is the pipeline's own (the
 preprocess stage run in a temporary folder); every size and seed trains once, in this process.
-Writes reports/<out>.{md,json}, beside each size the sweep's probes (reports/sweep*.json);
-``--reuse`` rewrites the markdown from the JSON alone.
+Writes reports/<out>.{md,json}, beside each size the sweep's probes (reports/sweep*.json), and
+judges as one family (tools/study.py's rule) what the size costs the control (each size against
+the largest, paired by seed) and the control's MLP probe against the pixel MLP and the AE's codes
+(Welch: the sweep keeps no per-seed values); ``--reuse`` rewrites both from the JSON's runs alone.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from stages.core.models import ConvConfig, classification_loss
 from stages.core.params import from_section, load_params, top_level
 from stages.core.probes import probe
 from stages.core.training import train_and_test
-from tools import study
+from tools import noise, study
 from tools.study import Study, cell
 
 STUDY = Study("bottleneck", grid={"latent_dim": [2, 8]}, seeds=[0, 1, 2])
@@ -111,7 +113,41 @@ def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> 
             "mlp": probed.mlp["test_acc"], "knn5": probed.knn["k=5"]["test_acc"], "best_epoch": own["best_epoch"]}
 
 
-def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
+def summaries(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Per dataset and size each number's mean and 95 % half-width over the seeds."""
+    return {dataset: study.summarize(pd.DataFrame(rows)[["latent_dim", "seed", *NUMBERS]], ["latent_dim"])
+            .to_dict("records") for dataset, rows in runs.items()}
+
+
+BESIDE = {"pixel MLP": "pixels_mlp", "AE's codes, MLP probe": "ae_mlp"}  # the control's MLP probe against these
+
+
+def judged(runs: dict[str, list[dict]], root: Path) -> dict[tuple, dict]:
+    """One family: per dataset each size's numbers minus the largest size's (paired by seed), and
+    the control's MLP probe minus each of BESIDE from the sweep at that size (Welch)."""
+    tests = {}
+    for dataset, rows in runs.items():
+        by = {(r["latent_dim"], r["seed"]): r for r in rows}
+        sizes = sorted({r["latent_dim"] for r in rows})
+        for d in sizes[:-1]:
+            seeds = sorted(s for (dd, s) in by if dd == d and (sizes[-1], s) in by)
+            for k, what in NUMBERS.items():
+                tests[(dataset, f"d = {sizes[-1]} → {d}", f"{what} accuracy")] = noise.paired_test(
+                    [by[(d, s)][k] - by[(sizes[-1], s)][k] for s in seeds])
+        for d in sizes:
+            sweep = study.sweep_row(root, dataset, d)
+            own = noise.summary([r["mlp"] for r in rows if r["latent_dim"] == d])
+            for what, key in BESIDE.items() if sweep else ():
+                tests[(dataset, f"d = {d}", f"MLP probe minus {what}")] = noise.welch_test(
+                    noise.from_interval(sweep[key], sweep[f"{key}_ci"], sweep["n"]), own)
+    return study.judge(tests)
+
+
+TESTS = ("a size against the largest: paired t on the per-seed differences (the two sizes' runs share seeds); "
+         "the control against the sweep's numbers at its size: Welch's t (the sweep kept no per-seed values)")
+
+
+def markdown(results: dict[str, list[dict]], root: Path, epochs: int, verdicts: dict | None = None) -> str:
     lines = ["# The bottleneck control: what d numbers can carry for the class", "",
              f"The AE's encoder to a d-wide code and a linear layer to the logits, trained end to end on the labels "
              f"({epochs} epochs, the AE's budget), its code probed like the latents. Each number: the mean over the "
@@ -125,7 +161,22 @@ def markdown(results: dict[str, list[dict]], root: Path, epochs: int) -> str:
             beside = " | ".join(cell(sweep, k, 4) for k in ("ae_mlp", "vae_mlp", "pixels_mlp")) if sweep else "– | – | –"
             lines.append(f"| {r['latent_dim']} | {r['n']} | " + " | ".join(cell(r, k, 4) for k in NUMBERS) + f" | {beside} |")
         lines.append("")
+    if verdicts:
+        lines += ["## What the size costs the control, and the control against the pixels and the AE", "",
+                  "| dataset | size | difference | mean ± 95 % | test | verdict |", "|---|---|---|---|---|---|"]
+        lines += [f"| {ds} | {size} | {what} | {study.pm(j['difference'], j['half_width'], j['n'], 4, '+')} | "
+                  f"{j['test']} | {study.verdict(j)} |" for (ds, size, what), j in verdicts.items()]
+        lines += ["", study.rule(f"the {len(verdicts)} rows of this table", TESTS), ""]
     return "\n".join(lines)
+
+
+def report(runs: dict[str, list[dict]], root: Path, epochs: int, out: str) -> dict:
+    """reports/<out>.{md,json} from the per-run rows ``runs`` alone."""
+    results, verdicts = summaries(runs), judged(runs, root)
+    study.write(root, out, markdown(results, root, epochs, verdicts), {
+        "epochs": epochs, "sizes": results, "runs": runs,
+        "differences": [{"dataset": ds, "size": size, "name": what, **j} for (ds, size, what), j in verdicts.items()]})
+    return results
 
 
 def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
@@ -135,7 +186,8 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)}")
     parser.add_argument("--out", default=STUDY.name, help="reports/<out>.{md,json}")
     parser.add_argument("--reuse", action="store_true",
-                        help="train nothing: rewrite reports/<out>.md from reports/<out>.json (after make sweep-report)")
+                        help="train nothing: rewrite reports/<out>.{md,json} from the runs reports/<out>.json keeps "
+                             "(after make sweep-report)")
     args = parser.parse_args(argv)
     if args.reuse:
         path = root / "reports" / f"{args.out}.json"
@@ -143,8 +195,7 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
             raise DataError(f"{path} is missing: --reuse rewrites the markdown of an earlier run; "
                             "run `make bottleneck` first")
         saved = study.read_report(path)
-        study.write(root, args.out, markdown(saved["sizes"], root, saved["epochs"]))
-        return saved["sizes"]
+        return report(saved["runs"], root, saved["epochs"], args.out)
     sizes, seeds, datasets = [int(v) for v in args.sizes.split(",")], [int(v) for v in args.seeds.split(",")], \
         args.datasets.split(",")
     unknown = [d for d in datasets if d not in DATASETS]
@@ -155,15 +206,12 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
     if not all((raw / d).is_dir() for d in datasets):
         raise DataError(f"{raw} lacks a dataset; run `dvc repro download` (or `dvc pull`) first")
     start = time.perf_counter()
-    runs, results = {}, {}
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="bottleneck-") as tmp:
         for dataset in datasets:
             data, classes = processed(params, dataset, raw, Path(tmp))
             runs[dataset] = [one_run(params, data, classes, d, s) for d in sizes for s in seeds]
-            results[dataset] = study.summarize(pd.DataFrame(runs[dataset])[["latent_dim", "seed", *NUMBERS]],
-                                               ["latent_dim"]).to_dict("records")
-    epochs = params["train_ae"]["epochs"]
-    study.write(root, args.out, markdown(results, root, epochs), {"epochs": epochs, "sizes": results, "runs": runs})
+    results = report(runs, root, params["train_ae"]["epochs"], args.out)
     print(f"bottleneck: {sum(map(len, runs.values()))} runs in {time.perf_counter() - start:.0f} s")
     return results
 

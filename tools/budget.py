@@ -1,9 +1,10 @@
 """Is it the latent size or the training budget? `make budget` queues the AE and the VAE
 trained for each of BUDGET epochs at each of BUDGET_SIZES; `make budget-report` writes per
 size and budget the numbers over the seeds, each longer budget against the shortest (Welch;
-one run: against the shorter budget's seeds), the bottleneck control beside them
-(reports/bottleneck.json), to reports/<out>.{md,json} and plots/<out>/budget.png. The params'
-own budget comes from the committed latent-size sweep where it has the size.
+one run: against the shorter budget's seeds; the table one family, tools/study.py's rule), the
+bottleneck control beside them (reports/bottleneck.json), to reports/<out>.{md,json} and
+plots/<out>/budget.png. The params' own budget comes from the committed latent-size sweep where
+it has the size. ``--reuse``: no runs, the report rewritten from its JSON by the current rule.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 from stages.core.cli import run
 from tools import figures, noise, study
 from tools.experiments import flat
-from tools.study import SWEEPS, Study, beyond, pm
+from tools.study import SWEEPS, Study, pm
 
 STUDY = Study("budget", grid={"latent_dim": [2, 8], "epochs": [21, 50]}, seeds=[0],
               tied={"epochs": ("train_ae.epochs", "train_vae.epochs")}, reports=("downstream", "train_ae"),
@@ -40,22 +41,24 @@ def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tu
 
 
 def changes(summary: pd.DataFrame) -> list[dict]:
-    """Per size each budget against the shortest: every SHOWN number's difference of means and
-    its interval (``noise.mean_difference`` of the two rows' seeds)."""
+    """Per size each budget against the shortest: every SHOWN number's difference of means, its
+    test (``noise.welch_test`` of the two rows' seeds: the shorter budget's per-seed values are
+    the sweep's, not kept, so no row is paired) and its verdict, the rows one family."""
     runs = lambda row, c: noise.from_interval(row[c], row[f"{c}_ci"], row["n"])  # noqa: E731
-    out = []
+    tests, references = {}, {}
     for d, group in summary.groupby("latent_dim"):
         base, *longer = [r for _, r in group.sort_values("epochs").iterrows()]
-        out += [{"latent_dim": int(d), "from": int(base["epochs"]), "to": int(r["epochs"]), "number": name,
-                 **noise.mean_difference(runs(base, col), runs(r, col))} for r in longer for name, (col, _) in SHOWN.items()]
-    return out
+        for r in longer:
+            for name, (col, _) in SHOWN.items():
+                key = (int(d), int(base["epochs"]), int(r["epochs"]), name)
+                tests[key], references[key] = noise.welch_test(runs(base, col), runs(r, col)), base[col]
+    return [{"latent_dim": d, "from": a, "to": b, "number": name, **j}
+            for (d, a, b, name), j in study.judge(tests, references).items()]
 
 
-def verdict(c: dict) -> str:
-    judged = beyond(c["difference"], c["half_width"], c["n_a"])
-    if judged is None:
-        return "not judged: fewer than 2 runs of the shorter budget"
-    return ("yes" if judged else "no") + (" (one run against the shorter budget's seeds)" if c["n_b"] == 1 else " (Welch)")
+TESTS = ("Welch's t between the two budgets' runs, not paired by seed although they share seeds and pixel MLP: "
+         "the shorter budget's rows are the committed sweep's, which kept no per-seed values; a single run against "
+         "the shorter budget's seeds: where a further seed of it would fall (t, n - 1 dof)")
 
 
 def control(dataset: str, sizes: list[int], root: Path) -> dict[int, dict]:
@@ -75,11 +78,12 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
              "|---|---|---|" + "---|" * (len(SHOWN) + 1)]
     lines += [f"| {r['latent_dim']} | {r['epochs']} | {r['n']} | " + " | ".join(
         study.cell(r, c, k) for c, k in [*SHOWN.values(), ("ae_best_epoch", 1)]) + " |" for _, r in summary.iterrows()]
-    lines += ["", "Each longer budget against the shortest at the same size (longer - shorter); beyond the "
-                  "noise when the 95 % interval excludes 0, each row judged on its own:", "",
-              "| latent_dim | epochs | number | change ± 95 % | beyond the noise? |", "|---|---|---|---|---|"]
+    lines += ["", "Each longer budget against the shortest at the same size (longer - shorter):", "",
+              "| latent_dim | epochs | number | change ± 95 % | test | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
-              f"{pm(c['difference'], c['half_width'], 2, SHOWN[c['number']][1], '+')} | {verdict(c)} |" for c in diffs]
+              f"{pm(c['difference'], c['half_width'], 2, SHOWN[c['number']][1], '+')} | {c['test']} | "
+              f"{study.verdict(c)} |" for c in diffs]
+    lines += ["", study.rule(f"the {len(diffs)} rows of this table", TESTS)]
     if ctrl:
         pixels = summary.iloc[0]
         lines += ["", "The bottleneck control (`make bottleneck`: the AE's encoder trained end to end on the labels "
@@ -91,8 +95,36 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
     return "\n".join(lines + (["", note] if note else [])) + "\n"
 
 
+def swept_note(epochs: int, swept: list[int], dataset: str) -> str:
+    return (f"The {epochs}-epoch rows at d = {', '.join(map(str, swept))} are the committed latent-size sweep's "
+            f"(reports/{SWEEPS[dataset]}.json): the same params, its seeds.") if swept else ""
+
+
+def reuse(root: Path, out: str) -> pd.DataFrame:
+    """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule."""
+    old = study.read_report(root / "reports" / f"{out}.json")
+    summary, dataset, swept = pd.DataFrame(old["budgets"]), old["dataset"], old.get("from_sweep", [])
+    own = old.get("epochs", int(summary["epochs"].min()))
+    names = {(r["latent_dim"], r["epochs"]): [] for r in old["runs"]}
+    for r in old["runs"]:
+        names[(r["latent_dim"], r["epochs"])].append(r["experiment"])
+    summary["experiment"] = [study.sweep_row(root, dataset, int(r["latent_dim"]))["experiment"]
+                             if r["latent_dim"] in swept and r["epochs"] == own else " ".join(names[(r["latent_dim"], r["epochs"])])
+                             for _, r in summary.iterrows()]
+    diffs, ctrl = changes(summary), {int(d): s for d, s in old.get("control", {}).items()}
+    title = f"Latent size or training budget, {dataset}"
+    study.write(root, out, markdown(summary, diffs, ctrl, title, swept_note(own, swept, dataset)),
+                {**old, "epochs": own, "changes": diffs})
+    return summary
+
+
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame | None:
-    args = study.arguments(STUDY, __doc__).parse_args(argv)
+    parser = study.arguments(STUDY, __doc__)
+    parser.add_argument("--reuse", action="store_true", help="no runs: rewrite reports/<out>.{md,json} from the "
+                        "JSON by the current rule")
+    args = parser.parse_args(argv)
+    if args.reuse:
+        return reuse(root, args.out)
     if (got := study.start(STUDY, args)) is None:
         return None
     overrides, entries = got
@@ -105,12 +137,12 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame 
         sys.exit(f"budget: the experiments of {', '.join(args.rev or ['HEAD'])} and the committed sweep have fewer "
                  "than two budgets with metrics; run `make budget` first (and name the commit of earlier runs with --rev)")
     diffs, ctrl = changes(summary), control(dataset, sorted(df["latent_dim"].unique().tolist()), root)
-    note = (f"The {params['train_ae.epochs']}-epoch rows at d = {', '.join(map(str, swept))} are the committed "
-            f"latent-size sweep's (reports/{SWEEPS[dataset]}.json): the same params, its seeds.") if swept else ""
+    note = swept_note(params["train_ae.epochs"], swept, dataset)
     pixels = summary.sort_values("epochs").groupby("latent_dim")["pixels_mlp"].first()  # the shortest budget's seeds
     study.write(root, args.out, markdown(summary, diffs, ctrl, f"Latent size or training budget, {dataset}", note), {
         "dataset": dataset, "params": overrides, "runs": df.drop(columns=["timestamp"]).to_dict("records"),
         "budgets": summary.drop(columns="experiment").to_dict("records"), "from_sweep": swept, "changes": diffs,
+        "epochs": params["train_ae.epochs"],
         "control": {str(d): s for d, s in ctrl.items()}},
         {"budget.png": figures.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()})})
     return summary

@@ -1,7 +1,8 @@
 """`make compare`: two revisions or experiments, per headline metric old, new, change and
 whether the change is beyond what the training seeds alone give: against the seed report of
 each side's own configuration (reports/seeds*.json; none: "no floor"), the metrics that move
-with the seed as one family (Holm), the others against a tolerance (tools/noise.py).
+with the seed as one family (Holm; "level" only where two one-sided tests put the change within
+the metric's margin), the others against a tolerance (tools/noise.py).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     table_rows = table(rows, floor_of)
     print(render(table_rows, args.md))
-    family = [r for r in table_rows if r[-1] in ("within noise", "BEYOND noise")
+    family = [r for r in table_rows if r[-1] in ("within noise", "BEYOND noise") or r[-1].startswith("level")
               or (r[-1] == "identical" and floor_of.get(r[0]) and floor_of[r[0]][0] > 0)]
     if family:
         print(f"compare: {len(family)} metrics move with the seed, judged as one family (Holm): a pure reseed "

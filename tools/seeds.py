@@ -17,7 +17,7 @@ import yaml
 from stages.core.cli import run
 from tools import figures, noise, study
 from tools.experiments import SEED_KEYS, flat
-from tools.study import META, PAIRED, VERDICT, Study, beyond, num
+from tools.study import META, PAIRED, Study, num
 
 STUDY = Study("seeds", seeds=[1, 2, 3, 4], run_name="seed{seed}-" + socket.gethostname(),
               paired=tuple(n for n in PAIRED if not n.startswith("AE - VAE, 5-NN")))
@@ -43,13 +43,12 @@ def report(rows: list[dict]) -> dict:
     for name in STUDY.paired:
         values = [study.differences(r["metrics"], (name,))[name] for r in rows]
         if not any(pd.isna(values)):
-            s = noise.summary(values)
-            differences[name] = {**s, "values": values, "excludes_zero": bool(beyond(s["mean"], s["half_width"], s["n"]))}
-    # The differences are a family too: Holm over their one-sample t tests (tools/noise.py).
-    p = noise.judge({k: d["mean"] for k, d in differences.items()},
-                    {k: (d["sd"] / len(rows) ** 0.5, len(rows) - 1) for k, d in differences.items()}, {})
+            differences[name] = {**noise.summary(values), "values": values}
+    # The differences are one family: tools/study.py's rule (paired t, Holm, TOST).
+    judged = study.judge({k: noise.paired_test(d["values"]) for k, d in differences.items()},
+                         {k: metrics.get(PAIRED[k][1] or "", {}).get("mean") for k in differences})
     for k, d in differences.items():
-        d["beyond_after_holm"] = p[k]["verdict"] in ("BEYOND noise", "BEYOND tolerance")
+        d.update({f: judged[k][f] for f in ("p", "p_holm", "margin", "p_tost", "p_tost_holm", "verdict")})
     return {"runs": [{k: r[k] for k in ("experiment", "seed", "machine")} for r in rows],
             "metrics": metrics, "differences": differences}
 
@@ -76,10 +75,10 @@ def markdown(rep: dict, title: str) -> str:
                                            f"tolerance {noise.tolerance(k, s['mean']):.2g}") + " |"
               for k, s in rep["metrics"].items()]
     lines += ["", "Paired differences (each run's two numbers share its seeds):", "",
-              "| difference | mean | sd | 95 % interval | beyond the noise? | after Holm over the "
-              f"{len(rep['differences'])} differences |", "|---|---|---|---|---|---|"]
-    lines += [f"| {k} | {interval(s)} | {VERDICT[s['excludes_zero']]} | "
-              f"{'beyond' if s['beyond_after_holm'] else 'not beyond'} |" for k, s in rep["differences"].items()]
+              "| difference | mean | sd | 95 % interval | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {interval(s)} | {study.verdict(s)} |" for k, s in rep["differences"].items()]
+    lines += ["", study.rule(f"the {len(rep['differences'])} differences of this table",
+                             "paired t on the per-seed differences (n - 1 dof)")]
     return "\n".join(lines) + "\n"
 
 

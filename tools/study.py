@@ -2,8 +2,8 @@
 values, the training seeds, or runs by name; the numbers it reads per run and the paired
 differences it judges) and keeps what is its own, its tables and figure. This layer queues
 it through DVC's queue, reads back the finished runs that differ from the baseline only
-there as one row per run, summarizes them per group, judges a difference by the one rule
-(`beyond`), writes "mean ± half-width" (`pm`) and the report's files.
+there as one row per run, summarizes them per group, judges a table's differences by the one
+rule (`judge`: tools/noise.py's ``decide``), writes "mean ± half-width" (`pm`) and the report's files.
 """
 from __future__ import annotations
 
@@ -203,15 +203,40 @@ def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def beyond(mean: float, half_width: float, n: int) -> bool | None:
-    """THE rule by which every study judges a difference (change it here): beyond the noise when
-    its 95 % interval, mean ± half_width over n runs, excludes 0; None: not judged (one run)."""
-    if n < 2 or pd.isna(half_width) or pd.isna(mean):
-        return None
-    return noise.excludes_zero({"ci95": [mean - half_width, mean + half_width]})
+def judge(tests: dict, references: dict | None = None) -> dict[str, dict]:
+    """THE rule by which every study judges its table (tools/noise.py's ``decide``): ``tests``
+    the table's rows ({row: noise.t_test}), one family; ``references`` per row the number its
+    difference is measured against (a test MSE's margin is a share of it); each row's margin is
+    the one its name calls for (``noise.margin``: a row named by its PAIRED name or metric)."""
+    names = {k: k[-1] if isinstance(k, tuple) else k for k in tests}
+    return noise.decide(tests, {k: noise.margin(names[k], (references or {}).get(k)) for k in tests})
 
 
-VERDICT = {True: "yes: the interval excludes 0", False: "no: the interval contains 0", None: "one run: not judged"}
+def p_text(p: float) -> str:
+    return "–" if pd.isna(p) else "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
+def verdict(j: dict) -> str:
+    """A judged row's verdict, with the Holm-adjusted p of the test that decided it."""
+    m = "" if j["margin"] is None else f"±{j['margin']:.2g}"
+    if j["verdict"] == "not judged":
+        return "not judged: one run"
+    if j["verdict"] == "beyond":
+        return f"beyond (p {p_text(j['p_holm'])})"
+    if j["verdict"] == "level":
+        return f"level within {m} (TOST p {p_text(j['p_tost_holm'])})"
+    if j["verdict"] == "beyond, within the margin":
+        return f"beyond (p {p_text(j['p_holm'])}), yet within {m} (TOST p {p_text(j['p_tost_holm'])})"
+    return f"undecided (p {p_text(j['p_holm'])}" + (f"; within {m}: TOST p {p_text(j['p_tost_holm'])})" if m else
+                                                     "; no margin)")
+
+
+def rule(family: str, tests: str) -> str:
+    """The sentence under a judged table: its test, its family, its margins."""
+    return (f"Verdicts: {tests}; p adjusted by Holm over {family} (5 % family-wise). \"Level\" only where "
+            f"two one-sided tests (TOST) put the difference within ± its margin, Holm over the same rows: "
+            f"{noise.MARGIN_SHARE:g} for a share of test images (accuracy), {noise.MARGIN_MSE_RELATIVE * 100:g} % of "
+            "the reference's for a test MSE (tools/noise.py says why); \"undecided\": neither test rejects.")
 
 
 def decimals(half_width: float, value: float) -> int:

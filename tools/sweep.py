@@ -1,6 +1,7 @@
 """The latent-size sweep: `make sweep` queues a run per size and seed, `make sweep-report`
 writes reports/<out>.{md,json} and plots/<out>/ ({mse,accuracy}.csv for `dvc plots show`,
-sweep.png). ``--keep``: the earlier report's sizes these runs lack (a sweep run in parts).
+sweep.png). ``--keep``: the earlier report's sizes these runs lack (a sweep run in parts);
+``--reuse``: no runs, the report rewritten from its JSON by the current rule.
 """
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ import pandas as pd
 
 from stages.core.cli import run
 from stages.core.io import write_csv
-from tools import figures, study
+from tools import figures, noise, study
 from tools.experiments import flat
-from tools.study import REPS, VERDICT, Study, beyond, cell
+from tools.study import LATENTS, PAIRED, REPS, Study, cell
 
 STUDY = Study("sweep", grid={"latent_dim": [2, 4, 8, 16, 32]}, seeds=[0], reports=("downstream",),
               numbers=study.latents, paired=("AE - VAE, test MSE", "AE - VAE, MLP probe accuracy",
                                              "AE - VAE, 5-NN accuracy", "AE - PCA, MLP probe accuracy",
                                              "best latent - pixels, same classifier"))
 PIXELS = ("pixels_logreg", "pixels_mlp")
+# The differences' names in reports written before PAIRED named their unit.
+RENAMED = {"AE - VAE, MLP probe": "AE - VAE, MLP probe accuracy", "AE - VAE, 5-NN": "AE - VAE, 5-NN accuracy",
+           "AE - PCA, MLP probe": "AE - PCA, MLP probe accuracy"}
+TEST = "paired t on the per-seed differences (each run's two numbers share its seeds; n - 1 dof)"
 
 
 def table(entries: list[dict], overrides: dict | None = None) -> pd.DataFrame:
@@ -41,7 +46,26 @@ def keep(df: pd.DataFrame, old: dict, dataset: str, overrides: dict) -> tuple[pd
     return merged.sort_values("latent_dim").reset_index(drop=True), [r["latent_dim"] for r in rows]
 
 
-def markdown(df: pd.DataFrame, title: str, kept: str = "") -> str:
+def judged(df: pd.DataFrame, rows: pd.DataFrame | None = None) -> dict[tuple[int, str], dict]:
+    """Each size's paired differences judged as one family (``study.judge``): the paired t on the
+    per-run ``rows`` where the report keeps them, else on each difference's mean and half-width
+    over its n seeds (the same test: the two are sufficient for it)."""
+    short = {v: k for k, v in LATENTS.items()}
+    tests, references = {}, {}
+    for _, r in df.iterrows():
+        d = int(r["latent_dim"])
+        for name in STUDY.paired:
+            if name not in r or pd.isna(r[name]):
+                continue
+            values = rows[rows["latent_dim"] == d][name].tolist() if rows is not None and name in rows else []
+            tests[(d, name)] = noise.paired_test(values) if values else \
+                noise.paired_from_interval(r[name], r[f"{name}_ci"], int(r["n"]))
+            references[(d, name)] = r.get(short.get(PAIRED[name][1] or ""), float("nan"))
+    return study.judge(tests, references)
+
+
+def markdown(df: pd.DataFrame, title: str, kept: str = "", verdicts: dict | None = None) -> str:
+    verdicts = judged(df) if verdicts is None else verdicts
     lines = [f"# {title}", "", "Each number: the mean over the size's seeds ± the half-width of its 95 % interval "
              "(Student's t, n - 1 degrees of freedom); test set; MSE per pixel on [0, 1].", "",
              "| latent_dim | seeds | AE MSE | VAE MSE | PCA MSE | VAE active units | best latent - pixels |",
@@ -56,17 +80,47 @@ def markdown(df: pd.DataFrame, title: str, kept: str = "") -> str:
     lines += ["", f"Pixels, the line to reach (the same at every size): logreg {cell(last, 'pixels_logreg', 4)}, "
                   f"MLP {cell(last, 'pixels_mlp', 4)}.", "",
               "Paired differences per size, each run's two numbers from the same seeds:", "",
-              "| latent_dim | difference | mean ± 95 % | beyond the noise? |", "|---|---|---|---|"]
-    lines += [f"| {r['latent_dim']} | {name} | {cell(r, name, 4)} | {VERDICT[beyond(r[name], r[name + '_ci'], r['n'])]} |"
-              for _, r in df.iterrows() for name in STUDY.paired if name in r]
+              "| latent_dim | difference | mean ± 95 % | verdict |", "|---|---|---|---|"]
+    lines += [f"| {d} | {name} | {study.pm(j['difference'], j['half_width'], j['n'], 5 if 'MSE' in name else 4)} | "
+              f"{study.verdict(j)} |" for (d, name), j in verdicts.items()]
+    lines += ["", study.rule(f"the {len(verdicts)} rows of this table", TEST)]
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}: {r['experiment']}" for _, r in df.iterrows()) + "."]
     return "\n".join(lines + (["", kept] if kept else [])) + "\n"
+
+
+def data(df: pd.DataFrame, dataset: str, overrides: dict, kept: list[int], note: str, rows: list[dict],
+         verdicts: dict) -> dict:
+    """reports/<out>.json: the sizes' summaries, their runs, the per-run rows and each judged row."""
+    return {"dataset": dataset, "params": overrides, "sizes": df.drop(columns="experiment").to_dict("records"),
+            "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"])), "kept": kept, "note": note,
+            "rows": rows, "differences": [{"latent_dim": d, "name": name, **j} for (d, name), j in verdicts.items()]}
+
+
+def reuse(root: Path, out: str) -> pd.DataFrame:
+    """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule."""
+    path, md = root / "reports" / f"{out}.json", root / "reports" / f"{out}.md"
+    old = study.read_report(path)
+    df = pd.DataFrame([{RENAMED.get(k.removesuffix("_ci"), k.removesuffix("_ci")) + ("_ci" if k.endswith("_ci") else ""): v
+                        for k, v in r.items()} for r in old["sizes"]])
+    df.insert(1, "experiment", [old["runs"][str(d)] for d in df["latent_dim"]])
+    rows = old.get("rows") or []
+    note = old.get("note") or next((p for p in (md.read_text() if md.exists() else "").split("\n\n")
+                                    if p.startswith("Sizes ")), "").strip()
+    verdicts = judged(df, pd.DataFrame(rows) if rows else None)
+    title = f"Latent-size sweep, {old['dataset']}"
+    study.write(root, out, markdown(df, title, note, verdicts),
+                data(df, old["dataset"], old.get("params", {}), old.get("kept", []), note, rows, verdicts))
+    return df
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame | None:
     parser = study.arguments(STUDY, __doc__)
     parser.add_argument("--keep", action="store_true", help="keep the earlier report's sizes these runs lack")
+    parser.add_argument("--reuse", action="store_true", help="no runs: rewrite reports/<out>.{md,json} from the "
+                        "JSON by the current rule")
     args = parser.parse_args(argv)
+    if args.reuse:
+        return reuse(root, args.out)
     if (got := study.start(STUDY, args)) is None:
         return None
     overrides, entries = got
@@ -87,10 +141,10 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame 
     write_csv(plots / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in REPS)]])
     write_csv(plots / "accuracy.csv", df[["latent_dim", "n", "experiment", *(f"{r}_{c}" for r in REPS for c in
                                                                               ("logreg", "mlp")), *PIXELS]])
-    study.write(root, args.out, markdown(df, title, note), {
-        "dataset": dataset, "params": overrides, "sizes": df.drop(columns="experiment").to_dict("records"),
-        "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"])), "kept": kept,
-        "rows": rows.to_dict("records")}, {"sweep.png": figures.sweep(df, list(REPS))})
+    verdicts = judged(df, rows)
+    study.write(root, args.out, markdown(df, title, note, verdicts),
+                data(df, dataset, overrides, kept, note, rows.to_dict("records"), verdicts),
+                {"sweep.png": figures.sweep(df, list(REPS))})
     return df
 
 
