@@ -48,11 +48,11 @@ def main(params: dict, root: Path = Path(".")) -> dict:
         raise DataError(f"{root / paths.PIXELS_REPORT} lacks the pixel row; rebuild it with "
                         "`dvc repro --force train_classifier`")
     features, labels, classes = load_latents(root)
-    probes = {}
-    for name, codes in features.items():
-        start = time.perf_counter()
-        probes[name] = probed = probe(codes, labels, params, len(classes), f"downstream {name}", device)
-        print(f"downstream: {name} (d={probed.dim}): {probed.summary()} ({time.perf_counter() - start:.1f} s)")
+    start = time.perf_counter()
+    probes = probe(features, labels, params, len(classes), "downstream", device)
+    for name, probed in probes.items():
+        print(f"downstream: {name} (d={probed.dim}): {probed.summary()}")
+    print(f"downstream: {len(probes)} representations probed in {time.perf_counter() - start:.1f} s")
     report = {"pixels": pixels, **{name: probe.record() for name, probe in probes.items()}}
 
     table = pd.DataFrame([{"representation": name, "classifier": clf, "val_acc": r[clf]["val_acc"],

@@ -841,3 +841,12 @@ def test_anomaly_threshold_is_chosen_on_val_and_counts_the_test_images_above_it(
         assert -1 <= report["mse_brightness_r"][name] <= 1
     for name in ("anomalies", "interpolation", "samples_ae_vs_vae"):
         assert_drawn(any_run, f"evaluate/{name}.png")
+
+
+def test_downstream_gives_the_same_bytes_when_rerun(latent2, tmp_path):
+    """The probes' fits run in worker processes on the CPU (probes.probe), whichever
+    worker takes which fit: a rerun gives the same bytes."""
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    committed = {p: (latent2.root / p).read_bytes() for p in ("metrics/downstream.json", "reports/downstream.json")}
+    downstream.main(latent2.params, tmp_path)
+    assert {p: (tmp_path / p).read_bytes() for p in committed} == committed

@@ -107,7 +107,7 @@ def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> 
     model.eval()
     codes = {s: batched(model.encode, data[s][0], device).numpy() for s in SPLITS}
     labels = {s: data[s][1].numpy() for s in SPLITS}
-    probed = probe(codes, labels, run_params, len(classes), f"bottleneck d={d} seed={seed} mlp", device)
+    probed = probe({"mlp": codes}, labels, run_params, len(classes), f"bottleneck d={d} seed={seed}", device)["mlp"]
     print(f"bottleneck: d={d} seed={seed}: end to end {own['test_acc']:.4f}, {probed.summary()}", flush=True)
     return {"latent_dim": d, "seed": seed, "own": own["test_acc"], "logreg": probed.logreg.test_acc,
             "mlp": probed.mlp["test_acc"], "knn5": probed.knn["k=5"]["test_acc"], "best_epoch": own["best_epoch"]}
