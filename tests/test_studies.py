@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -226,31 +225,41 @@ def test_the_queue_says_how_far_it_is(monkeypatch, capsys):
     assert experiments.duration(3725) == "1 h 02 min"
 
 
-def test_a_running_run_says_where_it_is_from_the_queues_process_and_log(monkeypatch, tmp_path):
-    """The queue names each running run's process and log (`dvc exp show --json`'s
-    executor): the line gives the time since that process started, not since the first
-    look, and the log's last stage or epoch line."""
+def exp_show(running: dict, queued: tuple[str, ...] = ()) -> list[dict]:
+    """`dvc exp show --json` for a baseline and its queue: each running experiment's metrics as
+    its workspace holds them ({stage: (step, partial)} of the DVCLive summaries; a stage not
+    yet run keeps the baseline's finished one)."""
+    def data(live: dict) -> dict:
+        summaries = {"train_classifier": (24, False), "train_ae": (7, False), "train_vae": (7, False), **live}
+        return {"params": {"params.yaml": {"data": {s: {"epochs": 24 if s == "train_classifier" else 7}
+                                                    for s in summaries}}},
+                "metrics": {f"plots/{s}/live/metrics.json": {"data": {"step": step, "partial": partial, "val_loss": 0.1}}
+                            for s, (step, partial) in summaries.items()}}
+
+    exps = [{"executor": {"state": "running", "name": "dvc-task", "local": {"pid": 1, "log": "x"}},
+             "revs": [{"rev": n * 20, "name": n, "data": data(live)}]} for n, live in running.items()]
+    exps += [{"executor": {"state": "queued"}, "revs": [{"rev": n * 20, "name": n, "data": data({})}]} for n in queued]
+    return [{"rev": "a" * 40, "name": "main", "data": data({}), "experiments": exps}]
+
+
+def test_a_running_run_says_where_it_is_from_its_dvclive_summaries(monkeypatch):
+    """Each running run's stage and epoch are what DVCLive wrote in its workspace, as
+    `dvc exp show --json` reports it (the partial summary; the epochs from the run's params);
+    its time is since a look first saw it running."""
     from tools import experiments
 
-    log = tmp_path / "run.out"
-    log.write_text("Reproducing experiment 'x'\nRunning stage 'train_ae':\n> python -m stages.train_ae\n"
-                   "train_ae 1/21: train_loss=0.1 val_loss=0.05 * (13.8 s)\ntrain_ae 2/21: train_loss=0.04 "
-                   "val_loss=0.03 * (11.9 s)\n")
-    assert experiments.last_step(str(log)) == "train_ae 2/21"
-    with log.open("a") as f:
-        f.write("Updating lock file 'dvc.lock'\nRunning stage 'evaluate':\n> python -m stages.evaluate\n")
-    assert experiments.last_step(str(log)) == "stage evaluate"
-    with log.open("a") as f:
-        f.write("downstream ae 3/24: train_loss=0.9 val_loss=0.8 * (0.3 s)\n")
-    assert experiments.last_step(str(log)) == "downstream ae 3/24"
-    assert experiments.last_step(str(tmp_path / "none.out")) == "" and experiments.last_step(None) == ""
-    age = experiments.run_age(os.getpid())  # this test's own process: started before now
-    assert age is not None and 0 <= age < 24 * 3600
-    assert experiments.run_age(None) is None
-    monkeypatch.setattr(experiments, "run_age", lambda pid: 125.0 if pid == 7 else None)
-    line = experiments.Progress("budget").line([{"name": "d2", "state": "running", "pid": 7, "log": str(log)},
-                                                {"name": "d8", "state": "queued", "pid": None, "log": None}])
-    assert line.startswith("budget: 0 of 2 runs done, running d2 (2 min 05 s, downstream ae 3/24), elapsed 0 s"), line
+    clock = iter([0.0, 0.0, 125.0])  # Progress's start, then one reading per look
+    monkeypatch.setattr(experiments.time, "monotonic", lambda: next(clock))
+    progress = experiments.Progress("budget")
+    line = progress.line(experiments.runs(exp_show({"d2": {"train_ae": (0, True)}}, queued=("d8",))))
+    assert line.startswith("budget: 0 of 2 runs done, running d2 (0 s, train_ae 0/7), elapsed 0 s"), line
+    line = progress.line(experiments.runs(exp_show({"d2": {"train_ae": (7, False), "train_vae": (3, True)},
+                                                    "d8": {"train_classifier": (5, True)}})))
+    assert line.startswith("budget: 0 of 2 runs done, running d2 (2 min 05 s, train_vae 3/7), "
+                           "running d8 (0 s, train_classifier 5/24), elapsed 2 min 05 s"), line
+    between = experiments.runs(exp_show({"d2": {"train_vae": (7, False)}}))[1]  # evaluate, downstream, ood
+    assert between["state"] == "running" and experiments.where(between) == ""
+    assert experiments.where({"name": "x", "state": "running"}) == ""
 
 
 def test_a_run_taken_off_the_queue_is_not_counted_as_done(monkeypatch, capsys):

@@ -15,8 +15,7 @@ import yaml
 
 PENDING = {"queued", "running"}
 SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
-# A stage's progress line in a run's log: "Running stage 'evaluate':", "train_ae 3/21: ...".
-STEP = re.compile(r"^Running stage '([\w-]+)'|^([A-Za-z_][\w ]*?) (\d+)/(\d+):")
+LIVE = re.compile(r"plots/(\w+)/live/metrics\.json")  # a training stage's DVCLive summary, a metric of dvc.yaml
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
@@ -44,16 +43,16 @@ def dvc_exp_show(rev: str) -> list[dict]:
 
 def runs(show: list[dict], workspace: bool = False) -> list[dict]:
     """The baseline commits' runs and their experiments, as {name, baseline, state, timestamp,
-    rev, params, metrics, pid, log}: ``state`` the queue's (a run outside it: success), ``pid``
-    and ``log`` the queue's process and output file of a run it ran."""
+    rev, params, metrics}: ``state`` the queue's (a run outside it: success), ``metrics`` by
+    file (a running run's: what its workspace holds so far)."""
     out = []
 
-    def entry(node: dict, name: str, baseline: str, state: str, local: dict | None = None) -> dict:
+    def entry(node: dict, name: str, baseline: str, state: str) -> dict:
         data = node.get("data") or {}
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}  # noqa: E731
         return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
                 "rev": node.get("rev", ""), "params": files("params").get("params.yaml", {}),
-                "metrics": files("metrics"), "pid": (local or {}).get("pid"), "log": (local or {}).get("log")}
+                "metrics": files("metrics")}
 
     for commit in show:
         if commit.get("rev") == "workspace":
@@ -64,7 +63,7 @@ def runs(show: list[dict], workspace: bool = False) -> list[dict]:
         for exp in commit.get("experiments") or []:
             executor = exp.get("executor") or {}
             out += [entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], name,
-                          executor.get("state", "success"), executor.get("local")) for rev in exp.get("revs") or []]
+                          executor.get("state", "success")) for rev in exp.get("revs") or []]
     return out
 
 
@@ -75,33 +74,25 @@ def duration(seconds: float) -> str:
         else f"{s} s"
 
 
-def run_age(pid: int | None) -> float | None:
-    """Seconds since the process ``pid`` started (Linux's /proc); None where unknown."""
-    try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
-        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def last_step(log: str | None) -> str:
-    """Where a running run is, from its log's last stage or epoch line ("train_ae 3/21", "stage
-    evaluate"); "" where the log says nothing yet or is unreadable."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            tail = f.read().decode(errors="replace")
-    except (OSError, TypeError):
+def where(entry: dict) -> str:
+    """Where a running run is, from what DVCLive wrote (stages/core/training.py) as `dvc exp show`
+    reads it from the run's workspace: the training stage whose live summary
+    (plots/<stage>/live/metrics.json) is partial, as "train_ae 3/7", its step (epochs done) of
+    the run's <stage>.epochs; "" where none is (before, between or after them)."""
+    partial = [(m[1], live) for f, live in (entry.get("metrics") or {}).items()
+               if (m := LIVE.fullmatch(f)) and (live or {}).get("partial")]
+    if not partial:
         return ""
-    for m in filter(None, (STEP.match(line.strip()) for line in reversed(tail.splitlines()))):
-        return f"stage {m[1]}" if m[1] else f"{m[2]} {m[3]}/{m[4]}"
-    return ""
+    stage, live = partial[-1]  # one at a time in a run; the last in dvc.yaml's order if a killed one lingers
+    total = ((entry.get("params") or {}).get(stage) or {}).get("epochs")
+    return f"{stage} {live.get('step') or 0}" + (f"/{total}" if total else "")
 
 
 class Progress:
     """How far the queue is: the runs pending at the first look are the work (less those taken
-    off the queue since); a line gives the runs done, the one running, for how long and where,
-    the time elapsed and the rest at the mean time of the runs done."""
+    off the queue since); a line gives the runs done, each one running, for how long (since a
+    look first saw it running) and where (:func:`where`), the time elapsed and the rest at the
+    mean time of the runs done."""
 
     def __init__(self, who: str):
         self.who, self.clock = who, time.monotonic
@@ -114,14 +105,13 @@ class Progress:
         done = [n for n in self.work if n not in pending]
         running = [n for n, state in pending.items() if state == "running"]
         for n in running:
-            age = run_age(by_name[n].get("pid"))
-            self.running_since.setdefault(n, now - age if age is not None else now)
+            self.running_since.setdefault(n, now)
         elapsed, failed = now - self.start, sum(by_name[n]["state"] == "failed" for n in done)
         head = f"{self.who}: {len(done)} of {len(self.work)} runs done" + (f" ({failed} failed)" if failed else "")
         if not pending:
             return head + f" in {duration(elapsed)}" + (f" ({duration(elapsed / len(done))} a run)" if done else "")
         parts = [head] + [f"running {n} ({duration(now - self.running_since[n])}"
-                          f"{', ' + step if (step := last_step(by_name[n].get('log'))) else ''})" for n in running]
+                          f"{', ' + step if (step := where(by_name[n])) else ''})" for n in running]
         parts += ([] if running else ["none running yet"]) + [f"elapsed {duration(elapsed)}"]
         per_run = elapsed / len(done) if done else 0.0  # the runs done so far, one worker after another
         parts.append(f"about {duration(per_run * (len(self.work) - len(done)))} left ({duration(per_run)} a run)"
