@@ -224,10 +224,13 @@ def test_plus_minus_keeps_two_significant_digits_of_the_half_width():
     assert pm(float("nan"), 0.1, 3, 4) == "–"
 
 
-def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
+def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only(monkeypatch):
     """`dvc exp show --json`'s layout: the baseline, then its experiments' revs."""
+    from tools import study
     from tools.experiments import runs
     from tools.sweep import table
+
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {})  # the made-up revs have no reports/
 
     def data(d, ts, dataset="fashion_mnist", mse=0.01):
         metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},

@@ -100,7 +100,7 @@ def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval(monke
     knn = {r: {"knn": {"k=5": {"test_acc": 0.65}}} for r in ("ae", "vae", "pca")}
     entries = [sweep_entry("main", 2, 0, 0.026), sweep_entry("a", 8, 0, 0.013), sweep_entry("b", 8, 1, 0.015),
                sweep_entry("c", 8, 2, 0.014), sweep_entry("m", 8, 1, 0.01, dataset="mnist")]
-    monkeypatch.setattr(study, "git_json", lambda rev, path: knn)  # each run's reports/downstream.json
+    monkeypatch.setattr(study, "run_json", lambda rev, path: knn)  # each run's reports/downstream.json
     df = table(entries)
     assert df["latent_dim"].tolist() == [2, 8] and df["n"].tolist() == [1, 3]
     row = df.set_index("latent_dim").loc[8]
@@ -144,7 +144,7 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
 
     png = tmp_path / "stand-in.png"
     plt.imsave(png, np.zeros((8, 8)))
-    monkeypatch.setattr(exercises, "cached_png", lambda rev, path, root: png)
+    monkeypatch.setattr(exercises, "run_file", lambda rev, path, root, who: png.read_bytes())
     (tmp_path / "reports").mkdir()
     # a floor at β = 1 only: the β = 4 run is judged "no floor", not against β = 1's seeds
     (tmp_path / "reports/seeds.json").write_text(json.dumps({"config": noise.configuration(
@@ -187,12 +187,12 @@ def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tm
     other = unflat({"train_ae.seed": 3}, practice)
     entries = [run("base", TINY, 0.026), run("course-keras_practice", practice, 0.004), run("seedrun", other, 0.5)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
-    monkeypatch.setattr(course, "git_json", lambda rev, path: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
+    monkeypatch.setattr(course, "run_json", lambda rev, path, who: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
     log = "train_ae 1/7: train_loss=0.1 val_loss=0.09 * (40.5 s)\ntrain_ae 2/7: train_loss=0.08 val_loss=0.08 * (41.5 s)\n"
     monkeypatch.setattr(course.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": log, "returncode": 0}))
     png = tmp_path / "stand-in.png"
     plt.imsave(png, np.zeros((8, 8)))
-    monkeypatch.setattr(course, "cached_png", lambda rev, path, root, who: png)
+    monkeypatch.setattr(course, "run_file", lambda rev, path, root, who: png)
     rows = course.main(["--poll", "0"], root=tmp_path)
     assert [r["run"] for r in rows] == ["base", "course-keras_practice"]
     report = (tmp_path / "reports/course.md").read_text()
@@ -317,7 +317,7 @@ def test_budget_report_judges_each_longer_budget_against_the_shortest(monkeypatc
     entries[-1]["params"]["model"] = {"widths": [8]}  # another architecture: not this study
     from tools import study
 
-    monkeypatch.setattr(study, "git_json", lambda rev, path: {"best_epoch": 7})
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {"best_epoch": 7})
     df = study.frame(budget.STUDY, entries)
     assert sorted(df["experiment"]) == ["e21s0", "e21s1", "e21s2", "e50s0", "e7s1", "e7s2", "main"]
     summary = study.summarize(df, ["latent_dim", "epochs"])
@@ -341,7 +341,7 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     from tools import experiments
 
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: first)
-    monkeypatch.setattr(budget.study, "git_json", lambda rev, path: {"best_epoch": 7})
+    monkeypatch.setattr(budget.study, "run_json", lambda rev, path: {"best_epoch": 7})
     with pytest.raises(SystemExit) as e:  # only the 7-epoch runs: nothing to compare
         budget.main(["--poll", "0"], root=tmp_path)
     assert "fewer than two budgets" in str(e.value) and "--rev" in str(e.value)
@@ -375,7 +375,7 @@ def test_budget_takes_the_params_own_epochs_from_the_committed_sweep(monkeypatch
     runs = [budget_entry("main", 2, 7, 0, 0.71), budget_entry("d8e7", 8, 7, 0, 0.80),
             *(budget_entry(f"e21s{s}", d, 21, s, 0.75 + s / 100) for d in (2, 8) for s in (0, 1, 2))]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(budget.study, "git_json", lambda rev, path: {"best_epoch": 21})
+    monkeypatch.setattr(budget.study, "run_json", lambda rev, path: {"best_epoch": 21})
     (tmp_path / "reports").mkdir()
     swept = noise.summary([0.71 - 0.89, 0.72 - 0.89, 0.70 - 0.89])
     (tmp_path / "reports/sweep.json").write_text(json.dumps({"dataset": "fashion_mnist", "params": {}, "sizes": [
@@ -407,7 +407,7 @@ def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tm
 
     runs = [entry(f"d{d}s{s}", d, s, 0.9 + s / 100) for d in (2, 4) for s in (0, 1)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(sweep.study, "git_json", lambda rev, path: {})
+    monkeypatch.setattr(sweep.study, "run_json", lambda rev, path: {})
     (tmp_path / "reports").mkdir()
     earlier = {"dataset": "mnist", "params": {"data.dataset": "mnist"}, "runs": {"2": "old-a old-b", "32": "old-c old-d"},
                "sizes": [{**sweep.table(runs)[lambda f: f["latent_dim"] == 2].drop(columns="experiment")
@@ -448,3 +448,43 @@ def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
     assert runs == [("mnist-seed1-vm", seed(1)), ("mnist-seed2-vm", seed(2))]
     assert queue(exercises, "beta-4")[0] == [("beta-4", {"train_vae.beta": 4})]
     assert [name for name, _ in queue(exercises)[0]] == ["beta-0.25", "beta-4", "mnist-d8"]
+
+
+def test_a_runs_files_come_through_dvc_api_from_git_or_the_cache(tmp_path):
+    """run_file / run_json read another revision's files with dvc.api: a git-tracked report
+    and a DVC-tracked image, each as that revision had it; a revision without the file, or
+    whose data is gone from the cache (no remote), is one line naming the revision and path."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tools import experiments
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    sh = lambda *cmd: subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)  # noqa: E731
+    sh("git", "init", "-q")
+    sh(dvc, "init", "-q")
+    (tmp_path / "reports").mkdir()
+    revs = []
+    for version in (b"old", b"new"):
+        (tmp_path / "reports/r.json").write_text(json.dumps({"v": version.decode()}))
+        (tmp_path / "image.png").write_bytes(b"\x89PNG " + version)
+        sh(dvc, "add", "-q", "image.png")
+        sh("git", "add", "-A")
+        sh("git", "commit", "-qm", version.decode())
+        revs.append(sh("git", "rev-parse", "HEAD").stdout.decode().strip())
+    old, new = revs
+    assert experiments.run_file(old, "image.png", tmp_path) == b"\x89PNG old"
+    assert experiments.run_file(new, "image.png", tmp_path) == b"\x89PNG new"
+    assert experiments.run_json(old, "reports/r.json", tmp_path) == {"v": "old"}
+    assert experiments.run_json(old, "reports/none.json", tmp_path) == {}  # a run without that report
+    with pytest.raises(SystemExit, match=f"^course: {old[:7]} has no plots/x.png, in git or as a DVC output$"):
+        experiments.run_file(old, "plots/x.png", tmp_path, "course")
+    shutil.rmtree(tmp_path / ".dvc/cache")
+    with pytest.raises(SystemExit, match=f"^exercises: {old[:7]}'s image.png is in neither DVC's cache nor its remote"):
+        experiments.run_file(old, "image.png", tmp_path, "exercises")
+    with pytest.raises(SystemExit, match="^sweep: cannot read reports/r.json of 0000000: .*unknown Git revision"):
+        experiments.run_json("0" * 40, "reports/r.json", tmp_path, "sweep")

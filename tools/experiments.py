@@ -1,6 +1,6 @@
 """DVC's experiments from outside the pipeline: queue runs, wait for the queue with a line
-of progress, read `dvc exp show --json` as a list of runs, and a run's files (git-tracked
-ones with ``git show``, cached ones by the md5 its dvc.lock records)."""
+of progress, read `dvc exp show --json` as a list of runs, and a run's files (dvc.api: from
+git, DVC's cache or its remote)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import yaml
 
 PENDING = {"queued", "running"}
 SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
@@ -137,16 +135,41 @@ def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
         time.sleep(poll)
 
 
-def git_json(rev: str, path: str) -> dict:
-    """A git-tracked JSON file of the run ``rev`` (its reports/), or {} where it has none."""
-    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return json.loads(shown.stdout) if shown.returncode == 0 else {}
+WORKSPACE = (None, "", "workspace")  # how runs() and dvc exp show name the workspace
 
 
-def cached_png(rev: str, path: str, root: Path, who: str = "exercises") -> Path:
-    """The file DVC cached for ``path`` in the run ``rev`` (its dvc.lock names the md5)."""
-    lock = yaml.safe_load(subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True,
-                                         text=True, check=True).stdout)
-    for out in (o for stage in lock["stages"].values() for o in stage.get("outs", []) if o["path"] == path):
-        return root / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]
-    raise SystemExit(f"{who}: {rev[:7]}'s dvc.lock has no {path}")
+def _label(rev: str | None) -> str:
+    return "the workspace" if rev in WORKSPACE else rev[:7]
+
+
+def _read(rev: str | None, path: str, root: Path, who: str) -> bytes | None:
+    """``path`` as the run ``rev`` has it, through dvc.api (a git-tracked file, or an output
+    from DVC's cache or its remote, whatever the layout); None where the run has no such file."""
+    import dvc.api
+    from dvc.exceptions import DvcException, PathMissingError
+
+    run, rev = _label(rev), None if rev in WORKSPACE else rev
+    try:
+        return dvc.api.read(path, repo=str(root), rev=rev, mode="rb")
+    except PathMissingError:
+        if dvc.api.DVCFileSystem(str(root), rev=rev).exists(path):  # its dvc.lock names it; the bytes are not here
+            raise SystemExit(f"{who}: {run}'s {path} is in neither DVC's cache nor its remote; fetch it "
+                             f"(`dvc exp pull origin <exp>`, `dvc pull`) and run this again") from None
+        return None
+    except DvcException as e:
+        raise SystemExit(f"{who}: cannot read {path} of {run}: {' '.join(str(e).split())}") from None
+
+
+def run_file(rev: str, path: str, root: Path = Path("."), who: str = "experiments") -> bytes:
+    """The bytes of ``path`` in the run ``rev`` (a commit's or an experiment's: its figures);
+    where it has none, one line naming both."""
+    data = _read(rev, path, root, who)
+    if data is None:
+        raise SystemExit(f"{who}: {_label(rev)} has no {path}, in git or as a DVC output")
+    return data
+
+
+def run_json(rev: str, path: str, root: Path = Path("."), who: str = "experiments") -> dict:
+    """A JSON file of the run ``rev`` (its reports/), or {} where it has none."""
+    data = _read(rev, path, root, who)
+    return {} if data is None else json.loads(data)

@@ -19,7 +19,7 @@ import yaml
 
 from stages.core.io import read_json, save_figure, write_json, write_text
 from tools import experiments, noise
-from tools.experiments import SEED_KEYS, flat, git_json
+from tools.experiments import SEED_KEYS, flat, run_json
 
 # The headline metrics, by flat DVC key: the README's row label (make readme) and, for those a
 # latent experiment moves, the column of `make exps`.
@@ -92,7 +92,7 @@ def metrics(entry: dict, reports: tuple[str, ...] = ()) -> dict:
     """A run's metrics by flat DVC key, and each of its ``reports`` as <report>:<key>."""
     m = {k: v for f in entry["metrics"].values() for k, v in flat(f).items()}
     for r in reports:
-        m.update({f"{r}:{k}": v for k, v in flat(git_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
+        m.update({f"{r}:{k}": v for k, v in flat(run_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
     return m
 
 
