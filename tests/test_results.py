@@ -182,14 +182,14 @@ def test_make_readme_rewrites_only_the_blocks_and_refuses_a_file_without_markers
 def test_headline_table_gives_intervals_only_from_a_seed_report_of_the_committed_params(head, tmp_path):
     import json
 
-    from tools.experiments import SEED_KEYS, flat
+    from tools.experiments import SEED, flat
 
     root = committed_results(head, tmp_path)
     for old in root.glob("reports/seeds*.json"):
         old.unlink()
     params = flat(yaml.safe_load((root / "params.yaml").read_text()))
     summary = {"mean": 0.02616, "half_width": 0.000304147, "sd": 0.000244951, "n": 5}
-    report = {"config": {k: v for k, v in params.items() if k not in SEED_KEYS},
+    report = {"config": {k: v for k, v in params.items() if k != SEED},
               "runs": [{"experiment": f"s{i}", "seed": i, "machine": "m"} for i in range(5)],
               "metrics": {"ae.test_mse": summary}, "differences": {}}
     (root / "reports/seeds.json").write_text(json.dumps(report))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ def test_compare_judges_only_against_the_floor_of_its_own_configuration():
 
 
 def exp_entry(name, seed, mse, acc_ae, acc_vae, dataset="fashion_mnist", d=2, state="success", ts="2026-01-01"):
-    params = {"latent_dim": d, "data": {"dataset": dataset},
-              **{s: {"seed": seed, "lr": 0.008} for s in ("train_classifier", "train_ae", "train_vae")}}
+    params = {"latent_dim": d, "seed": seed, "data": {"dataset": dataset},
+              **{s: {"lr": 0.008} for s in ("train_classifier", "train_ae", "train_vae")}}
     metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},
                "metrics/train_vae.json": {"vae": {"test_mse": mse + 0.001}},
                "metrics/downstream.json": {"downstream": {"ae": {"mlp_test_acc": acc_ae},
@@ -56,20 +57,26 @@ def exp_entry(name, seed, mse, acc_ae, acc_vae, dataset="fashion_mnist", d=2, st
 
 
 def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
+    """A seed run differs from the baseline in `seed` alone; it is named by its experiment and
+    the seed of its params, and the machine is read from a name `make seeds` gave its sweep
+    (seeds-<machine>-<i>) or one given by hand (seed<s>-<machine>); DVC's own names have none."""
     seeds = tool("seeds")
     entries = [exp_entry("main", 0, 0.0262, 0.7154, 0.7065),
-               exp_entry("seed1-vm", 1, 0.0261, 0.7152, 0.7022),
+               exp_entry("seeds-vm-1", 1, 0.0261, 0.7152, 0.7022),
                exp_entry("seed2-laptop", 2, 0.0263, 0.7091, 0.7117),
-               exp_entry("seed3-vm", 3, 0.9, 0.1, 0.1, state="failed"),
+               exp_entry("seeds-vm-3", 3, 0.9, 0.1, 0.1, state="failed"),
+               exp_entry("hazy-bats", 4, 0.0262, 0.7100, 0.7100),
                exp_entry("mnist", 1, 0.0368, 0.78, 0.76, dataset="mnist"),
                exp_entry("d8", 1, 0.0135, 0.84, 0.83, d=8)]
-    entries[1]["params"]["train_ae"]["seed"] = 1  # all three seeds moved together: a seed run
     entries.append(exp_entry("kernel-avx2", 0, 0.0270, 0.70, 0.70, ts="2026-02-01"))  # a rerun of main's params
-    odd = exp_entry("mixed", 4, 0.02, 0.7, 0.7)
-    odd["params"]["train_vae"]["seed"] = 5  # two different seeds: not a seed run
+    odd = exp_entry("mixed", 5, 0.02, 0.7, 0.7)
+    odd["params"]["train_vae"]["lr"] = 0.004  # the seed and something else: not a seed run
     rows = seeds.seed_runs(entries + [odd], {})
     assert [(r["experiment"], r["seed"], r["machine"]) for r in rows] == [
-        ("main", 0, "(commit's own run)"), ("seed1-vm", 1, "vm"), ("seed2-laptop", 2, "laptop")]
+        ("main", 0, "(commit's own run)"), ("seeds-vm-1", 1, "vm"), ("seed2-laptop", 2, "laptop"), ("hazy-bats", 4, None)]
+    assert "seeds-vm-1 (seed 1, vm), seed2-laptop (seed 2, laptop), hazy-bats (seed 4)." in \
+        seeds.markdown({**seeds.report(rows), "params": {}}, "t").splitlines()[0]
+    rows = rows[:3]
     rep = seeds.report(rows)
     assert rep["metrics"]["ae.test_mse"]["mean"] == pytest.approx(0.0262)
     assert rep["metrics"]["ae.test_mse"]["sd"] == pytest.approx(0.0001)
@@ -125,7 +132,7 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
     from tools import exercises, experiments
 
     def run(name, changes, mse):
-        params = {"latent_dim": 2, "data": {"dataset": "fashion_mnist"}, "train_vae": {"beta": 1.0, "seed": 0}}
+        params = {"latent_dim": 2, "seed": 0, "data": {"dataset": "fashion_mnist"}, "train_vae": {"beta": 1.0}}
         for key, value in changes.items():
             section, _, leaf = key.rpartition(".")
             (params[section] if section else params)[leaf] = value
@@ -137,7 +144,7 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
                             "metrics/train_classifier.json": {"classifier": {"test_acc": 0.98, "logreg_test_acc": 0.92}}}}
 
     entries = [run("base", {}, 0.0268), run("b4", {"train_vae.beta": 4.0}, 0.0276),
-               run("seed1", {"train_vae.seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
+               run("seed1", {"seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
     import matplotlib.pyplot as plt
     import numpy as np
@@ -148,7 +155,7 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
     (tmp_path / "reports").mkdir()
     # a floor at β = 1 only: the β = 4 run is judged "no floor", not against β = 1's seeds
     (tmp_path / "reports/seeds.json").write_text(json.dumps({"config": noise.configuration(
-        exercises.flat(entries[0]["params"]), exercises.SEED_KEYS), "runs": [{}] * 5,
+        exercises.flat(entries[0]["params"]), exercises.SEED), "runs": [{}] * 5,
         "metrics": {"vae.test_mse": {"sd": 0.0001, "n": 5}}}))
     exercises.main(["--poll", "0"], root=tmp_path)
     report = (tmp_path / "reports/exercises.md").read_text()
@@ -184,7 +191,7 @@ def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tm
         return params
 
     practice = unflat(course.STUDY.runs["course-keras_practice"], TINY)
-    other = unflat({"train_ae.seed": 3}, practice)
+    other = unflat({"seed": 3}, practice)
     entries = [run("base", TINY, 0.026), run("course-keras_practice", practice, 0.004), run("seedrun", other, 0.5)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
     monkeypatch.setattr(course, "run_json", lambda rev, path, who: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
@@ -429,8 +436,8 @@ def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tm
 
 def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
     """`make sweep/seeds/budget/exercises` are `python -m tools.<study> --queue`: one `dvc exp
-    run --queue` per grid point and seed (the three seed keys alike), or per named run."""
-    from tools import budget, experiments, exercises, seeds, study
+    run --queue` per grid point, its seeds one Hydra sweep of `seed`, or one per named run."""
+    from tools import budget, experiments, exercises, seeds, study, sweep
 
     queued = []
     monkeypatch.setattr(experiments, "queue", lambda runs, jobs: queued.append((runs, jobs)))
@@ -439,13 +446,15 @@ def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
         assert study.start(module.STUDY, study.arguments(module.STUDY, "doc").parse_args(["--queue", *argv])) is None
         return queued.pop()
 
-    seed = lambda s: dict.fromkeys(experiments.SEED_KEYS, s)  # noqa: E731
     runs, jobs = queue(budget, "--grid", "epochs=21", "--seeds", "0,1", "-S", "data.dataset=mnist", "--jobs", "2")
     assert jobs == 2 and runs == [
-        (None, {"latent_dim": d, "train_ae.epochs": "21", "train_vae.epochs": "21", "data.dataset": "mnist", **seed(s)})
-        for d in (2, 8) for s in (0, 1)]
-    runs, _ = queue(seeds, "--seeds", "1 2", "--name", "mnist-seed{seed}-vm")
-    assert runs == [("mnist-seed1-vm", seed(1)), ("mnist-seed2-vm", seed(2))]
+        (None, {"latent_dim": d, "train_ae.epochs": "21", "train_vae.epochs": "21", "data.dataset": "mnist",
+                "seed": "range(0,2)"}) for d in (2, 8)]
+    assert queue(sweep, "--seeds", "0")[0] == [(None, {"latent_dim": d, "seed": 0}) for d in (2, 4, 8, 16, 32)]
+    runs, _ = queue(seeds, "--seeds", "0 2 5", "--name", "mnist-seeds-vm")
+    assert runs == [("mnist-seeds-vm", {"seed": "0,2,5"})]
+    assert queue(seeds, "--name", "seeds-vm", "--grid", "latent_dim=8")[0] == [("seeds-vm-8", {"latent_dim": "8",
+                                                                                               "seed": "range(1,5)"})]
     assert queue(exercises, "beta-4")[0] == [("beta-4", {"train_vae.beta": 4})]
     assert [name for name, _ in queue(exercises)[0]] == ["beta-0.25", "beta-4", "mnist-d8"]
 
@@ -488,3 +497,23 @@ def test_a_runs_files_come_through_dvc_api_from_git_or_the_cache(tmp_path):
         experiments.run_file(old, "image.png", tmp_path, "exercises")
     with pytest.raises(SystemExit, match="^sweep: cannot read reports/r.json of 0000000: .*unknown Git revision"):
         experiments.run_json("0" * 40, "reports/r.json", tmp_path, "sweep")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_seeds_queues_one_dvc_sweep(monkeypatch):
+    """`make seeds` is one `dvc exp run --queue` whose `-S seed=range(1,5)` DVC expands, by
+    Hydra's sweep syntax, into a run per seed (named seeds-<machine>-1, -2, ...), then
+    `dvc queue start`."""
+    import shlex
+    import subprocess
+
+    from tools import experiments, seeds
+
+    recipe = subprocess.run(["make", "-n", "seeds", "MACHINE=vm"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.splitlines()[-1]
+    assert recipe.startswith("python -m tools.seeds --queue"), recipe
+    commands = []
+    monkeypatch.setattr(experiments.subprocess, "run", lambda cmd, **k: commands.append(cmd))
+    seeds.main(shlex.split(recipe)[3:])
+    assert commands == [["dvc", "exp", "run", "--queue", "--name", "seeds-vm", "-S", "seed=range(1,5)"],
+                        ["dvc", "queue", "start", "-j", "1"]]

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 PENDING = {"queued", "running"}
-SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
+SEED = "seed"  # params.yaml's training seed, of train_classifier, train_ae and train_vae; a seed study sweeps it
 LIVE = re.compile(r"plots/(\w+)/live/metrics\.json")  # a training stage's DVCLive summary, a metric of dvc.yaml
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
-    """{"train_ae": {"seed": 0}} -> {"train_ae.seed": 0}: params and metrics as DVC names them."""
+    """{"train_ae": {"lr": 0.008}} -> {"train_ae.lr": 0.008}: params and metrics as DVC names them."""
     out = {}
     for key, value in (tree or {}).items():
         out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})

@@ -33,7 +33,7 @@ def rows(show: list[dict]) -> list[dict]:
 
 def compact(changed: dict) -> str:
     """key=value pairs; keys of several sections that share a name and a value once, as
-    name=value (xN): the three training seeds of a seed run read seed=2 (x3)."""
+    name=value (xN): a budget run's train_ae.epochs and train_vae.epochs read epochs=21 (x2)."""
     groups: dict[tuple, list[str]] = {}
     for key, value in changed.items():
         groups.setdefault((key.rsplit(".", 1)[-1], repr(value)), []).append(key)
