@@ -75,7 +75,7 @@ readme: setup ## rewrite the generated blocks of README.md and docs/ from metric
 	python -m tools.readme_results
 
 # The latent-size sweep through DVC's own queue (docs/experiments.md): queue one
-# experiment per size (SEEDS_PER_SIZE > 1: that many training seeds per size, 0, 1, ...),
+# experiment per size (SEEDS_PER_SIZE > 1: that many training seeds per size, 0, 1, ..., one sweep),
 # start JOBS workers; `make sweep-report` waits for the queue, printing its progress, and
 # writes reports/sweep.{md,json} and plots/sweep/. Commit first: the queue runs HEAD. MNIST:
 # make sweep SET="-S data.dataset=mnist"; make sweep-report REPORT_ARGS="--set data.dataset=mnist --out sweep_mnist"
@@ -95,16 +95,18 @@ sweep: setup ## queue one experiment per latent size (SWEEP) and start the queue
 sweep-report: setup ## wait for the sweep, write reports/sweep.md and plots/sweep/
 	python -m tools.sweep $(REPORT_ARGS)
 
-# The noise floor (docs/experiments.md): HEAD's params with the training seeds set to
-# each of SEEDS (HEAD's committed run is seed 0), through DVC's queue, named
-# [TAG]seed<s>-<MACHINE>; SET adds params (SET="-S data.dataset=mnist" TAG=mnist- SEEDS="0 1 2").
-# `make seeds-report` waits for the queue and writes reports/seeds.{json,md}, plots/seeds/
-# (REPORT_ARGS="--set data.dataset=mnist --out seeds_mnist" for such a SET).
+# The noise floor (docs/experiments.md): HEAD's params with params.yaml's `seed` set to
+# each of SEEDS (HEAD's committed run is seed 0) as one DVC sweep through the queue,
+# dvc exp run --queue --name [TAG]seeds-<MACHINE> -S 'seed=range(1,5)', whose runs DVC
+# names [TAG]seeds-<MACHINE>-1, -2, ...; SET adds params (SET="-S data.dataset=mnist"
+# TAG=mnist- SEEDS="0 1 2"). `make seeds-report` waits for the queue and writes
+# reports/seeds.{json,md}, plots/seeds/ (REPORT_ARGS="--set data.dataset=mnist --out
+# seeds_mnist" for such a SET).
 SEEDS ?= 1 2 3 4
 SET ?=
 MACHINE ?= $(shell hostname)
-seeds: setup ## queue HEAD's params with the training seeds SEEDS, start the queue
-	python -m tools.seeds --queue --seeds "$(SEEDS)" --name '$(TAG)seed{seed}-$(MACHINE)' $(QUEUE_ARGS)
+seeds: setup ## queue HEAD's params with the training seed swept over SEEDS, start the queue
+	python -m tools.seeds --queue --seeds "$(SEEDS)" --name '$(TAG)seeds-$(MACHINE)' $(QUEUE_ARGS)
 
 seeds-report: setup ## wait for the seed runs, write reports/seeds.{json,md} and plots/seeds/
 	python -m tools.seeds $(REPORT_ARGS)

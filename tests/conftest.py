@@ -167,9 +167,11 @@ def vae_cfg(beta: float = 1.0, **changes):
 
 def train_cfg(**changes):
     from stages.core.config import TrainConfig
+    from stages.core.params import TOP_LEVEL
 
     section = TINY["train_ae"]
-    return TrainConfig(**{**{f.name: section[f.name] for f in dataclasses.fields(TrainConfig)}, **changes})
+    return TrainConfig(**{**{f.name: (TINY if f.metadata.get(TOP_LEVEL) else section)[f.name]
+                             for f in dataclasses.fields(TrainConfig)}, **changes})
 
 
 def mlp_cfg(**changes):

@@ -15,7 +15,7 @@ from conftest import REPO, Reads, listed_keys
 from stages import download, evaluate, ood, preprocess, train_ae, train_classifier, train_vae
 from stages.core import builders
 from stages.core.builders import conv_config
-from stages.core.config import AEConfig, ClassifierConfig, DataConfig, InputConfig
+from stages.core.config import AEConfig, ClassifierConfig, DataConfig, InputConfig, VAEConfig
 from stages.core.data import MIRROR_ENV
 from stages.core.errors import PipelineError
 from stages.core.params import ParamError, from_section, load_params, read_params_by_stage
@@ -87,12 +87,30 @@ def test_a_training_section_may_not_set_normalize(params):
 
 @pytest.mark.parametrize("key, value", [
     ("epochs", "ten"), ("epochs", 2.5), ("epochs", True), ("lr", "fast"), ("lr", None),
-    ("optimizer", 3), ("seed", "0"),
+    ("optimizer", 3),
 ])
 def test_wrong_type_names_key(params, key, value):
     with pytest.raises(ParamError, match="must be") as e:
         from_section(AEConfig, with_values(params, **{f"train_ae__{key}": value}), "train_ae")
     assert_names(e.value, f"train_ae.{key}")
+
+
+@pytest.mark.parametrize("section, cls", [("train_classifier", ClassifierConfig), ("train_ae", AEConfig),
+                                          ("train_vae", VAEConfig)])
+def test_the_training_seed_is_one_top_level_key(params, section, cls):
+    """The three training configs read params.yaml's top-level ``seed``: a wrong or missing
+    one names ``seed``; the per-stage key it replaced is refused, saying where it went."""
+    others = ["beta"] if section == "train_vae" else []
+    assert from_section(cls, with_values(params, seed=3), section, others).seed == 3
+    with pytest.raises(ParamError, match="must be int") as e:
+        from_section(cls, with_values(params, seed="0"), section, others)
+    assert_names(e.value, "seed")
+    with pytest.raises(ParamError, match="missing top-level key") as e:
+        from_section(cls, with_values(params, seed=DROP), section, others)
+    assert_names(e.value, "seed")
+    with pytest.raises(ParamError, match="seed is a top-level key of params.yaml") as e:
+        from_section(cls, with_values(params, **{f"{section}__seed": 0}), section, others)
+    assert_names(e.value, f"{section}.seed")
 
 
 @pytest.mark.parametrize("value, expected", [("1e-3", 1e-3), ("2.5E-4", 2.5e-4), (1, 1.0), (0.01, 0.01)])

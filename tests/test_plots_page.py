@@ -7,6 +7,7 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -119,3 +120,16 @@ def test_exps_table_shows_what_each_experiment_changed_within_120_columns():
     assert main.split()[0] == "main" and "0.02623" in main.split() and "=" not in main  # nothing changed against itself
     assert "latent_dim=8" in exp8 and "0.01348" in exp8 and "data.dataset" not in exp8
     assert "data.dataset=mnist" in mnist and "0.03686" in mnist and "259.3" in mnist and mnist.count(" - ") >= 1
+
+
+def test_exps_help_is_its_own_and_runs_no_dvc(monkeypatch, capsys):
+    """`python -m tools.exps --help` prints the tool's help (it used to hand --help to
+    `dvc exp show --json` and crash on the help text); other arguments go to dvc."""
+    exps = tool("exps")
+    monkeypatch.setattr(exps.subprocess, "run", lambda *a, **k: pytest.fail("ran dvc for --help"))
+    with pytest.raises(SystemExit) as exit:
+        exps.main(["--help"])
+    assert exit.value.code == 0 and "dvc exp show -h" in capsys.readouterr().out
+    monkeypatch.setattr(exps.subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 0, "usage: ...", ""))
+    with pytest.raises(SystemExit, match="printed no JSON"):
+        exps.main(["-n", "3"])

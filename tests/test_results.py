@@ -194,14 +194,14 @@ def test_make_readme_rewrites_only_the_blocks_and_refuses_a_file_without_markers
 def test_headline_table_gives_intervals_only_from_a_seed_report_of_the_committed_params(head, tmp_path):
     import json
 
-    from tools.experiments import SEED_KEYS, flat
+    from tools.experiments import SEED, flat
 
     root = committed_results(head, tmp_path)
     for old in root.glob("reports/seeds*.json"):
         old.unlink()
     params = flat(yaml.safe_load((root / "params.yaml").read_text()))
     summary = {"mean": 0.02616, "half_width": 0.000304147, "sd": 0.000244951, "n": 5}
-    report = {"config": {k: v for k, v in params.items() if k not in SEED_KEYS},
+    report = {"config": {k: v for k, v in params.items() if k != SEED},
               "runs": [{"experiment": f"s{i}", "seed": i, "machine": "m"} for i in range(5)],
               "metrics": {"ae.test_mse": summary}, "differences": {}}
     (root / "reports/seeds.json").write_text(json.dumps(report))
@@ -236,10 +236,13 @@ def test_plus_minus_keeps_two_significant_digits_of_the_half_width():
     assert pm(float("nan"), 0.1, 3, 4) == "–"
 
 
-def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only():
+def test_sweep_table_keeps_the_newest_run_per_latent_size_of_this_sweep_only(monkeypatch):
     """`dvc exp show --json`'s layout: the baseline, then its experiments' revs."""
+    from tools import study
     from tools.experiments import runs
     from tools.sweep import table
+
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {})  # the made-up revs have no reports/
 
     def data(d, ts, dataset="fashion_mnist", mse=0.01):
         metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,8 @@ def test_compare_judges_only_against_the_floor_of_its_own_configuration():
 
 
 def exp_entry(name, seed, mse, acc_ae, acc_vae, dataset="fashion_mnist", d=2, state="success", ts="2026-01-01"):
-    params = {"latent_dim": d, "data": {"dataset": dataset},
-              **{s: {"seed": seed, "lr": 0.008} for s in ("train_classifier", "train_ae", "train_vae")}}
+    params = {"latent_dim": d, "seed": seed, "data": {"dataset": dataset},
+              **{s: {"lr": 0.008} for s in ("train_classifier", "train_ae", "train_vae")}}
     metrics = {"metrics/train_ae.json": {"ae": {"test_mse": mse}},
                "metrics/train_vae.json": {"vae": {"test_mse": mse + 0.001}},
                "metrics/downstream.json": {"downstream": {"ae": {"mlp_test_acc": acc_ae},
@@ -57,20 +57,26 @@ def exp_entry(name, seed, mse, acc_ae, acc_vae, dataset="fashion_mnist", d=2, st
 
 
 def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
+    """A seed run differs from the baseline in `seed` alone; it is named by its experiment and
+    the seed of its params, and the machine is read from a name `make seeds` gave its sweep
+    (seeds-<machine>-<i>) or one given by hand (seed<s>-<machine>); DVC's own names have none."""
     seeds = tool("seeds")
     entries = [exp_entry("main", 0, 0.0262, 0.7154, 0.7065),
-               exp_entry("seed1-vm", 1, 0.0261, 0.7152, 0.7022),
+               exp_entry("seeds-vm-1", 1, 0.0261, 0.7152, 0.7022),
                exp_entry("seed2-laptop", 2, 0.0263, 0.7091, 0.7117),
-               exp_entry("seed3-vm", 3, 0.9, 0.1, 0.1, state="failed"),
+               exp_entry("seeds-vm-3", 3, 0.9, 0.1, 0.1, state="failed"),
+               exp_entry("hazy-bats", 4, 0.0262, 0.7100, 0.7100),
                exp_entry("mnist", 1, 0.0368, 0.78, 0.76, dataset="mnist"),
                exp_entry("d8", 1, 0.0135, 0.84, 0.83, d=8)]
-    entries[1]["params"]["train_ae"]["seed"] = 1  # all three seeds moved together: a seed run
     entries.append(exp_entry("kernel-avx2", 0, 0.0270, 0.70, 0.70, ts="2026-02-01"))  # a rerun of main's params
-    odd = exp_entry("mixed", 4, 0.02, 0.7, 0.7)
-    odd["params"]["train_vae"]["seed"] = 5  # two different seeds: not a seed run
+    odd = exp_entry("mixed", 5, 0.02, 0.7, 0.7)
+    odd["params"]["train_vae"]["lr"] = 0.004  # the seed and something else: not a seed run
     rows = seeds.seed_runs(entries + [odd], {})
     assert [(r["experiment"], r["seed"], r["machine"]) for r in rows] == [
-        ("main", 0, "(commit's own run)"), ("seed1-vm", 1, "vm"), ("seed2-laptop", 2, "laptop")]
+        ("main", 0, "(commit's own run)"), ("seeds-vm-1", 1, "vm"), ("seed2-laptop", 2, "laptop"), ("hazy-bats", 4, None)]
+    assert "seeds-vm-1 (seed 1, vm), seed2-laptop (seed 2, laptop), hazy-bats (seed 4)." in \
+        seeds.markdown({**seeds.report(rows), "params": {}}, "t").splitlines()[0]
+    rows = rows[:3]
     rep = seeds.report(rows)
     assert rep["metrics"]["ae.test_mse"]["mean"] == pytest.approx(0.0262)
     assert rep["metrics"]["ae.test_mse"]["sd"] == pytest.approx(0.0001)
@@ -101,7 +107,7 @@ def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval(monke
     knn = {r: {"knn": {"k=5": {"test_acc": 0.65}}} for r in ("ae", "vae", "pca")}
     entries = [sweep_entry("main", 2, 0, 0.026), sweep_entry("a", 8, 0, 0.013), sweep_entry("b", 8, 1, 0.015),
                sweep_entry("c", 8, 2, 0.014), sweep_entry("m", 8, 1, 0.01, dataset="mnist")]
-    monkeypatch.setattr(study, "git_json", lambda rev, path: knn)  # each run's reports/downstream.json
+    monkeypatch.setattr(study, "run_json", lambda rev, path: knn)  # each run's reports/downstream.json
     df = table(entries)
     assert df["latent_dim"].tolist() == [2, 8] and df["n"].tolist() == [1, 3]
     row = df.set_index("latent_dim").loc[8]
@@ -127,7 +133,7 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
     from tools import exercises, experiments
 
     def run(name, changes, mse):
-        params = {"latent_dim": 2, "data": {"dataset": "fashion_mnist"}, "train_vae": {"beta": 1.0, "seed": 0}}
+        params = {"latent_dim": 2, "seed": 0, "data": {"dataset": "fashion_mnist"}, "train_vae": {"beta": 1.0}}
         for key, value in changes.items():
             section, _, leaf = key.rpartition(".")
             (params[section] if section else params)[leaf] = value
@@ -139,18 +145,18 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
                             "metrics/train_classifier.json": {"classifier": {"test_acc": 0.98, "logreg_test_acc": 0.92}}}}
 
     entries = [run("base", {}, 0.0268), run("b4", {"train_vae.beta": 4.0}, 0.0276),
-               run("seed1", {"train_vae.seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
+               run("seed1", {"seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
     import matplotlib.pyplot as plt
     import numpy as np
 
     png = tmp_path / "stand-in.png"
     plt.imsave(png, np.zeros((8, 8)))
-    monkeypatch.setattr(exercises, "cached_png", lambda rev, path, root: png)
+    monkeypatch.setattr(exercises, "run_file", lambda rev, path, root, who: png.read_bytes())
     (tmp_path / "reports").mkdir()
     # a floor at β = 1 only: the β = 4 run is judged "no floor", not against β = 1's seeds
     (tmp_path / "reports/seeds.json").write_text(json.dumps({"config": noise.configuration(
-        exercises.flat(entries[0]["params"]), exercises.SEED_KEYS), "runs": [{}] * 5,
+        exercises.flat(entries[0]["params"]), exercises.SEED), "runs": [{}] * 5,
         "metrics": {"vae.test_mse": {"sd": 0.0001, "n": 5}}}))
     exercises.main(["--poll", "0"], root=tmp_path)
     report = (tmp_path / "reports/exercises.md").read_text()
@@ -186,15 +192,15 @@ def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tm
         return params
 
     practice = unflat(course.STUDY.runs["course-keras_practice"], TINY)
-    other = unflat({"train_ae.seed": 3}, practice)
+    other = unflat({"seed": 3}, practice)
     entries = [run("base", TINY, 0.026), run("course-keras_practice", practice, 0.004), run("seedrun", other, 0.5)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
-    monkeypatch.setattr(course, "git_json", lambda rev, path: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
+    monkeypatch.setattr(course, "run_json", lambda rev, path, who: {"pca": {"dim": 670}, "ae": {"knn": {"k=5": {"test_acc": 0.97}}}})
     log = "train_ae 1/7: train_loss=0.1 val_loss=0.09 * (40.5 s)\ntrain_ae 2/7: train_loss=0.08 val_loss=0.08 * (41.5 s)\n"
     monkeypatch.setattr(course.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": log, "returncode": 0}))
     png = tmp_path / "stand-in.png"
     plt.imsave(png, np.zeros((8, 8)))
-    monkeypatch.setattr(course, "cached_png", lambda rev, path, root, who: png)
+    monkeypatch.setattr(course, "run_file", lambda rev, path, root, who: png)
     rows = course.main(["--poll", "0"], root=tmp_path)
     assert [r["run"] for r in rows] == ["base", "course-keras_practice"]
     report = (tmp_path / "reports/course.md").read_text()
@@ -227,31 +233,41 @@ def test_the_queue_says_how_far_it_is(monkeypatch, capsys):
     assert experiments.duration(3725) == "1 h 02 min"
 
 
-def test_a_running_run_says_where_it_is_from_the_queues_process_and_log(monkeypatch, tmp_path):
-    """The queue names each running run's process and log (`dvc exp show --json`'s
-    executor): the line gives the time since that process started, not since the first
-    look, and the log's last stage or epoch line."""
+def exp_show(running: dict, queued: tuple[str, ...] = ()) -> list[dict]:
+    """`dvc exp show --json` for a baseline and its queue: each running experiment's metrics as
+    its workspace holds them ({stage: (step, partial)} of the DVCLive summaries; a stage not
+    yet run keeps the baseline's finished one)."""
+    def data(live: dict) -> dict:
+        summaries = {"train_classifier": (24, False), "train_ae": (7, False), "train_vae": (7, False), **live}
+        return {"params": {"params.yaml": {"data": {s: {"epochs": 24 if s == "train_classifier" else 7}
+                                                    for s in summaries}}},
+                "metrics": {f"plots/{s}/live/metrics.json": {"data": {"step": step, "partial": partial, "val_loss": 0.1}}
+                            for s, (step, partial) in summaries.items()}}
+
+    exps = [{"executor": {"state": "running", "name": "dvc-task", "local": {"pid": 1, "log": "x"}},
+             "revs": [{"rev": n * 20, "name": n, "data": data(live)}]} for n, live in running.items()]
+    exps += [{"executor": {"state": "queued"}, "revs": [{"rev": n * 20, "name": n, "data": data({})}]} for n in queued]
+    return [{"rev": "a" * 40, "name": "main", "data": data({}), "experiments": exps}]
+
+
+def test_a_running_run_says_where_it_is_from_its_dvclive_summaries(monkeypatch):
+    """Each running run's stage and epoch are what DVCLive wrote in its workspace, as
+    `dvc exp show --json` reports it (the partial summary; the epochs from the run's params);
+    its time is since a look first saw it running."""
     from tools import experiments
 
-    log = tmp_path / "run.out"
-    log.write_text("Reproducing experiment 'x'\nRunning stage 'train_ae':\n> python -m stages.train_ae\n"
-                   "train_ae 1/21: train_loss=0.1 val_loss=0.05 * (13.8 s)\ntrain_ae 2/21: train_loss=0.04 "
-                   "val_loss=0.03 * (11.9 s)\n")
-    assert experiments.last_step(str(log)) == "train_ae 2/21"
-    with log.open("a") as f:
-        f.write("Updating lock file 'dvc.lock'\nRunning stage 'evaluate':\n> python -m stages.evaluate\n")
-    assert experiments.last_step(str(log)) == "stage evaluate"
-    with log.open("a") as f:
-        f.write("downstream ae 3/24: train_loss=0.9 val_loss=0.8 * (0.3 s)\n")
-    assert experiments.last_step(str(log)) == "downstream ae 3/24"
-    assert experiments.last_step(str(tmp_path / "none.out")) == "" and experiments.last_step(None) == ""
-    age = experiments.run_age(os.getpid())  # this test's own process: started before now
-    assert age is not None and 0 <= age < 24 * 3600
-    assert experiments.run_age(None) is None
-    monkeypatch.setattr(experiments, "run_age", lambda pid: 125.0 if pid == 7 else None)
-    line = experiments.Progress("budget").line([{"name": "d2", "state": "running", "pid": 7, "log": str(log)},
-                                                {"name": "d8", "state": "queued", "pid": None, "log": None}])
-    assert line.startswith("budget: 0 of 2 runs done, running d2 (2 min 05 s, downstream ae 3/24), elapsed 0 s"), line
+    clock = iter([0.0, 0.0, 125.0])  # Progress's start, then one reading per look
+    monkeypatch.setattr(experiments.time, "monotonic", lambda: next(clock))
+    progress = experiments.Progress("budget")
+    line = progress.line(experiments.runs(exp_show({"d2": {"train_ae": (0, True)}}, queued=("d8",))))
+    assert line.startswith("budget: 0 of 2 runs done, running d2 (0 s, train_ae 0/7), elapsed 0 s"), line
+    line = progress.line(experiments.runs(exp_show({"d2": {"train_ae": (7, False), "train_vae": (3, True)},
+                                                    "d8": {"train_classifier": (5, True)}})))
+    assert line.startswith("budget: 0 of 2 runs done, running d2 (2 min 05 s, train_vae 3/7), "
+                           "running d8 (0 s, train_classifier 5/24), elapsed 2 min 05 s"), line
+    between = experiments.runs(exp_show({"d2": {"train_vae": (7, False)}}))[1]  # evaluate, downstream, ood
+    assert between["state"] == "running" and experiments.where(between) == ""
+    assert experiments.where({"name": "x", "state": "running"}) == ""
 
 
 def test_a_run_taken_off_the_queue_is_not_counted_as_done(monkeypatch, capsys):
@@ -309,7 +325,7 @@ def test_budget_report_judges_each_longer_budget_against_the_shortest(monkeypatc
     entries[-1]["params"]["model"] = {"widths": [8]}  # another architecture: not this study
     from tools import study
 
-    monkeypatch.setattr(study, "git_json", lambda rev, path: {"best_epoch": 7})
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {"best_epoch": 7})
     df = study.frame(budget.STUDY, entries)
     assert sorted(df["experiment"]) == ["e21s0", "e21s1", "e21s2", "e50s0", "e7s1", "e7s2", "main"]
     summary = study.summarize(df, ["latent_dim", "epochs"])
@@ -335,7 +351,7 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     from tools import experiments
 
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: first)
-    monkeypatch.setattr(budget.study, "git_json", lambda rev, path: {"best_epoch": 7})
+    monkeypatch.setattr(budget.study, "run_json", lambda rev, path: {"best_epoch": 7})
     with pytest.raises(SystemExit) as e:  # only the 7-epoch runs: nothing to compare
         budget.main(["--poll", "0"], root=tmp_path)
     assert "fewer than two budgets" in str(e.value) and "--rev" in str(e.value)
@@ -369,7 +385,7 @@ def test_budget_takes_the_params_own_epochs_from_the_committed_sweep(monkeypatch
     runs = [budget_entry("main", 2, 7, 0, 0.71), budget_entry("d8e7", 8, 7, 0, 0.80),
             *(budget_entry(f"e21s{s}", d, 21, s, 0.75 + s / 100) for d in (2, 8) for s in (0, 1, 2))]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(budget.study, "git_json", lambda rev, path: {"best_epoch": 21})
+    monkeypatch.setattr(budget.study, "run_json", lambda rev, path: {"best_epoch": 21})
     (tmp_path / "reports").mkdir()
     swept = noise.summary([0.71 - 0.89, 0.72 - 0.89, 0.70 - 0.89])
     (tmp_path / "reports/sweep.json").write_text(json.dumps({"dataset": "fashion_mnist", "params": {}, "sizes": [
@@ -401,7 +417,7 @@ def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tm
 
     runs = [entry(f"d{d}s{s}", d, s, 0.9 + s / 100) for d in (2, 4) for s in (0, 1)]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(sweep.study, "git_json", lambda rev, path: {})
+    monkeypatch.setattr(sweep.study, "run_json", lambda rev, path: {})
     (tmp_path / "reports").mkdir()
     earlier = {"dataset": "mnist", "params": {"data.dataset": "mnist"}, "runs": {"2": "old-a old-b", "32": "old-c old-d"},
                "sizes": [{**sweep.table(runs)[lambda f: f["latent_dim"] == 2].drop(columns="experiment")
@@ -423,8 +439,8 @@ def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tm
 
 def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
     """`make sweep/seeds/budget/exercises` are `python -m tools.<study> --queue`: one `dvc exp
-    run --queue` per grid point and seed (the three seed keys alike), or per named run."""
-    from tools import budget, experiments, exercises, seeds, study
+    run --queue` per grid point, its seeds one Hydra sweep of `seed`, or one per named run."""
+    from tools import budget, experiments, exercises, seeds, study, sweep
 
     queued = []
     monkeypatch.setattr(experiments, "queue", lambda runs, jobs: queued.append((runs, jobs)))
@@ -433,12 +449,74 @@ def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
         assert study.start(module.STUDY, study.arguments(module.STUDY, "doc").parse_args(["--queue", *argv])) is None
         return queued.pop()
 
-    seed = lambda s: dict.fromkeys(experiments.SEED_KEYS, s)  # noqa: E731
     runs, jobs = queue(budget, "--grid", "epochs=21", "--seeds", "0,1", "-S", "data.dataset=mnist", "--jobs", "2")
     assert jobs == 2 and runs == [
-        (None, {"latent_dim": d, "train_ae.epochs": "21", "train_vae.epochs": "21", "data.dataset": "mnist", **seed(s)})
-        for d in (2, 8) for s in (0, 1)]
-    runs, _ = queue(seeds, "--seeds", "1 2", "--name", "mnist-seed{seed}-vm")
-    assert runs == [("mnist-seed1-vm", seed(1)), ("mnist-seed2-vm", seed(2))]
+        (None, {"latent_dim": d, "train_ae.epochs": "21", "train_vae.epochs": "21", "data.dataset": "mnist",
+                "seed": "range(0,2)"}) for d in (2, 8)]
+    assert queue(sweep, "--seeds", "0")[0] == [(None, {"latent_dim": d, "seed": 0}) for d in (2, 4, 8, 16, 32)]
+    runs, _ = queue(seeds, "--seeds", "0 2 5", "--name", "mnist-seeds-vm")
+    assert runs == [("mnist-seeds-vm", {"seed": "0,2,5"})]
+    assert queue(seeds, "--name", "seeds-vm", "--grid", "latent_dim=8")[0] == [("seeds-vm-8", {"latent_dim": "8",
+                                                                                               "seed": "range(1,5)"})]
     assert queue(exercises, "beta-4")[0] == [("beta-4", {"train_vae.beta": 4})]
     assert [name for name, _ in queue(exercises)[0]] == ["beta-0.25", "beta-4", "mnist-d8"]
+
+
+def test_a_runs_files_come_through_dvc_api_from_git_or_the_cache(tmp_path):
+    """run_file / run_json read another revision's files with dvc.api: a git-tracked report
+    and a DVC-tracked image, each as that revision had it; a revision without the file, or
+    whose data is gone from the cache (no remote), is one line naming the revision and path."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tools import experiments
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    sh = lambda *cmd: subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)  # noqa: E731
+    sh("git", "init", "-q")
+    sh(dvc, "init", "-q")
+    (tmp_path / "reports").mkdir()
+    revs = []
+    for version in (b"old", b"new"):
+        (tmp_path / "reports/r.json").write_text(json.dumps({"v": version.decode()}))
+        (tmp_path / "image.png").write_bytes(b"\x89PNG " + version)
+        sh(dvc, "add", "-q", "image.png")
+        sh("git", "add", "-A")
+        sh("git", "commit", "-qm", version.decode())
+        revs.append(sh("git", "rev-parse", "HEAD").stdout.decode().strip())
+    old, new = revs
+    assert experiments.run_file(old, "image.png", tmp_path) == b"\x89PNG old"
+    assert experiments.run_file(new, "image.png", tmp_path) == b"\x89PNG new"
+    assert experiments.run_json(old, "reports/r.json", tmp_path) == {"v": "old"}
+    assert experiments.run_json(old, "reports/none.json", tmp_path) == {}  # a run without that report
+    with pytest.raises(SystemExit, match=f"^course: {old[:7]} has no plots/x.png, in git or as a DVC output$"):
+        experiments.run_file(old, "plots/x.png", tmp_path, "course")
+    shutil.rmtree(tmp_path / ".dvc/cache")
+    with pytest.raises(SystemExit, match=f"^exercises: {old[:7]}'s image.png is in neither DVC's cache nor its remote"):
+        experiments.run_file(old, "image.png", tmp_path, "exercises")
+    with pytest.raises(SystemExit, match="^sweep: cannot read reports/r.json of 0000000: .*unknown Git revision"):
+        experiments.run_json("0" * 40, "reports/r.json", tmp_path, "sweep")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_seeds_queues_one_dvc_sweep(monkeypatch):
+    """`make seeds` is one `dvc exp run --queue` whose `-S seed=range(1,5)` DVC expands, by
+    Hydra's sweep syntax, into a run per seed (named seeds-<machine>-1, -2, ...), then
+    `dvc queue start`."""
+    import shlex
+    import subprocess
+
+    from tools import experiments, seeds
+
+    recipe = subprocess.run(["make", "-n", "seeds", "MACHINE=vm"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.splitlines()[-1]
+    assert recipe.startswith("python -m tools.seeds --queue"), recipe
+    commands = []
+    monkeypatch.setattr(experiments.subprocess, "run", lambda cmd, **k: commands.append(cmd))
+    seeds.main(shlex.split(recipe)[3:])
+    assert commands == [["dvc", "exp", "run", "--queue", "--name", "seeds-vm", "-S", "seed=range(1,5)"],
+                        ["dvc", "queue", "start", "-j", "1"]]

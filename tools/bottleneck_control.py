@@ -97,9 +97,7 @@ def processed(params: dict, dataset: str, raw: Path, tmp: Path) -> tuple[dict, l
 
 def one_run(params: dict, data: dict, classes: list[str], d: int, seed: int) -> dict:
     """Train the bottleneck classifier at size ``d`` and seed ``seed``; probe its code."""
-    run_params = {**copy.deepcopy(params), "latent_dim": d}
-    for section in ("train_ae", "train_classifier"):
-        run_params[section]["seed"] = seed
+    run_params = {**copy.deepcopy(params), "latent_dim": d, "seed": seed}  # the training seed of both
     device = resolve_device(top_level(run_params, "device"))
     model, cfg = build(run_params, N_CLASSES)
     model = model.to(device)

@@ -13,7 +13,7 @@ import sys
 
 from stages.core.cli import run
 from tools import noise
-from tools.experiments import SEED_KEYS
+from tools.experiments import SEED
 
 def _dvc_diff(kind: str, a: str, b: str) -> dict[str, tuple]:
     """{key: (old, new)} from `dvc <kind> diff a b --json --all` (b: workspace)."""
@@ -38,7 +38,7 @@ def metrics_diff(a: str, b: str) -> dict[str, tuple]:
 def configurations(a: str, b: str) -> tuple[dict, dict]:
     """Each side's configuration (tools/noise.py) from `dvc params diff`."""
     params = _dvc_diff("params", a, b)
-    return tuple(noise.configuration({k: v[i] for k, v in params.items()}, SEED_KEYS) for i in (0, 1))
+    return tuple(noise.configuration({k: v[i] for k, v in params.items()}, SEED) for i in (0, 1))
 
 
 def table(rows: dict[str, tuple], floor_of: dict[str, tuple[float, float] | None]) -> list[list[str]]:

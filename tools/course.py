@@ -17,7 +17,7 @@ from stages.core import builders
 from stages.core.archs import ARCHS, latent_text
 from stages.core.cli import run
 from tools import figures, study
-from tools.experiments import cached_png, git_json
+from tools.experiments import run_file, run_json
 from tools.study import Study
 
 # Each course model as the course has it. The tanh MNIST stack's code collapses to a constant at
@@ -51,7 +51,8 @@ def row(entry: dict, name: str, seconds: float | None) -> dict:
     params, m = entry["params"], study.metrics(entry)
     model, _ = builders.autoencoder(params)
     shape = ARCHS[model.cfg.arch].latent_shape(model.cfg)  # (C, H, W) of a spatial latent, else None
-    down, inp, side = git_json(entry["rev"], "reports/downstream.json"), model.cfg.input, model.cfg.sizes()[0]
+    down = run_json(entry["rev"], "reports/downstream.json", who="course")
+    inp, side = model.cfg.input, model.cfg.sizes()[0]
     return {"model": name, "run": entry["name"], "rev": entry["rev"], "dataset": params["data"]["dataset"],
             "input": f"{side}x{side}, {'[-1, 1]' if inp.normalize == 'symmetric' else '[0, 1]'}, "
                      f"{params['train_ae']['loss']}",
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> list[dict] | 
     noise = {d: json.loads((root / p).read_text())["metrics"]["ae.test_mse"] for d, p in SEEDS.items()
              if (root / p).is_file()}
     panels = {f"{r['model']} ({DATASETS[r['dataset']]}, latent {r['latent']})":
-              cached_png(r["rev"], "plots/train_ae/reconstructions.png", root, "course") for r in rows}
+              run_file(r["rev"], "plots/train_ae/reconstructions.png", root, "course") for r in rows}
     study.write(root, "course", markdown(rows, base["rev"][:7], noise), None, {"reconstructions.png": figures.png_panels(
         panels, 2, "Test images (top row of each) and each course model's reconstructions")})
     return rows

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stages.core.cli import run
 from tools import figures, noise, study
-from tools.experiments import SEED_KEYS, cached_png, flat
+from tools.experiments import SEED, flat, run_file
 from tools.study import Study
 
 STUDY = Study("exercises", runs={"beta-0.25": {"train_vae.beta": 0.25}, "beta-4": {"train_vae.beta": 4},
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
              f"## β, the parameter to tune (Fashion-MNIST, latent_dim = {base['params']['latent_dim']}, test set)", "",
              "| β | run | " + " | ".join(VAE) + " |", "|---" * (len(VAE) + 2) + "|"]
     reports = noise.seed_reports(root)
-    floor = lambda e: (noise.report_for(noise.configuration(flat(e["params"]), SEED_KEYS), reports) or (None, None))[1]  # noqa: E731
+    floor = lambda e: (noise.report_for(noise.configuration(flat(e["params"]), SEED), reports) or (None, None))[1]  # noqa: E731
     one = study.metrics(base)
     for e, beta in betas:
         m = study.metrics(e)
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
               *(f"| {r.upper()} (8) | {m[f'downstream.{r}.logreg_test_acc']:.4f} | {m[f'downstream.{r}.mlp_test_acc']:.4f} |"
                 for r in study.REPS),
               "", f"Best latent probe minus the same classifier on pixels: {m['downstream.best_latent_minus_pixels']:+.4f}."]
-    panels = {f"β = {beta:g}: {kind}": cached_png(e["rev"], path, root)
+    panels = {f"β = {beta:g}: {kind}": run_file(e["rev"], path, root, "exercises")
               for e, beta in betas for kind, path in zip(("reconstructions", "prior samples"), IMAGES)}
     study.write(root, "exercises", "\n".join(lines) + "\n", None, {"beta.png": figures.png_panels(
         panels, len(IMAGES), "The VAE's β: test images and their reconstructions (left), samples from N(0, I) (right)")})

@@ -1,6 +1,6 @@
 """DVC's experiments from outside the pipeline: queue runs, wait for the queue with a line
-of progress, read `dvc exp show --json` as a list of runs, and a run's files (git-tracked
-ones with ``git show``, cached ones by the md5 its dvc.lock records)."""
+of progress, read `dvc exp show --json` as a list of runs, and a run's files (dvc.api: from
+git, DVC's cache or its remote)."""
 from __future__ import annotations
 
 import json
@@ -11,16 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 PENDING = {"queued", "running"}
-SEED_KEYS = ("train_classifier.seed", "train_ae.seed", "train_vae.seed")
-# A stage's progress line in a run's log: "Running stage 'evaluate':", "train_ae 3/21: ...".
-STEP = re.compile(r"^Running stage '([\w-]+)'|^([A-Za-z_][\w ]*?) (\d+)/(\d+):")
+SEED = "seed"  # params.yaml's training seed, of train_classifier, train_ae and train_vae; a seed study sweeps it
+LIVE = re.compile(r"plots/(\w+)/live/metrics\.json")  # a training stage's DVCLive summary, a metric of dvc.yaml
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
-    """{"train_ae": {"seed": 0}} -> {"train_ae.seed": 0}: params and metrics as DVC names them."""
+    """{"train_ae": {"lr": 0.008}} -> {"train_ae.lr": 0.008}: params and metrics as DVC names them."""
     out = {}
     for key, value in (tree or {}).items():
         out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
@@ -44,16 +41,16 @@ def dvc_exp_show(rev: str) -> list[dict]:
 
 def runs(show: list[dict], workspace: bool = False) -> list[dict]:
     """The baseline commits' runs and their experiments, as {name, baseline, state, timestamp,
-    rev, params, metrics, pid, log}: ``state`` the queue's (a run outside it: success), ``pid``
-    and ``log`` the queue's process and output file of a run it ran."""
+    rev, params, metrics}: ``state`` the queue's (a run outside it: success), ``metrics`` by
+    file (a running run's: what its workspace holds so far)."""
     out = []
 
-    def entry(node: dict, name: str, baseline: str, state: str, local: dict | None = None) -> dict:
+    def entry(node: dict, name: str, baseline: str, state: str) -> dict:
         data = node.get("data") or {}
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}  # noqa: E731
         return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
                 "rev": node.get("rev", ""), "params": files("params").get("params.yaml", {}),
-                "metrics": files("metrics"), "pid": (local or {}).get("pid"), "log": (local or {}).get("log")}
+                "metrics": files("metrics")}
 
     for commit in show:
         if commit.get("rev") == "workspace":
@@ -64,7 +61,7 @@ def runs(show: list[dict], workspace: bool = False) -> list[dict]:
         for exp in commit.get("experiments") or []:
             executor = exp.get("executor") or {}
             out += [entry(rev, rev.get("name") or exp.get("name") or rev["rev"][:7], name,
-                          executor.get("state", "success"), executor.get("local")) for rev in exp.get("revs") or []]
+                          executor.get("state", "success")) for rev in exp.get("revs") or []]
     return out
 
 
@@ -75,33 +72,25 @@ def duration(seconds: float) -> str:
         else f"{s} s"
 
 
-def run_age(pid: int | None) -> float | None:
-    """Seconds since the process ``pid`` started (Linux's /proc); None where unknown."""
-    try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
-        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def last_step(log: str | None) -> str:
-    """Where a running run is, from its log's last stage or epoch line ("train_ae 3/21", "stage
-    evaluate"); "" where the log says nothing yet or is unreadable."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            tail = f.read().decode(errors="replace")
-    except (OSError, TypeError):
+def where(entry: dict) -> str:
+    """Where a running run is, from what DVCLive wrote (stages/core/training.py) as `dvc exp show`
+    reads it from the run's workspace: the training stage whose live summary
+    (plots/<stage>/live/metrics.json) is partial, as "train_ae 3/7", its step (epochs done) of
+    the run's <stage>.epochs; "" where none is (before, between or after them)."""
+    partial = [(m[1], live) for f, live in (entry.get("metrics") or {}).items()
+               if (m := LIVE.fullmatch(f)) and (live or {}).get("partial")]
+    if not partial:
         return ""
-    for m in filter(None, (STEP.match(line.strip()) for line in reversed(tail.splitlines()))):
-        return f"stage {m[1]}" if m[1] else f"{m[2]} {m[3]}/{m[4]}"
-    return ""
+    stage, live = partial[-1]  # one at a time in a run; the last in dvc.yaml's order if a killed one lingers
+    total = ((entry.get("params") or {}).get(stage) or {}).get("epochs")
+    return f"{stage} {live.get('step') or 0}" + (f"/{total}" if total else "")
 
 
 class Progress:
     """How far the queue is: the runs pending at the first look are the work (less those taken
-    off the queue since); a line gives the runs done, the one running, for how long and where,
-    the time elapsed and the rest at the mean time of the runs done."""
+    off the queue since); a line gives the runs done, each one running, for how long (since a
+    look first saw it running) and where (:func:`where`), the time elapsed and the rest at the
+    mean time of the runs done."""
 
     def __init__(self, who: str):
         self.who, self.clock = who, time.monotonic
@@ -114,14 +103,13 @@ class Progress:
         done = [n for n in self.work if n not in pending]
         running = [n for n, state in pending.items() if state == "running"]
         for n in running:
-            age = run_age(by_name[n].get("pid"))
-            self.running_since.setdefault(n, now - age if age is not None else now)
+            self.running_since.setdefault(n, now)
         elapsed, failed = now - self.start, sum(by_name[n]["state"] == "failed" for n in done)
         head = f"{self.who}: {len(done)} of {len(self.work)} runs done" + (f" ({failed} failed)" if failed else "")
         if not pending:
             return head + f" in {duration(elapsed)}" + (f" ({duration(elapsed / len(done))} a run)" if done else "")
         parts = [head] + [f"running {n} ({duration(now - self.running_since[n])}"
-                          f"{', ' + step if (step := last_step(by_name[n].get('log'))) else ''})" for n in running]
+                          f"{', ' + step if (step := where(by_name[n])) else ''})" for n in running]
         parts += ([] if running else ["none running yet"]) + [f"elapsed {duration(elapsed)}"]
         per_run = elapsed / len(done) if done else 0.0  # the runs done so far, one worker after another
         parts.append(f"about {duration(per_run * (len(self.work) - len(done)))} left ({duration(per_run)} a run)"
@@ -147,16 +135,41 @@ def wait(rev: str, poll: float, who: str = "sweep") -> list[dict]:
         time.sleep(poll)
 
 
-def git_json(rev: str, path: str) -> dict:
-    """A git-tracked JSON file of the run ``rev`` (its reports/), or {} where it has none."""
-    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return json.loads(shown.stdout) if shown.returncode == 0 else {}
+WORKSPACE = (None, "", "workspace")  # how runs() and dvc exp show name the workspace
 
 
-def cached_png(rev: str, path: str, root: Path, who: str = "exercises") -> Path:
-    """The file DVC cached for ``path`` in the run ``rev`` (its dvc.lock names the md5)."""
-    lock = yaml.safe_load(subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True,
-                                         text=True, check=True).stdout)
-    for out in (o for stage in lock["stages"].values() for o in stage.get("outs", []) if o["path"] == path):
-        return root / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]
-    raise SystemExit(f"{who}: {rev[:7]}'s dvc.lock has no {path}")
+def _label(rev: str | None) -> str:
+    return "the workspace" if rev in WORKSPACE else rev[:7]
+
+
+def _read(rev: str | None, path: str, root: Path, who: str) -> bytes | None:
+    """``path`` as the run ``rev`` has it, through dvc.api (a git-tracked file, or an output
+    from DVC's cache or its remote, whatever the layout); None where the run has no such file."""
+    import dvc.api
+    from dvc.exceptions import DvcException, PathMissingError
+
+    run, rev = _label(rev), None if rev in WORKSPACE else rev
+    try:
+        return dvc.api.read(path, repo=str(root), rev=rev, mode="rb")
+    except PathMissingError:
+        if dvc.api.DVCFileSystem(str(root), rev=rev).exists(path):  # its dvc.lock names it; the bytes are not here
+            raise SystemExit(f"{who}: {run}'s {path} is in neither DVC's cache nor its remote; fetch it "
+                             f"(`dvc exp pull origin <exp>`, `dvc pull`) and run this again") from None
+        return None
+    except DvcException as e:
+        raise SystemExit(f"{who}: cannot read {path} of {run}: {' '.join(str(e).split())}") from None
+
+
+def run_file(rev: str, path: str, root: Path = Path("."), who: str = "experiments") -> bytes:
+    """The bytes of ``path`` in the run ``rev`` (a commit's or an experiment's: its figures);
+    where it has none, one line naming both."""
+    data = _read(rev, path, root, who)
+    if data is None:
+        raise SystemExit(f"{who}: {_label(rev)} has no {path}, in git or as a DVC output")
+    return data
+
+
+def run_json(rev: str, path: str, root: Path = Path("."), who: str = "experiments") -> dict:
+    """A JSON file of the run ``rev`` (its reports/), or {} where it has none."""
+    data = _read(rev, path, root, who)
+    return {} if data is None else json.loads(data)

@@ -3,6 +3,7 @@ the params that differ from the baseline's and the headline numbers. Arguments g
 `dvc exp show` (`-A`, `--rev main`, `-n 3`)."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def rows(show: list[dict]) -> list[dict]:
 
 def compact(changed: dict) -> str:
     """key=value pairs; keys of several sections that share a name and a value once, as
-    name=value (xN): the three training seeds of a seed run read seed=2 (x3)."""
+    name=value (xN): a budget run's train_ae.epochs and train_vae.epochs read epochs=21 (x2)."""
     groups: dict[tuple, list[str]] = {}
     for key, value in changed.items():
         groups.setdefault((key.rsplit(".", 1)[-1], repr(value)), []).append(key)
@@ -60,13 +61,22 @@ def table(entries: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
+    # -h is ours; every other argument is `dvc exp show`'s (its own help: `dvc exp show -h`).
+    parser = argparse.ArgumentParser(prog="python -m tools.exps", description=__doc__, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Options of `dvc exp show` (see `dvc exp show -h`) pass through.")
+    _, passed = parser.parse_known_args(argv)
     try:
-        result = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
+        result = subprocess.run(["dvc", "exp", "show", "--json", *passed], capture_output=True, text=True)
     except FileNotFoundError:
         sys.exit("exps: no `dvc` on PATH; run `make exps`, or `source .venv/bin/activate` first")
     if result.returncode:
-        sys.exit(f"exps: dvc exp show failed: {result.stderr.strip()}")
-    print(table(rows(json.loads(result.stdout or "[]"))))
+        sys.exit(f"exps: dvc exp show failed: {' '.join(result.stderr.split())}")
+    try:
+        show = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        sys.exit(f"exps: `dvc exp show --json {' '.join(passed)}` printed no JSON: {' '.join(result.stdout.split())[:200]}")
+    print(table(rows(show)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ panels of saved PNGs. Not in stages/core/plots.py: a change here reruns no stage
 """
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -89,13 +91,13 @@ def budget(summary: pd.DataFrame, control: dict | None = None) -> Figure:
 
 
 def png_panels(files: dict, ncols: int, title: str = "") -> Figure:
-    """Saved figures (PNG files), one panel each with its label, ``ncols`` per row."""
+    """Saved figures (PNG files, or their bytes), one panel each with its label, ``ncols`` per row."""
     nrows = -(-len(files) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 4 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (label, path) in zip(axes.flat, files.items()):
-        ax.imshow(plt.imread(path, format="png"))
+    for ax, (label, png) in zip(axes.flat, files.items()):
+        ax.imshow(plt.imread(io.BytesIO(png) if isinstance(png, bytes) else png, format="png"))
         ax.set_title(label, fontsize=10)
     if title:
         fig.suptitle(title)

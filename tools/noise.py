@@ -218,10 +218,10 @@ def judge(changes: dict[str, float], floors: dict[str, tuple[float, float] | Non
 SEED_REPORTS = "reports/seeds*.json"
 
 
-def configuration(params: dict, seed_keys: tuple[str, ...]) -> dict[str, str]:
-    """A run's configuration: its flat params but the training seeds, values as text (as
+def configuration(params: dict, seed_key: str) -> dict[str, str]:
+    """A run's configuration: its flat params but the training seed, values as text (as
     `dvc params diff` prints lists), so configurations from any source compare equal."""
-    return {k: str(v) for k, v in params.items() if k not in seed_keys and v is not None}
+    return {k: str(v) for k, v in params.items() if k != seed_key and v is not None}
 
 
 def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:

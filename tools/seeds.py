@@ -1,8 +1,10 @@
-"""The noise floor: `make seeds` queues HEAD's params with the training seeds set to each
-of SEEDS (HEAD's own run is seed 0), named [TAG]seed<s>-<machine>; `make seeds-report`
-writes per metric its mean, sd and 95 % interval over the runs, per paired difference the
-same and its verdict (tools/noise.py): reports/<out>.{json,md} (the floor `make compare`
-reads) and plots/<out>/errors.png. Runs pushed from several machines count alike.
+"""The noise floor: `make seeds` queues HEAD's params with params.yaml's `seed` set to each
+of SEEDS (HEAD's own run is seed 0) as one DVC sweep, `dvc exp run --queue -S
+'seed=range(1,5)'`, named [TAG]seeds-<machine> (DVC names its runs <name>-1, -2, ...);
+`make seeds-report` writes per metric its mean, sd and 95 % interval over the runs, per
+paired difference the same and its verdict (tools/noise.py): reports/<out>.{json,md} (the
+floor `make compare` reads) and plots/<out>/errors.png. A run is named by its experiment
+name and its seed (read from its params); runs pushed from several machines count alike.
 """
 from __future__ import annotations
 
@@ -16,21 +18,29 @@ import yaml
 
 from stages.core.cli import run
 from tools import figures, noise, study
-from tools.experiments import SEED_KEYS, flat
+from tools.experiments import SEED, flat
 from tools.study import META, PAIRED, Study, num
 
-STUDY = Study("seeds", seeds=[1, 2, 3, 4], run_name="seed{seed}-" + socket.gethostname(),
+STUDY = Study("seeds", seeds=[1, 2, 3, 4], run_name="seeds-" + socket.gethostname(),
               paired=tuple(n for n in PAIRED if not n.startswith("AE - VAE, 5-NN")))
 
 
+def machine(experiment: str, baseline: str) -> str | None:
+    """The machine in a seed run's name: [TAG]seeds-<machine>-<i> as `make seeds` names its sweep's
+    runs, or [TAG]seed<s>-<machine> as one is named by hand; None for another name (DVC's own)."""
+    if experiment == baseline:
+        return "(commit's own run)"
+    made = re.search(r"(?:^|-)(?:seeds-(.+)-\d+|seeds-(.+)|seed\d+-(.+))$", experiment)
+    return next(filter(None, made.groups())) if made else None
+
+
 def seed_runs(entries: list[dict], overrides: dict) -> list[dict]:
-    """The runs that differ from the baseline only in the seeds (and ``overrides``), newest per
-    seed, each {experiment, seed, machine (its name's suffix), metrics}."""
+    """The runs that differ from the baseline only in the seed (and ``overrides``), newest per
+    seed, each {experiment (its name), seed (its params'), machine (:func:`machine`), metrics}."""
     out = []
     for r in study.frame(STUDY, entries, overrides).to_dict("records"):
-        made = re.search(rf"(?:^|-)seed{r['seed']}-(.+)$", r["experiment"])  # as `make seeds` names them
         out.append({"experiment": r["experiment"], "seed": r["seed"],
-                    "machine": made.group(1) if made else "(commit's own run)",
+                    "machine": machine(r["experiment"], entries[0]["name"]),
                     "metrics": {k: v for k, v in r.items() if k not in META and k not in PAIRED and not pd.isna(v)}})
     return out
 
@@ -62,7 +72,8 @@ def family_floors(rep: dict) -> dict[str, float | None]:
 
 
 def markdown(rep: dict, title: str) -> str:
-    made = ", ".join(f"{r['experiment']} (seed {r['seed']}, {r['machine']})" for r in rep["runs"])
+    made = ", ".join(f"{r['experiment']} (seed {r['seed']}" + (f", {r['machine']})" if r["machine"] else ")")
+                     for r in rep["runs"])
     n, floors = len(rep["runs"]), family_floors(rep)
     interval = lambda s: f"{num(s['mean'])} | {num(s['sd'])} | [{num(s['ci95'][0])}, {num(s['ci95'][1])}]"  # noqa: E731
     lines = [f"{title}: {n} runs that differ only in the training seeds: {made}.", "",
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict | None:
                 for i, r in enumerate(old["runs"])]
         overrides = old.get("params", {})
         config = old.get("config") or {k: v for k, v in {**flat(yaml.safe_load((root / "params.yaml").read_text())),
-                                                         **overrides}.items() if k not in SEED_KEYS}
+                                                         **overrides}.items() if k != SEED}
     else:
         if (got := study.start(STUDY, args)) is None:
             return None
@@ -114,7 +125,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict | None:
         if len(rows) < 2:
             sys.exit(f"seeds: {len(rows)} finished run(s) of {', '.join(args.rev or ['HEAD'])} differ only in their seeds; "
                      "a noise floor needs 2 or more: run `make seeds` first")
-        config = {k: v for k, v in {**flat(entries[0]["params"]), **overrides}.items() if k not in SEED_KEYS}
+        config = {k: v for k, v in {**flat(entries[0]["params"]), **overrides}.items() if k != SEED}
     rep = {**report(rows), "params": overrides, "config": config}  # config: what tools/compare.py matches
     title = f"{config['data.dataset']}, latent_dim={config['latent_dim']}"
     study.write(root, args.out, markdown(rep, title), rep, {"errors.png": figure(rep, title)})

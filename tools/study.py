@@ -1,9 +1,10 @@
 """What every study does, once. A study module declares a `Study` (its free params and their
 values, the training seeds, or runs by name; the numbers it reads per run and the paired
 differences it judges) and keeps what is its own, its tables and figure. This layer queues
-it through DVC's queue, reads back the finished runs that differ from the baseline only
-there as one row per run, summarizes them per group, judges a table's differences by the one
-rule (`judge`: tools/noise.py's ``decide``), writes "mean ± half-width" (`pm`) and the report's files.
+it through DVC's queue (one `dvc exp run --queue` per grid point, its seeds one Hydra sweep),
+reads back the finished runs that differ from the baseline only there as one row per run,
+summarizes them per group, judges a table's differences by the one rule (`judge`:
+tools/noise.py's ``decide``), writes "mean ± half-width" (`pm`) and the report's files.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import yaml
 
 from stages.core.io import read_json, save_figure, write_json, write_text
 from tools import experiments, noise
-from tools.experiments import SEED_KEYS, flat, git_json
+from tools.experiments import SEED, flat, run_json
 
 # The headline metrics, by flat DVC key: the README's row label (make readme) and, for those a
 # latent experiment moves, the column of `make exps`.
@@ -76,13 +77,13 @@ def latents(m: dict) -> dict:
 class Study:
     name: str  # reports/<name>.{md,json}, plots/<name>/, `make <name>`
     grid: dict[str, list] = field(default_factory=dict)  # each free param (or `tied` name): its values
-    seeds: list[int] | None = None  # training seeds per grid point, one value for the three; None: the commit's
+    seeds: list[int] | None = None  # values of params.yaml's `seed` per grid point, one sweep; None: the commit's
     runs: dict[str, dict] = field(default_factory=dict)  # or runs by name: {name: {param: value}}
     tied: dict[str, tuple[str, ...]] = field(default_factory=dict)  # one name for params set alike
     reports: tuple[str, ...] = ()  # each run's reports/<name>.json read besides its metrics
     numbers: Callable[[dict], dict] = dict  # a run's numbers from its metrics ({flat key: value})
     paired: tuple[str, ...] = ()  # the PAIRED differences it judges
-    run_name: str = ""  # a queued grid run's name, {seed} its seed ("": DVC's own)
+    run_name: str = ""  # a grid point's sweep's name, DVC's runs <name>-1, -2, ... ("": DVC's own names)
 
     def free(self) -> tuple[str, ...]:
         return tuple(k for g in self.grid for k in self.tied.get(g, (g,)))
@@ -92,7 +93,7 @@ def metrics(entry: dict, reports: tuple[str, ...] = ()) -> dict:
     """A run's metrics by flat DVC key, and each of its ``reports`` as <report>:<key>."""
     m = {k: v for f in entry["metrics"].values() for k, v in flat(f).items()}
     for r in reports:
-        m.update({f"{r}:{k}": v for k, v in flat(git_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
+        m.update({f"{r}:{k}": v for k, v in flat(run_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
     return m
 
 
@@ -110,7 +111,8 @@ def arguments(study: Study, doc: str) -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="PARAM=V1,V2",
                    help=f"with --queue: a free param's values (default {study.grid})")
     p.add_argument("--seeds", default=None, help=f"with --queue: training seeds, e.g. '0,1,2' (default {study.seeds})")
-    p.add_argument("--name", default=study.run_name, help="with --queue: each run's name, {seed} its seed")
+    p.add_argument("--name", default=study.run_name, help="with --queue: the seed sweep's name (DVC names its "
+                   "runs NAME-1, NAME-2, ...; a grid point's values are added to it)")
     p.add_argument("--jobs", type=int, default=1, help="with --queue: workers (each cores / JOBS threads)")
     p.add_argument("-S", "--set", action="append", default=[], metavar="PARAM=VALUE",
                    help="params the runs set besides the free ones and the seeds (make ... SET=...)")
@@ -136,28 +138,36 @@ def start(study: Study, args: argparse.Namespace) -> tuple[dict, list[dict]] | N
     runs = []
     for values in itertools.product(*grid.values()) if grid or seeds is not None else []:  # none: named runs only
         point = {k: v for g, v in zip(grid, values) for k in study.tied.get(g, (g,))}
-        for seed in seeds if seeds is not None else [None]:
-            runs.append((args.name.format(seed=seed) or None,
-                         {**point, **sets, **({k: seed for k in SEED_KEYS} if seed is not None else {})}))
+        name = "-".join(map(str, (args.name, *values))) if args.name else None
+        runs.append((name, {**point, **sets, **({SEED: sweep(seeds)} if seeds is not None else {})}))
     runs += [(n, {**p, **sets}) for n, p in study.runs.items() if not args.queue or n in args.queue]
     experiments.queue(runs, args.jobs)
     return None
 
 
+def sweep(seeds: list[int]) -> int | str:
+    """The seeds as one `-S seed=...` value: a Hydra sweep that `dvc exp run --queue` expands
+    into one run per seed (``range(1,5)`` for consecutive ones, ``0,2,5`` otherwise), or the
+    one seed."""
+    if len(seeds) == 1:
+        return seeds[0]
+    return f"range({seeds[0]},{seeds[-1] + 1})" if seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else ",".join(map(str, seeds))
+
+
 def select(entries: list[dict], overrides: dict | None = None, free: tuple[str, ...] = ()) -> list[dict]:
     """The runs of one study: finished, with metrics, whose params are the baseline's (the first
-    entry, with ``overrides``) but for ``free`` and the training seeds (one value for the three);
-    not a rerun of the baseline's own params; the newest per (free params, seed), in that order."""
-    strip = lambda p: {k: v for k, v in p.items() if k not in free and k not in SEED_KEYS}  # noqa: E731
+    entry, with ``overrides``) but for ``free`` and the training ``seed``; not a rerun of the
+    baseline's own params; the newest per (free params, seed), in that order."""
+    strip = lambda p: {k: v for k, v in p.items() if k not in free and k != SEED}  # noqa: E731
     base = flat(entries[0]["params"]) if entries else {}
     found: dict[tuple, dict] = {}
     for i, e in enumerate(entries):
         params = flat(e["params"])
-        seeds = {params.get(k) for k in SEED_KEYS}
-        if e["state"] != "success" or not e["metrics"] or len(seeds) != 1 or any(params.get(k) is None for k in free) \
+        if e["state"] != "success" or not e["metrics"] or any(params.get(k) is None for k in free) \
                 or strip(params) != strip({**base, **(overrides or {})}) or (i and params == base):
             continue  # unfinished, another experiment (another dataset, model), or the baseline again
-        key = (*(params[k] for k in free), seeds.pop())
+        key = (*(params[k] for k in free), params.get(SEED))
         if key not in found or e["timestamp"] >= found[key]["entry"]["timestamp"]:
             found[key] = {"entry": e, "params": params, "seed": key[-1]}
     return [found[k] for k in sorted(found)]

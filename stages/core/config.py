@@ -1,7 +1,8 @@
 """params.yaml's schema: one frozen dataclass per section, in the file's order.
 
 No field has a default (params.yaml holds them) and each dataclass checks its own
-values once. The model's keys (the ``model`` section, ``latent_dim``, ``train_vae.beta``)
+values once. The training seed is one top-level key that the three training configs
+share (``top_level_field``). The model's keys (the ``model`` section, ``latent_dim``, ``train_vae.beta``)
 are declared by the model's own config, models.ConvConfig, which builders.py fills
 from these sections (``loss`` is the training section's and goes to the model too).
 The one check across sections, a loss that suits the input scale, is
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .params import check, check_choice
+from .params import check, check_choice, top_level_field
 
 DATASETS = ("mnist", "fashion_mnist")
 NORMALIZATIONS = ("unit", "symmetric")
@@ -55,7 +56,7 @@ class TrainConfig:
     optimizer: str  # adam or sgd (momentum 0.9)
     lr_schedule: str  # onecycle or constant
     patience: int  # stop after this many epochs without a better val loss; 0 = never
-    seed: int  # initial weights and batch order
+    seed: int = top_level_field()  # params.yaml's top-level seed: initial weights and batch order
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")

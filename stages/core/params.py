@@ -2,7 +2,8 @@
 
 The dataclasses have no defaults, so a missing, misspelled or unknown key is an error
 that names its path in params.yaml (``train_ae.lr``); so is a top-level key no stage
-of dvc.yaml reads, which would otherwise be ignored.
+of dvc.yaml reads, which would otherwise be ignored. A field declared with
+:func:`top_level_field` (the training ``seed``) is read from the top level, not the section.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .errors import PipelineError
 
 PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
+TOP_LEVEL = "top_level"  # a dataclass field's metadata: its value is params.yaml's top-level key of its name
 T = TypeVar("T")
 
 
@@ -87,11 +89,21 @@ def top_level(params: dict, key: str, hint: type | None = None) -> Any:
     return params[key] if hint is None else _coerce(params[key], hint, key)
 
 
+def top_level_field() -> Any:
+    """A dataclass field that :func:`from_section` reads from params.yaml's top level, under
+    its own name: one value that several sections' configs share (no default either)."""
+    return dataclasses.field(metadata={TOP_LEVEL: True})
+
+
 def from_section(cls: type[T], params: dict, name: str, others: Iterable[str] = (), **given: Any) -> T:
     """Build ``cls`` from the section ``params[name]`` and the values ``given`` (its fields
-    that live elsewhere in params.yaml): every other field of ``cls`` must be in the
-    section, and nothing else but ``others``, the keys another config reads from it. An
-    error inside names ``<name>.<field>``."""
+    that live elsewhere in params.yaml; a :func:`top_level_field` is read from the top
+    level unless given): every other field of ``cls`` must be in the section, and nothing
+    else but ``others``, the keys another config reads from it. An error inside names
+    ``<name>.<field>``."""
+    hints = typing.get_type_hints(cls)
+    top = [f.name for f in dataclasses.fields(cls) if f.metadata.get(TOP_LEVEL)]
+    given = {**{key: top_level(params, key, hints[key]) for key in top if key not in given}, **given}
     fields = [f.name for f in dataclasses.fields(cls) if f.name not in given]
     known = [*fields, *others]
     section = params.get(name)
@@ -100,10 +112,12 @@ def from_section(cls: type[T], params: dict, name: str, others: Iterable[str] = 
     if not isinstance(section, dict):
         raise ParamError(name, f"must be a section (a mapping) with the keys {', '.join(known)}, got {section!r}")
     for key in section:
+        if key in top and key not in others:
+            raise ParamError(f"{name}.{key}", f"unknown key; {key} is a top-level key of {PARAMS_FILE}, "
+                                              f"one value for every section that uses it: set `{key}:` at the top")
         if key not in known:
             raise ParamError(f"{name}.{key}", f"unknown key; {_did_you_mean(key, known)}known keys of {name!r}: "
                                               f"{', '.join(sorted(known))}")
-    hints = typing.get_type_hints(cls)
     values = dict(given)
     for key in fields:
         if key not in section:
