@@ -134,7 +134,7 @@ def probe(codes: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray]
           label: str, device: torch.device) -> dict[str, Probed]:
     """Every probe on each representation's codes (``{name: {split: (N, d)}}``): k-NN on the
     codes as they are, the logreg and the MLP on codes standardized with train statistics,
-    with the ``logreg`` and ``train_classifier`` params (and the latter's seed).
+    with the ``logreg`` and ``train_classifier`` params and the training ``seed``.
 
     The fits are independent, so on the CPU they run in worker processes, as many as the
     cores (joblib; each worker then has cores / workers threads): on 2 cores the three
