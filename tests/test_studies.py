@@ -291,9 +291,10 @@ def test_a_damaged_seed_report_is_one_line_naming_it(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/seeds.json").write_text('{"config": {"latent_dim": 2}, "runs": [')  # cut short
     from stages.core.errors import PipelineError
+    from tools import study
 
     with pytest.raises(PipelineError) as e:
-        noise.seed_reports(tmp_path)
+        study.seed_reports(tmp_path)
     assert "reports/seeds.json is damaged (not valid JSON" in str(e.value), e.value
     assert str(e.value).endswith("write it again with `make seeds-report`"), e.value  # a tool's, not a stage's
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from stages.core.cli import run
-from tools import noise
+from tools import noise, study
 from tools.experiments import SEED
 
 def _dvc_diff(kind: str, a: str, b: str) -> dict[str, tuple]:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--md", action="store_true", help="a Markdown table, for a pull request")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a change is beyond the noise")
     args = parser.parse_args(argv)
-    reports = noise.seed_reports()
+    reports = study.seed_reports()
     config_a, config_b = configurations(args.a, args.b)
     found_a, found_b = noise.report_for(config_a, reports), noise.report_for(config_b, reports)
     rows = metrics_diff(args.a, args.b)

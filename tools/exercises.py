@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
     lines = [f"# The course's exercises, from real runs of {base['rev'][:7]}", "",
              f"## β, the parameter to tune (Fashion-MNIST, latent_dim = {base['params']['latent_dim']}, test set)", "",
              "| β | run | " + " | ".join(VAE) + " |", "|---" * (len(VAE) + 2) + "|"]
-    reports = noise.seed_reports(root)
+    reports = study.seed_reports(root)
     floor = lambda e: (noise.report_for(noise.configuration(flat(e["params"]), SEED), reports) or (None, None))[1]  # noqa: E731
     one = study.metrics(base)
     for e, beta in betas:

@@ -215,25 +215,10 @@ def judge(changes: dict[str, float], floors: dict[str, tuple[float, float] | Non
     return out
 
 
-SEED_REPORTS = "reports/seeds*.json"
-
-
 def configuration(params: dict, seed_key: str) -> dict[str, str]:
     """A run's configuration: its flat params but the training seed, values as text (as
     `dvc params diff` prints lists), so configurations from any source compare equal."""
     return {k: str(v) for k, v in params.items() if k != seed_key and v is not None}
-
-
-def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
-    """The committed seed reports that say which configuration they were measured at."""
-    from tools.study import read_report
-
-    found = []
-    for path in sorted(root.glob(SEED_REPORTS)):
-        rep = read_report(path)
-        if "config" in rep:
-            found.append((path.relative_to(root), rep))
-    return found
 
 
 def report_for(config: dict[str, str], reports: list[tuple[Path, dict]]) -> tuple[Path, dict] | None:

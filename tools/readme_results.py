@@ -11,7 +11,7 @@ import yaml
 
 from stages.core.cli import run
 from stages.core.io import read_json, write_text
-from tools import noise
+from tools import noise, study
 from tools.experiments import SEED, flat
 from tools.study import HEADLINE, SWEEPS, decimals, p_text, pm
 
@@ -39,7 +39,7 @@ def seed_report(root: Path) -> tuple[Path, dict] | None:
     """The committed seed report measured at exactly the committed params (its training
     seeds aside), if any; one that does not record its configuration is not used."""
     params = flat(yaml.safe_load((root / "params.yaml").read_text()))
-    return noise.report_for(noise.configuration(params, SEED), noise.seed_reports(root))
+    return noise.report_for(noise.configuration(params, SEED), study.seed_reports(root))
 
 
 def results_markdown(root: Path = Path(".")) -> str:

@@ -283,6 +283,19 @@ def read_report(path: Path) -> dict:
     return read_json(path, f"write it again with `{target}`" if target else None)
 
 
+SEED_REPORTS = "reports/seeds*.json"
+
+
+def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
+    """The committed seed reports that say which configuration they were measured at."""
+    found = []
+    for path in sorted(root.glob(SEED_REPORTS)):
+        rep = read_report(path)
+        if "config" in rep:
+            found.append((path.relative_to(root), rep))
+    return found
+
+
 def write(root: Path, out: str, text: str, data: dict | None = None, figures: dict | None = None) -> None:
     """reports/<out>.md (and printed), reports/<out>.json, plots/<out>/<name> for each figure."""
     write_text(root / "reports" / f"{out}.md", text)
