@@ -513,8 +513,11 @@ def test_make_seeds_queues_one_dvc_sweep(monkeypatch):
 
     from tools import experiments, seeds
 
-    recipe = subprocess.run(["make", "-n", "seeds", "MACHINE=vm"], cwd=REPO, capture_output=True, text=True,
-                            check=True).stdout.splitlines()[-1]
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}  # as under make test
+    recipe = subprocess.run(["make", "--no-print-directory", "-n", "seeds", "MACHINE=vm"], cwd=REPO, env=env,
+                            capture_output=True, text=True, check=True).stdout.splitlines()[-1]
     assert recipe.startswith("python -m tools.seeds --queue"), recipe
     commands = []
     monkeypatch.setattr(experiments.subprocess, "run", lambda cmd, **k: commands.append(cmd))
