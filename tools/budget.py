@@ -119,9 +119,7 @@ def reuse(root: Path, out: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame | None:
-    parser = study.arguments(STUDY, __doc__)
-    parser.add_argument("--reuse", action="store_true", help="no runs: rewrite reports/<out>.{md,json} from the "
-                        "JSON by the current rule")
+    parser = study.arguments(STUDY, __doc__, reuse=True)
     args = parser.parse_args(argv)
     if args.reuse:
         return reuse(root, args.out)

@@ -103,8 +103,9 @@ def differences(m: dict, names: tuple[str, ...]) -> dict:
             for n in names}
 
 
-def arguments(study: Study, doc: str) -> argparse.ArgumentParser:
-    """The command line every study shares: queue its runs, or wait for them and report."""
+def arguments(study: Study, doc: str, reuse: bool = False) -> argparse.ArgumentParser:
+    """The command line every study shares: queue its runs, or wait for them and report;
+    with ``reuse``, also ``--reuse``: rewrite the report from its JSON alone."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--queue", nargs="*", metavar="RUN", help="queue the runs (of named runs: these, default "
                    "all) through DVC's queue and start it; report nothing")
@@ -121,6 +122,9 @@ def arguments(study: Study, doc: str) -> argparse.ArgumentParser:
     p.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the queue")
     p.add_argument("--now", action="store_true", help="report the runs finished so far, without waiting")
     p.add_argument("--out", default=study.name, help="reports/<out>.{md,json}, plots/<out>/")
+    if reuse:
+        p.add_argument("--reuse", action="store_true", help="no runs: rewrite reports/<out>.{md,json} from the "
+                       "JSON by the current rule")
     return p
 
 

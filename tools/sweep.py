@@ -114,10 +114,8 @@ def reuse(root: Path, out: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame | None:
-    parser = study.arguments(STUDY, __doc__)
+    parser = study.arguments(STUDY, __doc__, reuse=True)
     parser.add_argument("--keep", action="store_true", help="keep the earlier report's sizes these runs lack")
-    parser.add_argument("--reuse", action="store_true", help="no runs: rewrite reports/<out>.{md,json} from the "
-                        "JSON by the current rule")
     args = parser.parse_args(argv)
     if args.reuse:
         return reuse(root, args.out)
