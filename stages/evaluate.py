@@ -46,7 +46,8 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     reps = load_representations(root, device, pca=False)
     # The baseline at the AE's size; for a code as large as the image or larger (the Keras
     # practice's 7x7x64 map) every component with variance: the pixels rotated, all but lossless.
-    reps["pca"] = PCARepresentation.from_axes(load_arrays(root / paths.PROCESSED_DIR / pca.FILE, pca.KEYS), reps["ae"].dim)
+    axes = load_arrays(root / paths.PROCESSED_DIR / pca.FILE, pca.KEYS)
+    reps["pca"] = PCARepresentation.from_axes(axes, reps["ae"].dim)
     if reps["pca"].dim < reps["ae"].dim:
         print(f"evaluate: the AE's code has {reps['ae'].dim} numbers, more than the train images vary in: "
               f"PCA at all {reps['pca'].dim} components with variance on train is the baseline")

@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from stages.core import paths, plots
+from stages.core import paths, pca, plots
 from stages.core.config import DataConfig
 from stages.core.data import SPLITS, class_names, read_raw, slug
 from stages.core.cli import run
 from stages.core.io import save_arrays, save_figure, write_json
 from stages.core.params import from_section
-from stages.core import pca
 
 
 def split(images: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -23,7 +23,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     model, cfg = builders.autoencoder(params)
     model = model.to(device)
     data, _ = load_tensors(root / paths.PROCESSED_DIR, model.cfg.input)
-    with live_log(root / paths.AE_PLOTS / "live") as live:  # each epoch, as it goes
+    with live_log(root / paths.AE_PLOTS) as live:  # each epoch, as it goes
         history, report = train_and_test(model, data, cfg, "train_ae", live=live)
     metrics = {"ae": {"test_mse": report["test_mse"]}}
 

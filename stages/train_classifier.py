@@ -32,7 +32,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     model = model.to(device)
     data, classes = load_tensors(root / paths.PROCESSED_DIR, pre)
     x_test, y_test = data["test"]
-    with live_log(root / paths.CLASSIFIER_PLOTS / "live") as live:  # each epoch, as it goes
+    with live_log(root / paths.CLASSIFIER_PLOTS) as live:  # each epoch, as it goes
         history, mlp = train_and_test(model, data, cfg, "train_classifier", live=live)
     model.eval()
     predicted = batched(lambda xb: model(xb).argmax(1), x_test, device).numpy()

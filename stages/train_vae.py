@@ -47,7 +47,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     model = model.to(device)
     conv = model.cfg
     data, _ = load_tensors(root / paths.PROCESSED_DIR, conv.input)
-    with live_log(root / paths.VAE_PLOTS / "live") as live:  # each epoch, as it goes
+    with live_log(root / paths.VAE_PLOTS) as live:  # each epoch, as it goes
         history, report = train_and_test(model, data, cfg, "train_vae", live=live)
     metrics = {"vae": {"test_mse": report["test_mse"], "test_kl": report["test_kl"]}}
     test_bounds = torch.zeros(0, 2, dtype=torch.float64)

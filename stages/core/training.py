@@ -117,9 +117,12 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return _mean_stats(total, len(x))
 
 
+LIVE = "live"  # a training stage's DVCLive folder, inside its plots folder (as dvc.yaml lists it)
+
+
 @contextlib.contextmanager
-def live_log(folder: Path) -> Iterator[Live]:
-    """A DVCLive logger writing to ``folder`` as the epochs go: one TSV per logged value
+def live_log(plots: Path) -> Iterator[Live]:
+    """A DVCLive logger writing to ``plots``/:data:`LIVE` as the epochs go: one TSV per logged value
     (``plots/metrics/<name>.tsv``, what dvc.yaml's plots draw) and ``metrics.json``, the
     latest values and the epoch as ``step`` (what ``dvc exp show`` reads, from a queued
     run's temporary workspace too).
@@ -134,6 +137,7 @@ def live_log(folder: Path) -> Iterator[Live]:
     """
     from dvclive import Live
 
+    folder = plots / LIVE
     with _live_writes(folder):
         live = Live(str(folder), save_dvc_exp=False, dvcyaml=False, report=None)  # empties folder
         live.summary["partial"] = True
