@@ -781,6 +781,25 @@ def test_a_stage_reports_where_its_seconds_went(processed, tiny, tmp_path, monke
     assert times["startup"] > 0  # from the stages package's first import, long before main
 
 
+def test_bench_splits_a_stage_and_gives_dvc_the_rest_of_the_wall_time():
+    """`make bench`'s table: a stage's wall is its start-up and main; other is main less
+    its phases; DVC's own row is the run's wall less every stage's."""
+    import importlib.util
+
+    from stages.core import timing
+
+    spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks/bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    phases = dict.fromkeys(timing.PHASES, 0.0) | {"epochs": 6.0, "io": 1.0}
+    row = bench.split({"stage": "train_ae", "startup": 2.0, "main": 10.0, **phases})
+    assert row["wall"] == 12.0 and row["start-up"] == 2.0 and row["other"] == 3.0
+    table = bench.split_table({"train_ae": row, "ood": bench.split({"startup": 1.0, "main": 4.0,
+                                                                     **dict.fromkeys(timing.PHASES, 0.0)})}, 20.0)
+    assert "| DVC itself | 3.0 |" in table and "| **total** | 20.0 | 3.0 | 6.0 |" in table, table
+    assert table.endswith("In training epochs: 6.0 s, 30% of the 20.0 s; everything else: 14.0 s."), table
+
+
 # ------------------------------------------------------ damaged inputs of later stages
 from test_faults import one_line_failure  # noqa: E402  (these need this module's runs)
 
@@ -807,6 +826,21 @@ def test_damaged_features_and_pca(latent2, tmp_path, monkeypatch):
     features.write_bytes(features.read_bytes()[:300])
     msg = one_line_failure(downstream.main, tmp_path, monkeypatch, latent2.params)
     assert msg.startswith("downstream failed: data/features/vae.npz is damaged") and "evaluate" in msg, msg
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_missing_or_damaged_pca_axes(damage, latent2, tmp_path, monkeypatch):
+    """evaluate takes the PCA baseline from the axes preprocess wrote: without them, one
+    line naming the file and the stage that writes it, and evaluate's files as they were."""
+    shutil.copytree(latent2.root, tmp_path, dirs_exist_ok=True)
+    axes = tmp_path / "data/processed/pca_axes.npz"
+    axes.unlink() if damage == "missing" else axes.write_bytes(axes.read_bytes()[:300])
+    before = (tmp_path / "models/pca.npz").read_bytes()
+    msg = one_line_failure(evaluate.main, tmp_path, monkeypatch, latent2.params)
+    fix = {"missing": "is missing; run the stages before this one first", "truncated": "is damaged ("}[damage]
+    assert msg.startswith(f"evaluate failed: data/processed/pca_axes.npz {fix}"), msg
+    assert damage == "missing" or msg.endswith("rebuild it with `dvc repro --force preprocess`"), msg
+    assert (tmp_path / "models/pca.npz").read_bytes() == before
 
 
 def test_ood_needs_train_vae_to_have_bounded_its_images(latent2, tmp_path, monkeypatch):
