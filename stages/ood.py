@@ -4,7 +4,8 @@
 Scores, higher meaning stranger (core/ood_scores.py): each representation's per-image
 MSE; with the Bernoulli decoder, the VAE's IWAE bound on -log p(x), that bound in bits
 minus the image's PNG length (Serra et al., 2020), and minus the PNG length alone, which
-shows how much of the corrected score is the PNG's. The bound of this dataset's images
+shows how much of the corrected score is the PNG's. Each AUROC, and each difference of
+two in PAIRS, has the interval the scored images' own sampling gives it (DeLong). The bound of this dataset's images
 is train_vae's, read back; only the other dataset's is computed here, with the same
 k and seed. An AUROC below 0.5 is a finding, not a bug (Nalisnick et al., 2019).
 """
@@ -23,7 +24,7 @@ from stages.core.inputs import normalize
 from stages.core.cli import run
 from stages.core.io import fmt_metrics, load_arrays, save_figure, write_csv, write_json
 from stages.core.likelihood import bounds_per_image
-from stages.core.ood_scores import auroc, nats_to_bits, png_bits, roc
+from stages.core.ood_scores import auroc, auroc_noise, nats_to_bits, png_bits, roc
 from stages.core.params import from_section, top_level
 from stages.core.representations import load_representations, per_image_mse
 
@@ -35,6 +36,8 @@ SCORE_LABELS = {  # score -> (what it is, its unit): the histograms' titles and 
     "vae_nll_minus_png": ("VAE bound minus PNG length (Serra et al.)", "bits per image"),
     "minus_png": ("minus PNG length alone", "-bits per image"),
 }
+# The differences of two scores' AUROCs (on the same images) the report gives an interval.
+PAIRS = [("vae_nll_minus_png", "vae_nll"), ("ae_mse", "vae_nll"), ("vae_nll_minus_png", "minus_png")]
 
 
 def main(params: dict, root: Path = Path(".")) -> dict:
@@ -69,7 +72,9 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     aurocs = {score: auroc(s[dataset], s[other]) for score, s in scores.items()}
     metrics = {"ood": {"auroc": aurocs}}
     report = {"in_distribution": dataset, "out_of_distribution": other, "images": len(inside),
-              "auroc": aurocs, "mean_score": {score: {name: float(np.mean(v)) for name, v in s.items()}
+              "auroc": aurocs,
+              "test_images": auroc_noise({k: (s[dataset], s[other]) for k, s in scores.items()}, PAIRS),
+              "mean_score": {score: {name: float(np.mean(v)) for name, v in s.items()}
                                               for score, s in scores.items()}}
     write_json(root / paths.OOD_METRICS, metrics)
     write_json(root / paths.OOD_REPORT, report)

@@ -2,7 +2,8 @@
 dropout 0.2) and a logistic regression.
 
 They are also the pixel row of downstream's comparison, computed once here, so a latent
-experiment never recomputes them. The best epoch and C are chosen on val; test is run
+experiment never recomputes them; their test predictions are kept, so downstream pairs
+every probe with them image by image. The best epoch and C are chosen on val; test is run
 once, after.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from stages.core.data import IMAGE_SIDE, N_CLASSES, SPLITS
 from stages.core.device import batched, resolve_device
 from stages.core.inputs import load_tensors, to_unit
 from stages.core.cli import run
-from stages.core.io import fmt_metrics, save_checkpoint, save_figure, write_csv, write_json
+from stages.core.io import fmt_metrics, save_arrays, save_checkpoint, save_figure, write_csv, write_json
 from stages.core.models import checkpoint_config
 from stages.core.params import from_section, top_level
 from stages.core.probes import confusion_counts, logistic_regression, standardize
@@ -49,6 +50,7 @@ def main(params: dict, root: Path = Path(".")) -> dict:
     save_checkpoint(root / paths.CLASSIFIER, model.state_dict(), checkpoint_config(model))
     write_json(root / paths.CLASSIFIER_METRICS, metrics)
     write_json(root / paths.PIXELS_REPORT, report)
+    save_arrays(root / paths.PIXEL_PREDICTIONS, mlp=predicted.astype("int8"), logreg=logreg.test_pred.astype("int8"))
     write_csv(root / paths.CLASSIFIER_PLOTS / "confusion.csv", confusion_counts(actual, predicted, classes))
     save_figure(root / paths.CLASSIFIER_PLOTS / "curves.png", plots.curves(
         history, {"loss": "cross-entropy (nats per image)", "acc": "accuracy"}, "train_classifier"))

@@ -22,13 +22,11 @@ from stages.core.inputs import load_tensors, to_unit
 from stages.core.cli import run
 from stages.core.io import fmt_metrics, save_arrays, save_checkpoint, save_figure, write_json
 from stages.core.likelihood import bounds_per_image
-from stages.core.models import checkpoint_config
+from stages.core.models import ACTIVE_VARIANCE, checkpoint_config
 from stages.core.params import top_level
 from stages.core.training import live_log, train_and_test
 
-# A latent dimension is active when its posterior mean varies across images:
-# Cov_x(E[z|x]) > 0.01 (Burda et al., 2016, section 5.2), over the test images.
-ACTIVE_VARIANCE = 0.01
+# Active units (models.ACTIVE_VARIANCE) are counted over the test images, as Burda et al. do.
 
 
 def iwae_bound(bounds: torch.Tensor) -> dict:

@@ -291,7 +291,8 @@ def test_knn_accuracy_against_a_hand_made_case():
     x = {"train": np.array([[0.0], [1.0], [2.0], [10.0], [11.0]]), "val": np.array([[1.4], [10.6]]),
          "test": np.array([[2.6], [9.0], [5.0]])}
     y = {"train": np.array([0, 0, 1, 2, 2]), "val": np.array([0, 2]), "test": np.array([1, 2, 0])}
-    out = knn_accuracy(x, y, (1, 3))
+    out, pred = knn_accuracy(x, y, (1, 3))
+    np.testing.assert_array_equal(pred["k=1"], [1, 2, 1])
     # 1-NN: val 1.4 -> 1.0 (0), 10.6 -> 11.0 (2); test 2.6 -> 2.0 (1), 9.0 -> 10.0 (2), 5.0 -> 2.0 (1, wrong)
     assert out["k=1"] == {"val_acc": 1.0, "test_acc": pytest.approx(2 / 3)}
     # 3-NN: test 2.6 -> {2.0, 1.0, 0.0}: 0 wins; 9.0 -> {10, 11, 2}: 2; 5.0 -> {2, 1, 0}: 0 (right)
@@ -307,13 +308,67 @@ def test_knn_accuracy_above_the_k_d_tree_bound_is_exact_nearest_neighbours():
     d = KD_TREE_MAX_DIM + 8
     x = {s: rng.standard_normal((n, d)) for s, n in (("train", 200), ("val", 50), ("test", 60))}
     y = {s: rng.integers(0, 3, len(v)) for s, v in x.items()}
-    out = knn_accuracy(x, y, (1, 5))
+    out, _ = knn_accuracy(x, y, (1, 5))
     for s in ("val", "test"):
         dist = ((x[s][:, None, :] - x["train"][None, :, :]) ** 2).sum(-1)
         nearest = np.argsort(dist, axis=1)
         assert out["k=1"][f"{s}_acc"] == pytest.approx((y["train"][nearest[:, 0]] == y[s]).mean())
         votes = np.array([np.bincount(y["train"][row[:5]], minlength=3).argmax() for row in nearest])
         assert out["k=5"][f"{s}_acc"] == pytest.approx((votes == y[s]).mean())
+
+
+def test_paired_accuracy_counts_the_images_one_classifier_alone_gets_right():
+    from stages.core.probes import paired_accuracy
+
+    actual = np.zeros(100, dtype=int)
+    a, b = actual.copy(), actual.copy()
+    a[:10] = 1  # a wrong on 10 images, b on 20 (10 of them a's too)
+    b[:20] = 1
+    out = paired_accuracy(actual, a, b)
+    assert (out["a_only"], out["b_only"]) == (10, 0)
+    assert out["difference"] == pytest.approx(0.10)
+    d = np.r_[np.zeros(10), np.ones(10), np.zeros(80)]
+    assert out["se"] == pytest.approx(d.std(ddof=1) / 10)
+    assert out["mcnemar_p"] == pytest.approx(2 * 0.5 ** 10)  # 10 of 10 discordant one way
+    same = paired_accuracy(actual, a, a)
+    assert (same["difference"], same["se"], same["mcnemar_p"]) == (0.0, 0.0, 1.0)
+
+
+def test_test_image_differences_pairs_every_two_representations_on_what_both_have():
+    from stages.core.probes import test_image_differences
+
+    actual = np.arange(50) % 3
+    preds = {"ae": {"mlp": actual, "k=1": actual}, "vae": {"mlp": (actual + 1) % 3, "k=1": actual},
+             "pixels": {"mlp": actual}}
+    out = test_image_differences(actual, preds)
+    assert set(out) == {"ae-vae", "ae-pixels", "vae-pixels"}
+    assert set(out["ae-vae"]) == {"mlp", "k=1"} and set(out["ae-pixels"]) == {"mlp"}
+    assert out["ae-vae"]["mlp"]["difference"] == 1.0 and out["vae-pixels"]["mlp"]["difference"] == -1.0
+
+
+def test_auroc_noise_agrees_with_a_bootstrap_over_the_images():
+    """DeLong's se of each AUROC and of a difference of two on the same images is within 10 %
+    of scipy's bootstrap over the images (2,000 resamples), and its AUROC is sklearn's."""
+    from scipy import stats
+
+    from stages.core.ood_scores import auroc, auroc_noise
+
+    rng = np.random.default_rng(0)
+    inside, outside = rng.normal(size=(2, 600)), rng.normal(0.6, 1.0, size=(2, 500))
+    inside[1], outside[1] = inside[0] + rng.normal(0, 0.7, 600), outside[0] + rng.normal(0, 0.7, 500)
+    out = auroc_noise({"a": (inside[0], outside[0]), "b": (inside[1], outside[1])}, [("a", "b"), ("a", "c")])
+    assert set(out["differences"]) == {"a-b"}  # c is no score here
+
+    def aucs(x, y, axis=-1):
+        r = stats.rankdata(np.concatenate([x, y], axis=-1), axis=-1)
+        a = (r[..., x.shape[-1]:].sum(-1) - y.shape[-1] * (y.shape[-1] + 1) / 2) / (x.shape[-1] * y.shape[-1])
+        return np.array([a[0], a[1], a[0] - a[1]])  # the two scores are the first axis
+
+    boot = stats.bootstrap((inside, outside), aucs, n_resamples=2000, method="percentile", random_state=0,
+                           vectorized=True, axis=-1).standard_error
+    delong = [out["auroc"]["a"]["se"], out["auroc"]["b"]["se"], out["differences"]["a-b"]["se"]]
+    np.testing.assert_allclose(delong, boot, rtol=0.1)
+    assert out["auroc"]["a"]["auroc"] == pytest.approx(auroc(inside[0], outside[0]))
 
 
 KERNEL_FREE = """
@@ -333,7 +388,7 @@ y = {s: labels[i] for s, i in split.items()}
 logreg = logistic_regression(codes, y, LogregConfig(C=(0.1, 1.0), max_iter=1000, tol=1e-3))
 out = [codes["test"], pca.decode(codes["test"]), per_image_mse(images[split["test"]], pca.decode(codes["test"])),
        logreg.test_pred, np.array([logreg.val_acc, logreg.test_acc]),
-       np.array([v for k in knn_accuracy(codes, y, (1, 5)).values() for v in k.values()])]
+       np.array([v for k in knn_accuracy(codes, y, (1, 5))[0].values() for v in k.values()])]
 print(" ".join(hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16] for a in out))
 """
 

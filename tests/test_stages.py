@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -661,6 +662,15 @@ def test_ood_metrics_report_and_roc(any_run):
         assert roc.iloc[0].tolist() == [0, 0] and roc.iloc[-1].tolist() == [1, 1]
         assert roc["fpr"].is_monotonic_increasing and roc["tpr"].is_monotonic_increasing
         assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(m[f"ood.auroc.{s}"], abs=1e-6)
+    noise = r["test_images"]
+    assert noise["method"] == "DeLong" and noise["images"] == [40, 40]
+    for s in scores:  # 40 against 40 images: an AUROC's se near 0.065 (the note above)
+        assert noise["auroc"][s]["auroc"] == pytest.approx(m[f"ood.auroc.{s}"], abs=2e-6)  # 6 digits kept
+        assert 0.03 < noise["auroc"][s]["se"] < 0.1, noise["auroc"][s]
+    assert set(noise["differences"]) == {"vae_nll_minus_png-vae_nll", "ae_mse-vae_nll", "vae_nll_minus_png-minus_png"}
+    for pair, d in noise["differences"].items():
+        a, b = pair.split("-")
+        assert d["difference"] == pytest.approx(m[f"ood.auroc.{a}"] - m[f"ood.auroc.{b}"], abs=3e-6)
 
 
 def rerun_ood_with_other_test_images(run: Run, root: Path, images: np.ndarray) -> dict:
@@ -717,6 +727,21 @@ def test_downstream_metrics_and_tables(any_run):
     assert m["downstream.best_latent_test_acc"] == pytest.approx(best["test_acc"])
     pixels = report["pixels"][best["classifier"]]["test_acc"]
     assert m["downstream.best_latent_minus_pixels"] == pytest.approx(best["test_acc"] - pixels, abs=2e-6)
+
+    # every two representations paired image by image: each difference is the two accuracies'
+    diffs = report["test_images"]["differences"]
+    assert report["test_images"]["n"] == len(any_run.split("test").labels)
+    assert set(diffs) == {"ae-vae", "ae-pca", "ae-pixels", "vae-pca", "vae-pixels", "pca-pixels", "best-pixels"}
+    for pair, by_classifier in diffs.items():
+        a, b = pair.split("-")
+        assert set(by_classifier) == ({"logreg", "mlp"} if b == "pixels" and a != "best" else
+                                      {best["classifier"]} if a == "best" else {"logreg", "mlp", "k=1", "k=5"})
+        for clf, d in by_classifier.items():
+            acc = lambda r: best["test_acc"] if r == "best" else (  # noqa: E731
+                report[r]["knn"][clf]["test_acc"] if clf.startswith("k=") else report[r][clf]["test_acc"])
+            assert d["difference"] == pytest.approx(acc(a) - acc(b), abs=2e-6), (pair, clf)
+            assert d["ci95"][0] < d["difference"] < d["ci95"][1] or d["se"] == 0
+            assert 0 <= d["mcnemar_p"] <= 1
 
     test = any_run.split("test")
     confusion = pd.read_csv(any_run.root / "plots/downstream/confusion.csv")
@@ -815,6 +840,27 @@ def test_damaged_report_that_downstream_reads(damage, latent2, tmp_path, monkeyp
     assert msg.startswith("downstream failed: reports/train_classifier.json") and \
         "`dvc repro --force train_classifier`" in msg, msg
     assert (tmp_path / "metrics/downstream.json").read_bytes() == before
+
+
+def test_downstream_probes_the_vaes_active_units_beside_its_whole_mu(latent8, tmp_path):
+    """Units of mu the encoder barely moves on train (variance <= ACTIVE_VARIANCE) are left out
+    of ``vae_active``, probed beside ``vae`` and never chosen as the best latent."""
+    from stages.core.models import ACTIVE_VARIANCE
+
+    shutil.copytree(latent8.root, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "data/features/vae.npz"
+    with np.load(path) as f:
+        arrays = dict(f)
+    for key in [k for k in arrays if k.startswith("x_")]:
+        arrays[key][:, [1, 4]] *= 0.5 * np.sqrt(ACTIVE_VARIANCE) / arrays["x_train"][:, [1, 4]].std(0)
+    np.savez(path, **arrays)
+    metrics = downstream.main(latent8.params, tmp_path)["downstream"]
+    report = json.loads((tmp_path / "reports/downstream.json").read_text())
+    assert report["vae_active_units"]["units"] == [0, 2, 3, 5, 6, 7]
+    assert report["vae_active"]["dim"] == 6 and "vae_active" in metrics
+    assert "vae-vae_active" in report["test_images"]["differences"]
+    assert not report["best_latent"].startswith("vae_active")
+    assert len(pd.read_csv(tmp_path / "plots/downstream/accuracy.csv")) == 10
 
 
 def test_damaged_features_and_pca(latent2, tmp_path, monkeypatch):

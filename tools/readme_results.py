@@ -4,10 +4,12 @@ the answer, the seeds, the sweeps, the controls, the VAE's numbers) from the com
 metrics/, reports/ and params.yaml; a test fails when they disagree."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import yaml
+from scipy import stats
 
 from stages.core.cli import run
 from stages.core.io import read_json, write_text
@@ -61,7 +63,11 @@ def results_markdown(root: Path = Path(".")) -> str:
                      f"`{path.as_posix()}`, measured at these params; \"one run\" where it lacks the metric.")
     else:
         lines[0] += " No seed report was measured at these params: every number is one run."
-    lines += ["", "| metric | this commit's run | over seeds |", "|---|---|---|"]
+    lines[0] += (" Over the test images: this run's 95 % interval if only the test images were drawn again "
+                 "(a share of n images: its binomial se; best latent − pixels: paired image by image; an AUROC: "
+                 "DeLong's), \"–\" for a mean over images.")
+    images = test_image_intervals(root, metrics)
+    lines += ["", "| metric | this commit's run | over the test images | over seeds |", "|---|---|---|---|"]
     for key, what, _ in HEADLINE:
         if key not in metrics:
             continue
@@ -71,8 +77,25 @@ def results_markdown(root: Path = Path(".")) -> str:
             seeds = pm(summary["mean"], summary["half_width"])
         else:
             run, seeds = f"{metrics[key]:.4g}", "one run"
-        lines.append(f"| {what.format(**names)} | {run} | {seeds} |")
+        over_images = pm(metrics[key], images[key]) if key in images else "–"
+        lines.append(f"| {what.format(**names)} | {run} | {over_images} | {seeds} |")
     return "\n".join(lines)
+
+
+Z95 = float(stats.norm.ppf(0.975))
+
+
+def test_image_intervals(root: Path, metrics: dict) -> dict[str, float]:
+    """Per headline metric the 95 % half-width of this run's number over its test images alone:
+    an accuracy's binomial one, the best latent's gap to the pixels paired image by image
+    (reports/downstream.json), an AUROC's by DeLong (reports/ood.json)."""
+    n = _report(root, "data")["count_test"]
+    out = {k: Z95 * math.sqrt(v * (1 - v) / n) for k, v in metrics.items() if k.endswith("test_acc")}
+    gap = _report(root, "downstream").get("test_images", {}).get("differences", {}).get("best-pixels", {})
+    out.update({"downstream.best_latent_minus_pixels": Z95 * d["se"] for d in gap.values()})
+    ood = _report(root, "ood").get("test_images", {}).get("auroc", {})
+    out.update({f"ood.auroc.{k}": Z95 * v["se"] for k, v in ood.items()})
+    return out
 
 
 def _iwae(vae: dict) -> str:
@@ -124,8 +147,46 @@ def details_markdown(root: Path = Path(".")) -> str:
         unconverged = "" if lr["converged"] else " (not converged)"
         lines.append(f"| {name} | {rep['dim']} | {lr['test_acc']:.4f}{unconverged} | {lr['C']:g} | "
                      f"{rep['mlp']['test_acc']:.4f} | {rep['mlp']['best_epoch']} | {knn} |")
-    lines += ["", f"Best latent classifier, chosen on val: {downstream['best_latent']}."]
+    if "vae_active" in downstream:
+        rep, units = downstream["vae_active"], downstream["vae_active_units"]
+        knn = " | ".join(f"{rep['knn'][f'k={k}']['test_acc']:.4f}" for k in (1, 5))
+        lines.append(f"| VAE, its {len(units['units'])} active units only (train variance of mu > "
+                     f"{units['train_variance_above']:g}) | {rep['dim']} | {rep['logreg']['test_acc']:.4f} | "
+                     f"{rep['logreg']['C']:g} | {rep['mlp']['test_acc']:.4f} | {rep['mlp']['best_epoch']} | {knn} |")
+    lines += ["", f"Best latent classifier, chosen on val: {downstream['best_latent']}.", "",
+              *paired_over_images(downstream)]
     return "\n".join(lines)
+
+
+CLASSIFIERS = {"logreg": "logreg", "mlp": "MLP probe", "k=1": "1-NN", "k=5": "5-NN"}
+
+
+def paired_over_images(downstream: dict) -> list[str]:
+    """The committed run's probes paired image by image over the test set (one classifier on two
+    representations), judged as one family by the studies' rule (tools/study.py ``judge``: Holm,
+    TOST within the accuracy margin), McNemar's exact p beside."""
+    block = downstream.get("test_images")
+    if not block:
+        return []
+    names = {**REPRESENTATIONS, "vae_active": "VAE active units", "best": "best latent"}
+    rows = {}
+    order = lambda pair: (not pair.endswith("pixels"), list(names).index(pair.split("-")[0]), pair)  # noqa: E731
+    for pair in sorted(block["differences"], key=order):
+        a, b = pair.split("-")
+        for clf in sorted(block["differences"][pair], key=list(CLASSIFIERS).index):
+            rows[f"{names[a]} − {names[b]}, {CLASSIFIERS[clf]} accuracy"] = block["differences"][pair][clf]
+    n = block["n"]
+    judged = study.judge({k: noise.t_test(d["difference"], d["se"], n - 1, n, "paired over the test images")
+                          for k, d in rows.items()})
+    lines = [f"Paired over the {n:,} test images (`reports/downstream.json`, `test_images`): each difference of "
+             "two representations under one classifier, its 95 % interval if only the test images were drawn again, "
+             f"McNemar's exact p, and the verdict by the studies' rule over these {len(rows)} rows (paired t over "
+             "the images, Holm; level only by TOST within the margin). One training run: the seeds' noise is not "
+             "in it (the seed reports have that).", "",
+             "| difference | this run | only a right | only b right | McNemar p | verdict |", "|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {pm(d['difference'], Z95 * d['se'], digits=4)} | {d['a_only']} | {d['b_only']} | "
+              f"{p_text(d['mcnemar_p'])} | {study.verdict(judged[k])} |" for k, d in rows.items()]
+    return lines
 
 
 # Each file with a generated block, and what writes it.

@@ -162,6 +162,11 @@ class AutoEncoder(nn.Module):
         return loss, {"loss": loss.detach(), "mse": unit_mse(x_hat, x, self.cfg.input).mean()}
 
 
+# A latent dimension of a VAE is active when its posterior mean varies across images:
+# Cov_x(E[z|x]) > 0.01 (Burda et al., 2016, section 5.2).
+ACTIVE_VARIANCE = 0.01
+
+
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per row, summed over latent dims, (B,).
 

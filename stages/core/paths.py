@@ -15,6 +15,7 @@ DATA_PLOTS = Path("plots/data")
 CLASSIFIER = Path("models/classifier.pt")
 CLASSIFIER_METRICS = Path("metrics/train_classifier.json")
 PIXELS_REPORT = Path("reports/train_classifier.json")  # its pixel row is downstream's baseline
+PIXEL_PREDICTIONS = Path("data/eval/pixel_test_predictions.npz")  # downstream pairs its probes with these
 CLASSIFIER_PLOTS = Path("plots/train_classifier")
 
 AE = Path("models/ae.pt")
@@ -48,7 +49,7 @@ OOD_PLOTS = Path("plots/ood")
 WRITES = {
     "download": (RAW_DIR,),
     "preprocess": (PROCESSED_DIR, DATA_REPORT, DATA_PLOTS),
-    "train_classifier": (CLASSIFIER, CLASSIFIER_METRICS, PIXELS_REPORT, CLASSIFIER_PLOTS),
+    "train_classifier": (CLASSIFIER, CLASSIFIER_METRICS, PIXELS_REPORT, PIXEL_PREDICTIONS, CLASSIFIER_PLOTS),
     "train_ae": (AE, AE_METRICS, AE_REPORT, AE_PLOTS),
     "train_vae": (VAE, VAE_BOUNDS, VAE_METRICS, VAE_REPORT, VAE_PLOTS),
     "evaluate": (PCA, PER_IMAGE_MSE, FEATURES_DIR, EVALUATE_METRICS, EVALUATE_REPORT, EVALUATE_PLOTS),

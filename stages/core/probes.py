@@ -7,6 +7,7 @@ chosen on val), the MLP (trained by the training loop) and k-nearest neighbours;
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from joblib import Parallel, delayed
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
@@ -77,9 +79,10 @@ def logistic_regression(x: dict[str, np.ndarray], y: dict[str, np.ndarray], cfg:
 KD_TREE_MAX_DIM = 32  # the latent-size sweep's largest
 
 
-def knn_accuracy(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ks: tuple[int, ...]) -> dict[str, dict]:
-    """k-nearest-neighbour accuracy on val and test, the train split as the neighbours, for
-    each fixed k: Euclidean distance in the space the codes live in (not standardized), as
+def knn_accuracy(x: dict[str, np.ndarray], y: dict[str, np.ndarray],
+                 ks: tuple[int, ...]) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """k-nearest-neighbour accuracy on val and test, and the test predictions, the train split
+    as the neighbours, for each fixed k: Euclidean distance in the space the codes live in (not standardized), as
     published tables of these models report it. Up to :data:`KD_TREE_MAX_DIM` dims a k-d
     tree computes exact distances itself, so no BLAS kernel moves a neighbour; beyond, a
     tree prunes little and scans at a loop's speed (10,000 codes, 1,000 queries, 784 dims:
@@ -87,11 +90,13 @@ def knn_accuracy(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ks: tuple[i
     so distances go through BLAS, whose kernel may move a near-tie."""
     x = {split: np.asarray(v, dtype=np.float64) for split, v in x.items()}
     algorithm = "kd_tree" if x["train"].shape[1] <= KD_TREE_MAX_DIM else "brute"
-    out = {}
+    out, test_pred = {}, {}
     for k in ks:
         model = KNeighborsClassifier(n_neighbors=k, algorithm=algorithm).fit(x["train"], y["train"])
-        out[f"k={k}"] = {f"{s}_acc": float((model.predict(x[s]) == y[s]).mean()) for s in ("val", "test")}
-    return out
+        pred = {s: model.predict(x[s]) for s in ("val", "test")}
+        out[f"k={k}"] = {f"{s}_acc": float((pred[s] == y[s]).mean()) for s in pred}
+        test_pred[f"k={k}"] = pred["test"]
+    return out, test_pred
 
 
 def mlp_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], params: dict, n_classes: int, label: str,
@@ -117,12 +122,17 @@ class Probed:
     mlp: dict  # train_and_test's metrics
     mlp_pred: np.ndarray  # (N_test,)
     knn: dict  # {"k=1": {val_acc, test_acc}, ...}, on the codes as they are
+    knn_pred: dict[str, np.ndarray]  # {"k=1": (N_test,), ...}
 
     def record(self) -> dict:
         return {"dim": self.dim, "mlp": self.mlp, "logreg": self.logreg.record(), "knn": self.knn}
 
     def test_pred(self, classifier: str) -> np.ndarray:
-        return self.mlp_pred if classifier == "mlp" else self.logreg.test_pred
+        """The test predictions of ``classifier``: "logreg", "mlp" or a k-NN's "k=<k>"."""
+        return {"mlp": self.mlp_pred, "logreg": self.logreg.test_pred, **self.knn_pred}[classifier]
+
+    def test_preds(self) -> dict[str, np.ndarray]:
+        return {c: self.test_pred(c) for c in ("logreg", "mlp", *self.knn_pred)}
 
     def summary(self) -> str:
         neighbours = ", ".join(f"{key.removeprefix('k=')}-NN {r['test_acc']:.4f}" for key, r in self.knn.items())
@@ -151,8 +161,36 @@ def probe(codes: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray]
     # max_nbytes=None: every worker gets its own writable copy (torch wants one), no memmap
     done = iter(Parallel(n_jobs=jobs, max_nbytes=None)(fits))
     mlps, logregs, knns = ([next(done) for _ in codes] for _ in range(3))
-    return {name: Probed(x[name]["train"].shape[1], logreg, mlp, mlp_pred, knn)
+    return {name: Probed(x[name]["train"].shape[1], logreg, mlp, mlp_pred, *knn)
             for name, (mlp, mlp_pred), logreg, knn in zip(codes, mlps, logregs, knns)}
+
+
+def paired_accuracy(actual: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict:
+    """How far two classifiers' test accuracies differ when only the test images are drawn
+    again: per image d = correct_a - correct_b (in -1, 0, 1); the difference is its mean,
+    ``se`` its standard error over the n images (sd(d) / sqrt(n)), ``ci95`` the normal
+    interval, and ``mcnemar_p`` McNemar's exact test of "as often right" on the images only
+    one of the two gets right (``a_only`` against ``b_only``, binomial at 1/2)."""
+    d = (np.asarray(pred_a) == actual).astype(np.float64) - (np.asarray(pred_b) == actual)
+    n, mean = len(d), float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    a_only, b_only = int((d > 0).sum()), int((d < 0).sum())
+    p = float(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue) if a_only + b_only else 1.0
+    z = float(stats.norm.ppf(0.975))
+    return {"difference": mean, "se": se, "ci95": [mean - z * se, mean + z * se],
+            "mcnemar_p": p, "a_only": a_only, "b_only": b_only}
+
+
+def test_image_differences(actual: np.ndarray, preds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """``paired_accuracy`` of every two representations of ``preds`` ({representation:
+    {classifier: test predictions}}, in order) for each classifier both have:
+    {"<a>-<b>": {classifier: ...}}."""
+    out = {}
+    for a, b in itertools.combinations(preds, 2):
+        shared = [c for c in preds[a] if c in preds[b]]
+        if shared:
+            out[f"{a}-{b}"] = {c: paired_accuracy(actual, preds[a][c], preds[b][c]) for c in shared}
+    return out
 
 
 def confusion_counts(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
