@@ -209,21 +209,38 @@ def test_headline_table_gives_intervals_only_from_a_seed_report_of_the_committed
     assert "5 runs of `reports/seeds.json`" in table
     ae = next(line for line in table.splitlines() if line.startswith("| AE test MSE"))
     assert ae.endswith("| 0.02616 ± 0.00030 |"), ae
-    assert all(line.endswith("| one run |") for line in table.splitlines()
-               if line.startswith("| ") and "±" not in line and not line.startswith("| metric")), table
+    seeds = lambda table: {line.split(" | ")[0]: line.split(" | ")[-1] for line in table.splitlines()  # noqa: E731
+                           if line.startswith("| ") and not line.startswith("| metric")}
+    assert all(cell == "one run |" for row, cell in seeds(table).items() if not row.startswith("| AE test MSE"))
 
     # Measured at another latent size: no interval is borrowed from it.
     report["config"]["latent_dim"] = params["latent_dim"] + 6
     (root / "reports/seeds.json").write_text(json.dumps(report))
     table = results_markdown(root)
-    assert "±" not in table and "No seed report was measured at these params" in table
-    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| metric")]
-    assert rows and all(line.endswith("| one run |") for line in rows)
+    assert "No seed report was measured at these params" in table
+    assert seeds(table) and all(cell == "one run |" for cell in seeds(table).values())
 
     # A report that does not say where it was measured is not used either.
     del report["config"]
     (root / "reports/seeds.json").write_text(json.dumps(report))
-    assert "±" not in results_markdown(root)
+    assert all(cell == "one run |" for cell in seeds(results_markdown(root)).values())
+
+
+def test_headline_table_gives_each_runs_interval_over_its_test_images(head):
+    """The column 'over the test images' is the committed run's own: an accuracy's binomial
+    half-width, the gap's paired one from reports/downstream.json, an AUROC's DeLong one."""
+    import json
+    import math
+
+    table = results_markdown(head)
+    cells = {line.split(" | ")[0]: line.split(" | ")[2] for line in table.splitlines()
+             if line.startswith("| ") and not line.startswith(("| metric", "|---"))}
+    acc = json.loads((head / "metrics/train_classifier.json").read_text())["classifier"]["test_acc"]
+    assert cells["| pixel MLP, test accuracy"] == f"{acc:.4f} ± {1.959964 * math.sqrt(acc * (1 - acc) / 10000):.4f}"
+    gap = json.loads((head / "reports/downstream.json").read_text())["test_images"]["differences"]["best-pixels"]
+    assert cells["| **best latent − the same classifier on pixels**"].endswith(
+        f"± {1.959964 * next(iter(gap.values()))['se']:.4f}")
+    assert cells["| AE test MSE per pixel, [0, 1] scale"] == "–"
 
 
 def test_plus_minus_keeps_two_significant_digits_of_the_half_width():
