@@ -515,6 +515,36 @@ def test_a_sweep_in_parts_keeps_its_rows_and_leaves_out_the_stale(monkeypatch, t
     assert "its rows are left out" in capsys.readouterr().out
 
 
+def test_queue_skips_the_seeds_whose_fresh_row_the_report_keeps(monkeypatch, tmp_path, capsys):
+    """`--queue` of a study queues each grid point's seeds less those whose row, run at the
+    workspace's code, the committed report already keeps; a stale row is queued again."""
+    from tools import experiments, study, sweep
+
+    queued = []
+    monkeypatch.setattr(experiments, "queue", lambda runs, jobs: queued.append(runs))
+    runs = sweep_part(["d2s0", "d2s1", "d4s0", "d8s1"], "B", "t")
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {})
+    (tmp_path / "reports").mkdir()
+    lock(tmp_path, "B")
+    sweep.main(["--poll", "0", "--set", "data.dataset=mnist"], root=tmp_path)
+    kept = json.loads((tmp_path / "reports/sweep.json").read_text())
+    kept["code_states"]["old"] = {"stages/a.py": "A", "stages/b.py": "B0"}
+    kept["rows"][-1]["code"] = "old"  # d = 8, seed 1: run at other code
+    (tmp_path / "reports/sweep.json").write_text(json.dumps(kept))
+    capsys.readouterr()
+    grid = ["--grid", "latent_dim=2,4,8,16", "--seeds", "0,1"]
+    sweep.main(["--queue", *grid, "-S", "data.dataset=mnist"], root=tmp_path)
+    assert queued.pop() == [(None, {"latent_dim": "4", "data.dataset": "mnist", "seed": 1}),
+                            (None, {"latent_dim": "8", "data.dataset": "mnist", "seed": "range(0,2)"}),
+                            (None, {"latent_dim": "16", "data.dataset": "mnist", "seed": "range(0,2)"})]
+    assert capsys.readouterr().out.splitlines() == [
+        "sweep: {'latent_dim': '2'} seeds [0, 1]: fresh in reports/sweep.json, not queued",
+        "sweep: {'latent_dim': '4'} seeds [0]: fresh in reports/sweep.json, not queued"]
+    sweep.main(["--queue", "--grid", "latent_dim=2", "--seeds", "0,1"], root=tmp_path)  # other params: all queued
+    assert queued.pop() == [(None, {"latent_dim": "2", "seed": "range(0,2)"})]
+
+
 def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
     """`make sweep/seeds/budget/exercises` are `python -m tools.<study> --queue`: one `dvc exp
     run --queue` per grid point, its seeds one Hydra sweep of `seed`, or one per named run."""

@@ -1,8 +1,8 @@
 """What every study does, once. A study module declares a `Study` (its free params and their
 values, the training seeds, or runs by name; the numbers it reads per run and the paired
 differences it judges) and keeps what is its own, its tables and figure. This layer queues
-it through DVC's queue (one `dvc exp run --queue` per grid point, its seeds one Hydra sweep),
-reads back the finished runs that differ from the
+it through DVC's queue (one `dvc exp run --queue` per grid point, its seeds one Hydra sweep,
+less those its report already keeps fresh), reads back the finished runs that differ from the
 baseline only there as one row per run, merged with the rows its report keeps (``gather``: a
 row run at other code than the workspace's is stale, in no table), summarizes them per group,
 judges a table's differences by the one rule (`judge`: tools/noise.py's ``decide``), writes
@@ -152,8 +152,10 @@ def arguments(study: Study, doc: str, reuse: bool = False) -> argparse.ArgumentP
 
 
 def start(study: Study, args: argparse.Namespace, root: Path = Path(".")) -> tuple[dict, list[dict]] | None:
-    """``--queue``: queue the study's runs and start the queue (None). Otherwise the params the
-    runs set (``--set``) and the runs of ``--rev``, once the first's queue is done."""
+    """``--queue``: queue the study's runs and start the queue (None), less the seeds of a grid
+    point whose fresh row reports/<out>.json already keeps (said, not queued): a study spans
+    several sittings. Otherwise the params the runs set (``--set``) and the runs of ``--rev``,
+    once the first's queue is done."""
     sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.queue is None:
         revs = args.rev or ["HEAD"]
@@ -162,11 +164,19 @@ def start(study: Study, args: argparse.Namespace, root: Path = Path(".")) -> tup
         return sets, entries + [e for rev in revs[1:] for e in experiments.runs(experiments.dvc_exp_show(rev))]
     grid = {**study.grid, **{k: v.split(",") for k, v in (g.split("=", 1) for g in args.grid)}}
     seeds = study.seeds if args.seeds is None else [int(s) for s in args.seeds.replace(",", " ").split()]
+    kept = fresh(flag(stored(root, args.out, sets)[0], code_state(root)))
+    done = {tuple(map(str, k)) for k in kept[[*grid, SEED]].itertuples(index=False)} \
+        if len(kept) and {*grid, SEED} <= set(kept.columns) else set()
     runs = []
     for values in itertools.product(*grid.values()) if grid or seeds is not None else []:  # none: named runs only
         point = {k: v for g, v in zip(grid, values) for k in study.tied.get(g, (g,))}
         name = "-".join(map(str, (args.name, *values))) if args.name else None
-        runs.append((name, {**point, **sets, **({SEED: sweep(seeds)} if seeds is not None else {})}))
+        todo = seeds and [s for s in seeds if (*map(str, values), str(s)) not in done]
+        if seeds and todo != seeds:
+            print(f"{study.name}: {dict(zip(grid, values))} seeds {[s for s in seeds if s not in todo]}: fresh in "
+                  f"reports/{args.out}.json, not queued")
+        if seeds is None or todo:
+            runs.append((name, {**point, **sets, **({SEED: sweep(todo)} if seeds is not None else {})}))
     runs += [(n, {**p, **sets}) for n, p in study.runs.items() if not args.queue or n in args.queue]
     experiments.queue(runs, args.jobs)
     return None
