@@ -177,3 +177,16 @@ def test_a_summary_rebuilt_from_a_reports_interval_is_the_summary():
     assert back["sd"] == pytest.approx(s["sd"], rel=1e-12) and back["ci95"] == pytest.approx(s["ci95"])
     one = noise.from_interval(0.7, 0.0, 1)  # a report writes 0 for one seed: no sd
     assert one["n"] == 1 and math.isnan(one["sd"]) and math.isnan(one["half_width"])
+
+
+def test_the_test_images_se_joins_the_seeds_whole():
+    """se sqrt(se_seeds^2 + mean se_i^2): paired t over 0.010, 0.012, 0.011 (se 0.001 / sqrt 3, 2 dof)
+    with runs whose se over the test images are 0.003, 0.004, 0.005 (mean square 5e-5/3): se
+    sqrt(1/3 + 50/3) 1e-3 = 0.0041231; t = 0.011 / 0.0041231 = 2.668 with 2 dof, p = 0.1165."""
+    seeds = noise.paired_test([0.010, 0.012, 0.011])
+    both = noise.with_test_images(seeds, [0.003, 0.004, 0.005])
+    assert both["se"] == pytest.approx(0.0041231056, rel=1e-8) and both["dof"] == 2 and both["n"] == 3
+    assert both["p"] == pytest.approx(0.11646, rel=1e-3) and both["test"] == "paired t + test images"
+    assert both["half_width"] == pytest.approx(4.302653 * 0.0041231056, rel=1e-6)
+    assert noise.with_test_images(seeds, [0.003, None, 0.005]) is seeds  # a run without it: the seeds' alone
+    assert noise.with_test_images(seeds, []) is seeds

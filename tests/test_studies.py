@@ -53,14 +53,17 @@ def exp_entry(name, seed, mse, acc_ae, acc_vae, dataset="fashion_mnist", d=2, st
                "metrics/train_vae.json": {"vae": {"test_mse": mse + 0.001}},
                "metrics/downstream.json": {"downstream": {"ae": {"mlp_test_acc": acc_ae},
                                                           "vae": {"mlp_test_acc": acc_vae}}}}
-    return {"name": name, "state": state, "timestamp": ts, "params": params, "metrics": metrics}
+    return {"name": name, "baseline": "main", "state": state, "timestamp": ts, "params": params, "metrics": metrics}
 
 
-def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
+def test_seed_report_takes_runs_that_differ_only_in_their_seeds(monkeypatch):
     """A seed run differs from the baseline in `seed` alone; it is named by its experiment and
     the seed of its params, and the machine is read from a name `make seeds` gave its sweep
     (seeds-<machine>-<i>) or one given by hand (seed<s>-<machine>); DVC's own names have none."""
     seeds = tool("seeds")
+    from tools import study
+
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {})  # each run's reports: none
     entries = [exp_entry("main", 0, 0.0262, 0.7154, 0.7065),
                exp_entry("seeds-vm-1", 1, 0.0261, 0.7152, 0.7022),
                exp_entry("seed2-laptop", 2, 0.0263, 0.7091, 0.7117),
@@ -71,7 +74,7 @@ def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
     entries.append(exp_entry("kernel-avx2", 0, 0.0270, 0.70, 0.70, ts="2026-02-01"))  # a rerun of main's params
     odd = exp_entry("mixed", 5, 0.02, 0.7, 0.7)
     odd["params"]["train_vae"]["lr"] = 0.004  # the seed and something else: not a seed run
-    rows = seeds.seed_runs(entries + [odd], {})
+    rows = seeds.seed_runs(study.frame(seeds.STUDY, entries + [odd], {}))
     assert [(r["experiment"], r["seed"], r["machine"]) for r in rows] == [
         ("main", 0, "(commit's own run)"), ("seeds-vm-1", 1, "vm"), ("seed2-laptop", 2, "laptop"), ("hazy-bats", 4, None)]
     assert "seeds-vm-1 (seed 1, vm), seed2-laptop (seed 2, laptop), hazy-bats (seed 4)." in \
@@ -84,8 +87,36 @@ def test_seed_report_takes_runs_that_differ_only_in_their_seeds():
     assert diff["values"] == pytest.approx([0.0089, 0.0130, -0.0026])
     assert diff["verdict"] == "undecided" and diff["p_holm"] > 0.05
     assert rep["differences"]["AE - VAE, test MSE"]["values"] == pytest.approx([-0.001] * 3)
-    mnist = seeds.seed_runs(entries, {"data.dataset": "mnist"})
+    mnist = seeds.seed_runs(study.frame(seeds.STUDY, entries, {"data.dataset": "mnist"}))
     assert [r["experiment"] for r in mnist] == ["mnist"]
+
+
+def test_a_seed_report_is_recomputed_from_its_rows_alone(monkeypatch, tmp_path):
+    """`--refresh` rebuilds every summary and verdict of a seed report from the rows its JSON
+    keeps, each run's se over the test images (its best latent's classifier) included."""
+    seeds = tool("seeds")
+    from tools import experiments, study
+
+    entries = [exp_entry(n, s, 0.026 + s / 1e4, 0.71 + s / 1e3, 0.70 - s / 1e3) for n, s in
+               (("main", 0), ("seeds-vm-1", 1), ("seeds-vm-2", 2))]
+    for e in entries:
+        e["rev"], e["params"]["ood"] = e["name"], {"images": 1000}
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
+    best = {"best_latent": "vae logreg", "test_images": {"differences": {
+        "ae-vae": {"mlp": {"se": 0.004}}, "best-pixels": {"logreg": {"se": 0.005}, "mlp": {"se": 1.0}}}}}
+    monkeypatch.setattr(study, "run_json", lambda rev, path: best if path.endswith("downstream.json") else {})
+    (tmp_path / "reports").mkdir()
+    made = seeds.main(["--poll", "0"], root=tmp_path)
+    probe = made["differences"]["AE - VAE, MLP probe accuracy"]
+    assert probe["test"] == "paired t + test images"
+    assert probe["se"] == pytest.approx(math.sqrt(0.002 ** 2 / 3 + 0.004 ** 2))  # differences 0.010, 0.012, 0.014
+    kept = json.loads((tmp_path / "reports/seeds.json").read_text())
+    assert [r["test_images"] for r in kept["rows"]] == [  # best - pixels: the best latent's classifier's
+        {"AE - VAE, MLP probe accuracy": 0.004, "best latent - pixels, same classifier": 0.005}] * 3
+    (tmp_path / "reports/seeds.json").write_text(json.dumps({k: kept[k] for k in (
+        "rows", "code_states", "code_now", "params", "config")}))  # no summaries, no runs: the rows alone
+    seeds.main(["--refresh"], root=tmp_path)
+    assert json.loads((tmp_path / "reports/seeds.json").read_text()) == kept
 
 
 def test_sweep_with_several_seeds_per_size_reports_their_mean_and_interval(monkeypatch):
@@ -371,7 +402,7 @@ def test_budget_report_writes_its_files_and_refuses_a_single_budget(monkeypatch,
     summary = budget.main(["--poll", "0", "--rev", "HEAD", "--rev", "older"], root=tmp_path)
     assert summary["epochs"].tolist() == [7, 21] and summary["n"].tolist() == [3, 2]  # seed 9's run counts at 7
     saved = json.loads((tmp_path / "reports/budget.json").read_text())
-    assert saved["control"]["2"]["n"] == 2 and len(saved["runs"]) == 5
+    assert saved["control"]["2"]["n"] == 2 and len(saved["rows"]) == 5
     assert {c["number"] for c in saved["changes"]} == set(budget.SHOWN)
     assert (tmp_path / "plots/budget/budget.png").is_file()
     assert "| 2 | 7 → 21 | best latent - pixels |" in (tmp_path / "reports/budget.md").read_text()
@@ -407,35 +438,111 @@ def test_budget_takes_the_params_own_epochs_from_the_committed_sweep(monkeypatch
     assert "The 7-epoch rows at d = 2 are the committed latent-size sweep's (reports/sweep.json)" in text, text
 
 
-def test_sweep_keep_adds_the_earlier_reports_sizes_the_runs_lack(monkeypatch, tmp_path):
+def sweep_part(names, code, ts):
+    """MNIST sweep runs ``names`` (d<size>s<seed>) run at ``code`` (stages/b.py's md5) at time ``ts``;
+    the AE's MLP probe 0.9 + seed / 1000, the AE - VAE difference 0.01 + seed / 1000."""
+    runs = []
+    for name in names:
+        d, seed = (int(x) for x in name[1:].split("s"))
+        e = budget_entry(name, d, 7, seed, 0.9 + seed / 1000, ts=ts)
+        e["params"]["data"]["dataset"] = "mnist"
+        e["metrics"]["metrics/downstream.json"]["downstream"]["vae"]["mlp_test_acc"] -= seed / 1000
+        e["code"] = {"stages/a.py": "A", "stages/b.py": code}
+        runs.append(e)
+    return runs
+
+
+def lock(root, b: str) -> None:
+    """A dvc.lock whose stages' code is stages/a.py "A" and stages/b.py ``b``."""
+    deps = lambda paths: [{"path": p, "md5": m} for p, m in paths.items()]  # noqa: E731
+    (root / "dvc.lock").write_text(json.dumps({"schema": "2.0", "stages": {
+        "one": {"deps": deps({"stages/a.py": "A", "data/raw": "x.dir"})}, "two": {"deps": deps({"stages/b.py": b})}}}))
+
+
+def test_a_sweep_in_parts_keeps_its_rows_and_leaves_out_the_stale(monkeypatch, tmp_path, capsys):
+    """The report keeps every run row by row with its code; a later report merges them with the
+    new runs (the newer per size and seed) and tabulates only the rows run at the workspace's
+    code (dvc.lock), naming the stale ones; each run's se over the test images joins the seeds'."""
     sweep = tool("sweep")
     from tools import experiments
 
-    def entry(name, d, seed, acc):
-        e = budget_entry(name, d, 7, seed, acc)
-        e["params"]["data"]["dataset"] = "mnist"
-        return e
-
-    runs = [entry(f"d{d}s{s}", d, s, 0.9 + s / 100) for d in (2, 4) for s in (0, 1)]
-    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
-    monkeypatch.setattr(sweep.study, "run_json", lambda rev, path: {})
+    deps = {"stages/b.py": {"hash": "B"}, "data/raw": {"hash": "x.dir"}}
+    shown = [{"rev": "a" * 40, "name": "main", "data": {"deps": deps}}]
+    assert experiments.runs(shown)[0]["code"] == {"stages/b.py": "B"}  # a run's code: its deps under stages/
+    looks = []
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: looks.pop(0))
+    images = lambda rev: 0.002 + 0.001 * int(rev[-1])  # noqa: E731 (the seed's)
+    monkeypatch.setattr(sweep.study, "run_json", lambda rev, path: {"test_images": {"differences": {
+        "ae-vae": {"mlp": {"se": images(rev)}}}}} if path.endswith("downstream.json") else {})
     (tmp_path / "reports").mkdir()
-    earlier = {"dataset": "mnist", "params": {"data.dataset": "mnist"}, "runs": {"2": "old-a old-b", "32": "old-c old-d"},
-               "sizes": [{**sweep.table(runs)[lambda f: f["latent_dim"] == 2].drop(columns="experiment")
-                          .iloc[0].to_dict(), "latent_dim": d, "n": 2, "ae_mse": mse} for d, mse in ((2, 0.5), (32, 0.01))]}
-    (tmp_path / "reports/sweep_mnist.json").write_text(json.dumps(earlier))
+    lock(tmp_path, "B")
     args = ["--poll", "0", "--set", "data.dataset=mnist", "--out", "sweep_mnist"]
-    with pytest.raises(SystemExit) as e:  # another sweep's report: refused, nothing written
-        sweep.main(["--poll", "0", "--out", "sweep_mnist", "--keep"], root=tmp_path)
-    assert "--keep adds sizes of the same sweep only" in str(e.value)
-    df = sweep.main(args + ["--keep"], root=tmp_path)
-    assert df["latent_dim"].tolist() == [2, 4, 32]
-    assert df.set_index("latent_dim").loc[2, "ae_mse"] != 0.5  # the runs' own d = 2, not the earlier one
-    assert df.set_index("latent_dim").loc[32, "ae_mse"] == 0.01
+    looks.append(sweep_part(["d2s0", "d2s1", "d2s2", "d4s0", "d4s1"], "B", "2026-01-01"))
+    first = sweep.main(args, root=tmp_path)
     saved = json.loads((tmp_path / "reports/sweep_mnist.json").read_text())
-    assert saved["kept"] == [32] and saved["runs"]["32"] == "old-c old-d"
-    assert "Sizes 32: kept from the earlier report (sweep_mnist.json)" in (tmp_path / "reports/sweep_mnist.md").read_text()
-    assert sweep.main(args, root=tmp_path)["latent_dim"].tolist() == [2, 4]  # without --keep: the runs alone
+    row = saved["rows"][0]
+    assert (row["experiment"], row["seed"], row["latent_dim"], row["stale"]) == ("d2s0", 0, 2, [])
+    assert row["test_images"] == {"AE - VAE, MLP probe accuracy": 0.002}
+    assert saved["code_states"][row["code"]] == {"stages/a.py": "A", "stages/b.py": "B"}
+    assert saved["code_now"] == row["code"]
+    assert row["AE - VAE, MLP probe accuracy"] == pytest.approx(0.01) and row["ae_mlp"] == pytest.approx(0.9)
+    # d = 2, AE - VAE MLP: the seeds' se sd(0.010, 0.011, 0.012) / sqrt 3, the runs' se 0.002, 0.003, 0.004
+    d2 = next(d for d in saved["differences"] if (d["latent_dim"], d["name"]) == (2, "AE - VAE, MLP probe accuracy"))
+    assert d2["test"] == "paired t + test images" and d2["se"] == pytest.approx(
+        math.sqrt(0.001 ** 2 / 3 + (0.002 ** 2 + 0.003 ** 2 + 0.004 ** 2) / 3), rel=1e-9)
+
+    looks.append(sweep_part(["d2s0"], "B", "2026-01-01"))  # the baseline's own run alone: the rest from the JSON
+    pd.testing.assert_frame_equal(sweep.main(args, root=tmp_path), first, check_like=True)
+
+    lock(tmp_path, "B2")  # stages/b.py changed: every kept row is stale, the new runs are fresh
+    looks.append(sweep_part(["d2s0", "d8s0"], "B2", "2026-02-01"))
+    df = sweep.main(args, root=tmp_path)
+    assert df["latent_dim"].tolist() == [2, 8] and df["n"].tolist() == [1, 1]
+    saved = json.loads((tmp_path / "reports/sweep_mnist.json").read_text())
+    assert [(r["experiment"], r["stale"]) for r in saved["rows"]] == [
+        ("d2s0", []), ("d2s1", ["stages/b.py"]), ("d2s2", ["stages/b.py"]), ("d4s0", ["stages/b.py"]),
+        ("d4s1", ["stages/b.py"]), ("d8s0", [])]
+    assert len(saved["code_states"]) == 2 and saved["sizes"][0]["n"] == 1
+    text = (tmp_path / "reports/sweep_mnist.md").read_text()
+    assert "Stale: 4 of 6 runs ran at other code than the workspace's dvc.lock (stages/b.py): d2s1 (seed 1); " \
+           "d2s2 (seed 2); d4s0 (seed 0); d4s1 (seed 1). No table" in text, text
+    assert sweep.main(["--reuse", "--out", "sweep_mnist"], root=tmp_path)["n"].tolist() == [1, 1]
+    assert (tmp_path / "reports/sweep_mnist.md").read_text() == text  # the JSON alone: the same report
+
+    looks.append(sweep_part(["d2s0"], "B2", "2026-02-01"))  # other params: the kept rows are left out
+    capsys.readouterr()
+    assert sweep.main(["--poll", "0", "--out", "sweep_mnist"], root=tmp_path)["n"].tolist() == [1]
+    assert "its rows are left out" in capsys.readouterr().out
+
+
+def test_queue_skips_the_seeds_whose_fresh_row_the_report_keeps(monkeypatch, tmp_path, capsys):
+    """`--queue` of a study queues each grid point's seeds less those whose row, run at the
+    workspace's code, the committed report already keeps; a stale row is queued again."""
+    from tools import experiments, study, sweep
+
+    queued = []
+    monkeypatch.setattr(experiments, "queue", lambda runs, jobs: queued.append(runs))
+    runs = sweep_part(["d2s0", "d2s1", "d4s0", "d8s1"], "B", "t")
+    monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: runs)
+    monkeypatch.setattr(study, "run_json", lambda rev, path: {})
+    (tmp_path / "reports").mkdir()
+    lock(tmp_path, "B")
+    sweep.main(["--poll", "0", "--set", "data.dataset=mnist"], root=tmp_path)
+    kept = json.loads((tmp_path / "reports/sweep.json").read_text())
+    kept["code_states"]["old"] = {"stages/a.py": "A", "stages/b.py": "B0"}
+    kept["rows"][-1]["code"] = "old"  # d = 8, seed 1: run at other code
+    (tmp_path / "reports/sweep.json").write_text(json.dumps(kept))
+    capsys.readouterr()
+    grid = ["--grid", "latent_dim=2,4,8,16", "--seeds", "0,1"]
+    sweep.main(["--queue", *grid, "-S", "data.dataset=mnist"], root=tmp_path)
+    assert queued.pop() == [(None, {"latent_dim": "4", "data.dataset": "mnist", "seed": 1}),
+                            (None, {"latent_dim": "8", "data.dataset": "mnist", "seed": "range(0,2)"}),
+                            (None, {"latent_dim": "16", "data.dataset": "mnist", "seed": "range(0,2)"})]
+    assert capsys.readouterr().out.splitlines() == [
+        "sweep: {'latent_dim': '2'} seeds [0, 1]: fresh in reports/sweep.json, not queued",
+        "sweep: {'latent_dim': '4'} seeds [0]: fresh in reports/sweep.json, not queued"]
+    sweep.main(["--queue", "--grid", "latent_dim=2", "--seeds", "0,1"], root=tmp_path)  # other params: all queued
+    assert queued.pop() == [(None, {"latent_dim": "2", "seed": "range(0,2)"})]
 
 
 def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):

@@ -102,11 +102,12 @@ def swept_note(epochs: int, swept: list[int], dataset: str) -> str:
 
 def reuse(root: Path, out: str) -> pd.DataFrame:
     """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule."""
-    old = study.read_report(root / "reports" / f"{out}.json")
+    old, (kept, code) = study.read_report(root / "reports" / f"{out}.json"), study.stored(root, out)
     summary, dataset, swept = pd.DataFrame(old["budgets"]), old["dataset"], old.get("from_sweep", [])
     own = old.get("epochs", int(summary["epochs"].min()))
-    names = {(r["latent_dim"], r["epochs"]): [] for r in old["runs"]}
-    for r in old["runs"]:
+    runs = study.fresh(kept).to_dict("records") if len(kept) else old["runs"]  # "runs": before the rows kept their code
+    names = {(r["latent_dim"], r["epochs"]): [] for r in runs}
+    for r in runs:
         names[(r["latent_dim"], r["epochs"])].append(r["experiment"])
     summary["experiment"] = [study.sweep_row(root, dataset, int(r["latent_dim"]))["experiment"]
                              if r["latent_dim"] in swept and r["epochs"] == own else " ".join(names[(r["latent_dim"], r["epochs"])])
@@ -114,7 +115,7 @@ def reuse(root: Path, out: str) -> pd.DataFrame:
     diffs, ctrl = changes(summary), {int(d): s for d, s in old.get("control", {}).items()}
     title = f"Latent size or training budget, {dataset}"
     study.write(root, out, markdown(summary, diffs, ctrl, title, swept_note(own, swept, dataset)),
-                {**old, "epochs": own, "changes": diffs})
+                {**old, "epochs": own, "changes": diffs}, None, kept if len(kept) else None, code)
     return summary
 
 
@@ -123,10 +124,11 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame 
     args = parser.parse_args(argv)
     if args.reuse:
         return reuse(root, args.out)
-    if (got := study.start(STUDY, args)) is None:
+    if (got := study.start(STUDY, args, root)) is None:
         return None
     overrides, entries = got
-    df = study.frame(STUDY, entries, overrides)
+    kept, code = study.gather(STUDY, entries, overrides, root, args.out)
+    df = study.fresh(kept)
     params = {**flat(entries[0]["params"]), **overrides} if entries else {}
     dataset = params.get("data.dataset")
     summary, swept = (df, []) if df.empty else baseline(study.summarize(df, ["latent_dim", "epochs"]), root, dataset,
@@ -138,11 +140,10 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame 
     note = swept_note(params["train_ae.epochs"], swept, dataset)
     pixels = summary.sort_values("epochs").groupby("latent_dim")["pixels_mlp"].first()  # the shortest budget's seeds
     study.write(root, args.out, markdown(summary, diffs, ctrl, f"Latent size or training budget, {dataset}", note), {
-        "dataset": dataset, "params": overrides, "runs": df.drop(columns=["timestamp"]).to_dict("records"),
-        "budgets": summary.drop(columns="experiment").to_dict("records"), "from_sweep": swept, "changes": diffs,
-        "epochs": params["train_ae.epochs"],
+        "dataset": dataset, "params": overrides, "budgets": summary.drop(columns="experiment").to_dict("records"),
+        "from_sweep": swept, "changes": diffs, "epochs": params["train_ae.epochs"],
         "control": {str(d): s for d, s in ctrl.items()}},
-        {"budget.png": figures.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()})})
+        {"budget.png": figures.budget(summary, {d: c["mean"] - pixels[d] for d, c in ctrl.items()})}, kept, code)
     return summary
 
 

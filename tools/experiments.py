@@ -13,6 +13,7 @@ from pathlib import Path
 
 PENDING = {"queued", "running"}
 SEED = "seed"  # params.yaml's training seed, of train_classifier, train_ae and train_vae; a seed study sweeps it
+CODE = "stages/"  # a run's code: its dvc.lock deps under this folder (the stages and their library)
 LIVE = re.compile(r"plots/(\w+)/live/metrics\.json")  # a training stage's DVCLive summary, a metric of dvc.yaml
 
 
@@ -41,8 +42,9 @@ def dvc_exp_show(rev: str) -> list[dict]:
 
 def runs(show: list[dict], workspace: bool = False) -> list[dict]:
     """The baseline commits' runs and their experiments, as {name, baseline, state, timestamp,
-    rev, params, metrics}: ``state`` the queue's (a run outside it: success), ``metrics`` by
-    file (a running run's: what its workspace holds so far)."""
+    rev, params, metrics, code}: ``state`` the queue's (a run outside it: success), ``metrics`` by
+    file (a running run's: what its workspace holds so far), ``code`` the md5 of each dep under
+    CODE ({path: md5}, as the run's dvc.lock has it)."""
     out = []
 
     def entry(node: dict, name: str, baseline: str, state: str) -> dict:
@@ -50,7 +52,8 @@ def runs(show: list[dict], workspace: bool = False) -> list[dict]:
         files = lambda kind: {f: (v or {}).get("data", {}) for f, v in (data.get(kind) or {}).items()}  # noqa: E731
         return {"name": name, "baseline": baseline, "state": state, "timestamp": data.get("timestamp") or "",
                 "rev": node.get("rev", ""), "params": files("params").get("params.yaml", {}),
-                "metrics": files("metrics")}
+                "metrics": files("metrics"), "code": {p: (d or {}).get("hash") for p, d in
+                                                      (data.get("deps") or {}).items() if p.startswith(CODE)}}
 
     for commit in show:
         if commit.get("rev") == "workspace":

@@ -11,7 +11,8 @@ THE rule of every study table (`decide`): a difference is tested paired by seed 
 share seeds (a one-sample t on the per-seed differences), else by Welch's t of the two groups;
 Holm over the rows the table presents; and each row with a margin (`margin`) also by two
 one-sided tests (TOST, Schuirmann 1987) that it lies within ± the margin, Holm over the same
-rows. Only such a TOST calls two numbers level.
+rows. Only such a TOST calls two numbers level. Where each run says how far its difference would
+move were only the test images drawn again, that se joins the seeds' (`with_test_images`).
 """
 from __future__ import annotations
 
@@ -79,6 +80,18 @@ def paired_from_interval(mean: float, half_width: float, n: int) -> dict:
     (the two are sufficient for it: a report that kept no per-run values)."""
     s = from_interval(mean, half_width, n)
     return t_test(s["mean"], s["sd"] / math.sqrt(n) if n > 1 else math.nan, n - 1, n, "paired t")
+
+
+def with_test_images(test: dict, se_images: list[float | None]) -> dict:
+    """A seeds' ``test`` (a ``t_test`` row over n runs) with the test images' own noise added:
+    se sqrt(se_seeds^2 + se_images^2), se_images^2 the mean over the runs of each one's se^2 over
+    the test images; the seeds' dof. The runs share their test images, so the images' error is
+    one draw common to them all, which more seeds do not average away: it is added whole
+    (conservative, the seeds' spread holds a part of it already). A run without its se: ``test``."""
+    if not se_images or any(s is None or math.isnan(s) for s in se_images):
+        return test
+    se = math.sqrt(test["se"] ** 2 + float(np.mean(np.square(se_images))))
+    return t_test(test["difference"], se, test["dof"], test["n"], f"{test['test']} + test images")
 
 
 def welch_test(a: dict, b: dict) -> dict:

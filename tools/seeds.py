@@ -34,15 +34,13 @@ def machine(experiment: str, baseline: str) -> str | None:
     return next(filter(None, made.groups())) if made else None
 
 
-def seed_runs(entries: list[dict], overrides: dict) -> list[dict]:
-    """The runs that differ from the baseline only in the seed (and ``overrides``), newest per
-    seed, each {experiment (its name), seed (its params'), machine (:func:`machine`), metrics}."""
-    out = []
-    for r in study.frame(STUDY, entries, overrides).to_dict("records"):
-        out.append({"experiment": r["experiment"], "seed": r["seed"],
-                    "machine": machine(r["experiment"], entries[0]["name"]),
-                    "metrics": {k: v for k, v in r.items() if k not in META and k not in PAIRED and not pd.isna(v)}})
-    return out
+def seed_runs(rows: pd.DataFrame) -> list[dict]:
+    """The study's rows (``study.gather``'s fresh ones: runs that differ from the baseline only in
+    the seed), each {experiment (its name), seed (its params'), machine (:func:`machine`), metrics,
+    test_images (per difference its se over the test images)}."""
+    return [{"experiment": r["experiment"], "seed": r["seed"], "machine": machine(r["experiment"], r["baseline"]),
+             "metrics": {k: v for k, v in r.items() if k not in META and k not in PAIRED and not pd.isna(v)},
+             "test_images": r["test_images"]} for r in rows.to_dict("records")]
 
 
 def report(rows: list[dict]) -> dict:
@@ -54,11 +52,17 @@ def report(rows: list[dict]) -> dict:
         values = [study.differences(r["metrics"], (name,))[name] for r in rows]
         if not any(pd.isna(values)):
             differences[name] = {**noise.summary(values), "values": values}
-    # The differences are one family: tools/study.py's rule (paired t, Holm, TOST).
-    judged = study.judge({k: noise.paired_test(d["values"]) for k, d in differences.items()},
-                         {k: metrics.get(PAIRED[k][1] or "", {}).get("mean") for k in differences})
+    # The differences are one family: tools/study.py's rule (paired t, with the test images' se
+    # where every run gives it; Holm, TOST).
+    judged = study.judge({k: noise.with_test_images(noise.paired_test(d["values"]), [
+        r.get("test_images", {}).get(k) for r in rows]) for k, d in differences.items()},
+        {k: metrics.get(PAIRED[k][1] or "", {}).get("mean") for k in differences})
     for k, d in differences.items():
         d.update({f: judged[k][f] for f in ("p", "p_holm", "margin", "p_tost", "p_tost_holm", "verdict")})
+        if judged[k]["test"] != "paired t":  # the test images' se joined the seeds': the interval too
+            half = judged[k]["half_width"]
+            d.update(test=judged[k]["test"], se=judged[k]["se"], half_width=half,
+                     ci95=[d["mean"] - half, d["mean"] + half])
     return {"runs": [{k: r[k] for k in ("experiment", "seed", "machine")} for r in rows],
             "metrics": metrics, "differences": differences}
 
@@ -88,8 +92,8 @@ def markdown(rep: dict, title: str) -> str:
     lines += ["", "Paired differences (each run's two numbers share its seeds):", "",
               "| difference | mean | sd | 95 % interval | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {interval(s)} | {study.verdict(s)} |" for k, s in rep["differences"].items()]
-    lines += ["", study.rule(f"the {len(rep['differences'])} differences of this table",
-                             "paired t on the per-seed differences (n - 1 dof)")]
+    lines += ["", study.rule(f"the {len(rep['differences'])} differences of this table", "paired t on the per-seed "
+                             "differences (n - 1 dof)" + study.images_rule(rep["differences"].values()))]
     return "\n".join(lines) + "\n"
 
 
@@ -112,23 +116,27 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict | None:
     args = parser.parse_args(argv)
     if args.refresh:
         old = study.read_report(root / "reports" / f"{args.out}.json")
-        rows = [{**r, "metrics": {k: m["values"][i] for k, m in old["metrics"].items() if k not in args.drop}}
-                for i, r in enumerate(old["runs"])]
+        kept, code = study.stored(root, args.out)
+        runs = seed_runs(study.fresh(kept)) if len(kept) else [  # a report from before its rows: its values
+            {**r, "metrics": {k: m["values"][i] for k, m in old["metrics"].items()}} for i, r in enumerate(old["runs"])]
+        runs = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k not in args.drop}} for r in runs]
         overrides = old.get("params", {})
         config = old.get("config") or {k: v for k, v in {**flat(yaml.safe_load((root / "params.yaml").read_text())),
                                                          **overrides}.items() if k != SEED}
     else:
-        if (got := study.start(STUDY, args)) is None:
+        if (got := study.start(STUDY, args, root)) is None:
             return None
         overrides, entries = got
-        rows = seed_runs(entries, overrides)
-        if len(rows) < 2:
-            sys.exit(f"seeds: {len(rows)} finished run(s) of {', '.join(args.rev or ['HEAD'])} differ only in their seeds; "
-                     "a noise floor needs 2 or more: run `make seeds` first")
+        kept, code = study.gather(STUDY, entries, overrides, root, args.out)
+        runs = seed_runs(study.fresh(kept))
+        if len(runs) < 2:
+            sys.exit(f"seeds: {len(runs)} fresh run(s) of {', '.join(args.rev or ['HEAD'])} differ only in their seeds "
+                     f"({len(kept) - len(runs)} stale); a noise floor needs 2 or more: run `make seeds` first")
         config = {k: v for k, v in {**flat(entries[0]["params"]), **overrides}.items() if k != SEED}
-    rep = {**report(rows), "params": overrides, "config": config}  # config: what tools/compare.py matches
+    rep = {**report(runs), "params": overrides, "config": config}  # config: what tools/compare.py matches
     title = f"{config['data.dataset']}, latent_dim={config['latent_dim']}"
-    study.write(root, args.out, markdown(rep, title), rep, {"errors.png": figure(rep, title)})
+    study.write(root, args.out, markdown(rep, title), rep, {"errors.png": figure(rep, title)},
+                kept if len(kept) else None, code)
     return rep
 
 

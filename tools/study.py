@@ -1,15 +1,19 @@
 """What every study does, once. A study module declares a `Study` (its free params and their
 values, the training seeds, or runs by name; the numbers it reads per run and the paired
 differences it judges) and keeps what is its own, its tables and figure. This layer queues
-it through DVC's queue (one `dvc exp run --queue` per grid point, its seeds one Hydra sweep),
-reads back the finished runs that differ from the baseline only there as one row per run,
-summarizes them per group, judges a table's differences by the one rule (`judge`:
-tools/noise.py's ``decide``), writes "mean ± half-width" (`pm`) and the report's files.
+it through DVC's queue (one `dvc exp run --queue` per grid point, its seeds one Hydra sweep,
+less those its report already keeps fresh), reads back the finished runs that differ from the
+baseline only there as one row per run, merged with the rows its report keeps (``gather``: a
+row run at other code than the workspace's is stale, in no table), summarizes them per group,
+judges a table's differences by the one rule (`judge`: tools/noise.py's ``decide``), writes
+"mean ± half-width" (`pm`) and the report's files, its rows among them (``write``).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ import yaml
 
 from stages.core.io import read_json, save_figure, write_json, write_text
 from tools import experiments, noise
-from tools.experiments import SEED, flat, run_json
+from tools.experiments import CODE, SEED, flat, run_json
 
 # The headline metrics, by flat DVC key: the README's row label (make readme) and, for those a
 # latent experiment moves, the column of `make exps`.
@@ -55,6 +59,15 @@ PAIRED = {
     "OOD AUROC: AE MSE minus NLL": ("ood.auroc.ae_mse", "ood.auroc.vae_nll"),
     "AE - VAE, 5-NN accuracy": ("downstream:ae.knn.k=5.test_acc", "downstream:vae.knn.k=5.test_acc"),
 }
+# A PAIRED difference's standard error over the test images in one run, <report>:<key> of the run's
+# reports (`test_images` of stages/downstream.py and stages/ood.py); {classifier}: the best latent's.
+IMAGES = {"AE - VAE, MLP probe accuracy": "downstream:test_images.differences.ae-vae.mlp.se",
+          "AE - VAE, logreg probe accuracy": "downstream:test_images.differences.ae-vae.logreg.se",
+          "AE - PCA, MLP probe accuracy": "downstream:test_images.differences.ae-pca.mlp.se",
+          "AE - VAE, 5-NN accuracy": "downstream:test_images.differences.ae-vae.k=5.se",
+          "best latent - pixels, same classifier": "downstream:test_images.differences.best-pixels.{classifier}.se",
+          "OOD AUROC: NLL - PNG minus NLL": "ood:test_images.differences.vae_nll_minus_png-vae_nll.se",
+          "OOD AUROC: AE MSE minus NLL": "ood:test_images.differences.ae_mse-vae_nll.se"}
 REPS = ("ae", "vae", "pca")
 # A latent run's numbers by the short names of the sweep's and the budget's reports.
 LATENTS = {**{f"{r}_mse": f"{r}.test_mse" for r in REPS},
@@ -62,7 +75,9 @@ LATENTS = {**{f"{r}_mse": f"{r}.test_mse" for r in REPS},
            **{f"{r}_knn5": f"downstream:{r}.knn.k=5.test_acc" for r in REPS},
            "pixels_logreg": "classifier.logreg_test_acc", "pixels_mlp": "classifier.test_acc",
            "best_minus_pixels": "downstream.best_latent_minus_pixels", "vae_active_units": "vae.active_units"}
-META = ("experiment", "rev", "timestamp", "seed")
+# A row's fields that are not its numbers: the run (its name, its commit, the baseline it was queued
+# from, when), its training seed, its code (``gather``) and per difference its se over the test images.
+META = ("experiment", "rev", "baseline", "timestamp", "seed", "code", "stale", "test_images")
 SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's sweep report, as docs/experiments.md runs it
 # The reports a tool writes (reports/<stem>*.json) and the command that writes them again.
 WRITERS = {"seeds": "make seeds-report", "sweep": "make sweep-report", "budget": "make budget-report",
@@ -103,6 +118,14 @@ def differences(m: dict, names: tuple[str, ...]) -> dict:
             for n in names}
 
 
+def image_se(m: dict, names: tuple[str, ...]) -> dict:
+    """Each difference of ``names`` that has one (IMAGES): its se over the test images in the run
+    of metrics ``m``, where the run's reports give it."""
+    classifier = str(m.get("downstream:best_latent", "")).rpartition(" ")[2]  # "ae mlp"
+    found = {n: m.get(IMAGES[n].format(classifier=classifier)) for n in names if n in IMAGES}
+    return {n: se for n, se in found.items() if se is not None}
+
+
 def arguments(study: Study, doc: str, reuse: bool = False) -> argparse.ArgumentParser:
     """The command line every study shares: queue its runs, or wait for them and report;
     with ``reuse``, also ``--reuse``: rewrite the report from its JSON alone."""
@@ -128,9 +151,11 @@ def arguments(study: Study, doc: str, reuse: bool = False) -> argparse.ArgumentP
     return p
 
 
-def start(study: Study, args: argparse.Namespace) -> tuple[dict, list[dict]] | None:
-    """``--queue``: queue the study's runs and start the queue (None). Otherwise the params the
-    runs set (``--set``) and the runs of ``--rev``, once the first's queue is done."""
+def start(study: Study, args: argparse.Namespace, root: Path = Path(".")) -> tuple[dict, list[dict]] | None:
+    """``--queue``: queue the study's runs and start the queue (None), less the seeds of a grid
+    point whose fresh row reports/<out>.json already keeps (said, not queued): a study spans
+    several sittings. Otherwise the params the runs set (``--set``) and the runs of ``--rev``,
+    once the first's queue is done."""
     sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.queue is None:
         revs = args.rev or ["HEAD"]
@@ -139,11 +164,19 @@ def start(study: Study, args: argparse.Namespace) -> tuple[dict, list[dict]] | N
         return sets, entries + [e for rev in revs[1:] for e in experiments.runs(experiments.dvc_exp_show(rev))]
     grid = {**study.grid, **{k: v.split(",") for k, v in (g.split("=", 1) for g in args.grid)}}
     seeds = study.seeds if args.seeds is None else [int(s) for s in args.seeds.replace(",", " ").split()]
+    kept = fresh(flag(stored(root, args.out, sets)[0], code_state(root)))
+    done = {tuple(map(str, k)) for k in kept[[*grid, SEED]].itertuples(index=False)} \
+        if len(kept) and {*grid, SEED} <= set(kept.columns) else set()
     runs = []
     for values in itertools.product(*grid.values()) if grid or seeds is not None else []:  # none: named runs only
         point = {k: v for g, v in zip(grid, values) for k in study.tied.get(g, (g,))}
         name = "-".join(map(str, (args.name, *values))) if args.name else None
-        runs.append((name, {**point, **sets, **({SEED: sweep(seeds)} if seeds is not None else {})}))
+        todo = seeds and [s for s in seeds if (*map(str, values), str(s)) not in done]
+        if seeds and todo != seeds:
+            print(f"{study.name}: {dict(zip(grid, values))} seeds {[s for s in seeds if s not in todo]}: fresh in "
+                  f"reports/{args.out}.json, not queued")
+        if seeds is None or todo:
+            runs.append((name, {**point, **sets, **({SEED: sweep(todo)} if seeds is not None else {})}))
     runs += [(n, {**p, **sets}) for n, p in study.runs.items() if not args.queue or n in args.queue]
     experiments.queue(runs, args.jobs)
     return None
@@ -180,16 +213,98 @@ def select(entries: list[dict], overrides: dict | None = None, free: tuple[str, 
 def frame(study: Study, entries: list[dict], overrides: dict | None = None) -> pd.DataFrame:
     """One row per run of the study (``select``): META, each free param (a `tied` group as one
     column, its runs that set it unalike dropped), its numbers and its paired differences."""
+    reports = tuple(dict.fromkeys([*study.reports, *(IMAGES[n].partition(":")[0] for n in study.paired if n in IMAGES)]))
     rows = []
     for r in select(entries, overrides, study.free()):
         e, p = r["entry"], r["params"]
         free = {g: {p[k] for k in study.tied.get(g, (g,))} for g in study.grid}
         if all(len(v) == 1 for v in free.values()):
-            m = metrics(e, study.reports)
-            rows.append({"experiment": e["name"], "rev": e.get("rev", ""), "timestamp": e["timestamp"],
-                         "seed": r["seed"], **{g: v.pop() for g, v in free.items()}, **study.numbers(m),
-                         **differences(m, study.paired)})
+            m = metrics(e, reports)
+            own = {k: v for k, v in m.items() if k.partition(":")[0] in study.reports or ":" not in k}
+            rows.append({"experiment": e["name"], "rev": e.get("rev", ""), "baseline": e.get("baseline", ""),
+                         "timestamp": e["timestamp"], "seed": r["seed"], **{g: v.pop() for g, v in free.items()},
+                         **study.numbers(own), **differences(m, study.paired), "code": e.get("code", {}),
+                         "test_images": image_se(m, study.paired)})
     return pd.DataFrame(rows)
+
+
+def code_state(root: Path) -> dict[str, str]:
+    """The workspace's code: dvc.lock's md5 of each dep under CODE, as `dvc exp show` gives a
+    run's (`experiments.runs`: where two stages list a path, the last one's)."""
+    path = root / "dvc.lock"
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
+    return {d["path"]: d.get("md5") for s in stages.values() for d in s.get("deps") or [] if d["path"].startswith(CODE)}
+
+
+def digest(code: dict) -> str:
+    """A code state's name in a report: rows share a few states, so each row names its state and
+    the report keeps each state's {path: md5} once (``keep``), which says which files differ."""
+    return hashlib.md5(json.dumps(code, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def flag(rows: pd.DataFrame, now: dict | None) -> pd.DataFrame:
+    """``rows`` with ``stale``: the paths of each row's code whose md5 differs from ``now``'s
+    (empty: fresh; a row without a code state: stale as a whole). ``now`` None: a report written
+    before rows kept their code, nothing flagged."""
+    stale = lambda code: [] if now is None else ["(no code state)"] if not isinstance(code, dict) else \
+        sorted(p for p, md5 in code.items() if now.get(p) != md5)  # noqa: E731
+    return rows.assign(stale=[stale(c) for c in rows["code"]]) if len(rows) else rows
+
+
+def fresh(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows run at the workspace's code (``flag``): the only ones a table, interval or verdict uses."""
+    return rows[[not s for s in rows["stale"]]].reset_index(drop=True) if len(rows) else rows
+
+
+def stored(root: Path, out: str, overrides: dict | None = None) -> tuple[pd.DataFrame, dict | None]:
+    """The rows reports/<out>.json keeps, each with its code ({path: md5}), flagged (``flag``)
+    against the code the report was written at, which is returned beside (None: before rows kept
+    it); no rows where it was run at other ``overrides``."""
+    path = root / "reports" / f"{out}.json"
+    rep = read_report(path) if path.exists() else {}
+    if overrides is not None and rep.get("rows") and rep.get("params", {}) != overrides:
+        print(f"{out}: reports/{out}.json was run with {rep.get('params')}, not {overrides}: its rows are left out")
+        return pd.DataFrame(), None
+    states = rep.get("code_states", {})
+    rows = [{**r, "code": states.get(r.get("code")), "test_images": r.get("test_images") or {}}
+            for r in rep.get("rows", [])]
+    now = states.get(rep.get("code_now"))
+    return flag(pd.DataFrame(rows), now), now
+
+
+def gather(study: Study, entries: list[dict], overrides: dict, root: Path, out: str) -> tuple[pd.DataFrame, dict]:
+    """Every row of the study, the finished runs (``frame``) and those reports/<out>.json keeps, one
+    per (free params, seed): a fresh row before a stale one, then the newer run; each flagged
+    against the workspace's code (``flag``), which is returned beside."""
+    now = code_state(root)
+    parts = [d for d in (stored(root, out, overrides)[0], frame(study, entries, overrides)) if len(d)]
+    if not parts:
+        return pd.DataFrame(), now
+    rows = flag(pd.concat(parts, ignore_index=True), now)
+    key = [*study.grid, SEED]
+    order = rows.assign(fresh=[not s for s in rows["stale"]]).sort_values(["fresh", "timestamp"], kind="stable")
+    return order.drop_duplicates(key, keep="last").drop(columns="fresh").sort_values(key).reset_index(drop=True), now
+
+
+def keep(rows: pd.DataFrame, now: dict | None) -> dict:
+    """``gather``'s rows as a report keeps them: row by row, each naming its code state
+    (``digest``), each state's {path: md5} once, and the workspace's state they were flagged against."""
+    states = {digest(c): c for c in [*rows["code"], now] if isinstance(c, dict)}
+    return {"rows": [{**r, "code": digest(r["code"]) if isinstance(r["code"], dict) else None}
+                     for r in rows.to_dict("records")],
+            "code_states": states, "code_now": None if now is None else digest(now)}
+
+
+def stale_note(rows: pd.DataFrame, out: str) -> str:
+    """The markdown's line on the stale rows: how many, which, what differs, how to rerun them."""
+    old = rows[[bool(s) for s in rows["stale"]]]
+    if old.empty:
+        return ""
+    paths = sorted({p for s in old["stale"] for p in s})
+    return (f"Stale: {len(old)} of {len(rows)} runs ran at other code than the workspace's dvc.lock "
+            f"({', '.join(paths)}): " + "; ".join(f"{r.experiment} (seed {r.seed})" for r in old.itertuples()) +
+            f". No table or verdict here uses them; reports/{out}.json keeps them, and the study's `--queue` "
+            "(with the same params) reruns them, skipping the fresh ones.")
 
 
 def named(study: Study, entries: list[dict]) -> dict[str, dict]:
@@ -253,6 +368,14 @@ def rule(family: str, tests: str) -> str:
             "the reference's for a test MSE (tools/noise.py says why); \"undecided\": neither test rejects.")
 
 
+def images_rule(tests) -> str:
+    """The words the rule's sentence adds where a judged row's test took in the test images."""
+    if not any("test images" in t.get("test", "") for t in tests):
+        return ""
+    return "; where every run gives its se over the test images (\"+ test images\"), the interval and the test " \
+        "add it to the seeds' (tools/noise.py, with_test_images)"
+
+
 def decimals(half_width: float, value: float) -> int:
     """Two significant digits of the half-width; four of the value when it is 0."""
     scale = half_width if half_width > 0 else abs(value)
@@ -300,8 +423,14 @@ def seed_reports(root: Path = Path(".")) -> list[tuple[Path, dict]]:
     return found
 
 
-def write(root: Path, out: str, text: str, data: dict | None = None, figures: dict | None = None) -> None:
-    """reports/<out>.md (and printed), reports/<out>.json, plots/<out>/<name> for each figure."""
+def write(root: Path, out: str, text: str, data: dict | None = None, figures: dict | None = None,
+          rows: pd.DataFrame | None = None, code: dict | None = None) -> None:
+    """reports/<out>.md (and printed), reports/<out>.json, plots/<out>/<name> for each figure;
+    with ``rows`` (``gather``'s, flagged against ``code``), the JSON keeps them row by row
+    (``keep``) and the markdown ends with which are stale."""
+    if rows is not None:
+        note = stale_note(rows, out)
+        text, data = text + (f"\n{note}\n" if note else ""), {**(data or {}), **keep(rows, code)}
     write_text(root / "reports" / f"{out}.md", text)
     if data is not None:
         write_json(root / "reports" / f"{out}.json", data)

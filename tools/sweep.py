@@ -1,11 +1,10 @@
 """The latent-size sweep: `make sweep` queues a run per size and seed, `make sweep-report`
 writes reports/<out>.{md,json} and plots/<out>/ ({mse,accuracy}.csv for `dvc plots show`,
-sweep.png). ``--keep``: the earlier report's sizes these runs lack (a sweep run in parts);
+sweep.png). A sweep run in parts merges its report's rows with the new runs (tools/study.py);
 ``--reuse``: no runs, the report rewritten from its JSON by the current rule.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,22 +33,11 @@ def table(entries: list[dict], overrides: dict | None = None) -> pd.DataFrame:
     return study.summarize(df, ["latent_dim"]) if len(df) else df
 
 
-def keep(df: pd.DataFrame, old: dict, dataset: str, overrides: dict) -> tuple[pd.DataFrame, list[int]]:
-    """``df`` with the sizes of the earlier report ``old`` that it lacks (each size stands
-    alone: summarized over its own seeds), and those sizes; ``old`` of the same sweep only."""
-    if old.get("dataset") != dataset or old.get("params", {}) != overrides:
-        sys.exit(f"sweep: the earlier report is of {old.get('dataset')} with {old.get('params')}, not {dataset} "
-                 f"with {overrides}; --keep adds sizes of the same sweep only")
-    rows = [{**r, "experiment": old["runs"][str(r["latent_dim"])]} for r in old["sizes"]
-            if r["latent_dim"] not in set(df["latent_dim"])]
-    merged = pd.concat([df, pd.DataFrame(rows).reindex(columns=df.columns)], ignore_index=True) if rows else df
-    return merged.sort_values("latent_dim").reset_index(drop=True), [r["latent_dim"] for r in rows]
-
-
 def judged(df: pd.DataFrame, rows: pd.DataFrame | None = None) -> dict[tuple[int, str], dict]:
     """Each size's paired differences judged as one family (``study.judge``): the paired t on the
-    per-run ``rows`` where the report keeps them, else on each difference's mean and half-width
-    over its n seeds (the same test: the two are sufficient for it)."""
+    per-run ``rows`` where the report keeps them (with the test images' se where every run gives
+    it), else on each difference's mean and half-width over its n seeds (the same test: the two are
+    sufficient for it)."""
     short = {v: k for k, v in LATENTS.items()}
     tests, references = {}, {}
     for _, r in df.iterrows():
@@ -57,14 +45,15 @@ def judged(df: pd.DataFrame, rows: pd.DataFrame | None = None) -> dict[tuple[int
         for name in STUDY.paired:
             if name not in r or pd.isna(r[name]):
                 continue
-            values = rows[rows["latent_dim"] == d][name].tolist() if rows is not None and name in rows else []
-            tests[(d, name)] = noise.paired_test(values) if values else \
+            runs = rows[rows["latent_dim"] == d] if rows is not None and name in rows else []
+            tests[(d, name)] = noise.with_test_images(noise.paired_test(runs[name].tolist()), [
+                t.get(name) for t in runs["test_images"]]) if len(runs) else \
                 noise.paired_from_interval(r[name], r[f"{name}_ci"], int(r["n"]))
             references[(d, name)] = r.get(short.get(PAIRED[name][1] or ""), float("nan"))
     return study.judge(tests, references)
 
 
-def markdown(df: pd.DataFrame, title: str, kept: str = "", verdicts: dict | None = None) -> str:
+def markdown(df: pd.DataFrame, title: str, note: str = "", verdicts: dict | None = None) -> str:
     verdicts = judged(df) if verdicts is None else verdicts
     lines = [f"# {title}", "", "Each number: the mean over the size's seeds ± the half-width of its 95 % interval "
              "(Student's t, n - 1 degrees of freedom); test set; MSE per pixel on [0, 1].", "",
@@ -83,17 +72,17 @@ def markdown(df: pd.DataFrame, title: str, kept: str = "", verdicts: dict | None
               "| latent_dim | difference | mean ± 95 % | verdict |", "|---|---|---|---|"]
     lines += [f"| {d} | {name} | {study.pm(j['difference'], j['half_width'], j['n'], 5 if 'MSE' in name else 4)} | "
               f"{study.verdict(j)} |" for (d, name), j in verdicts.items()]
-    lines += ["", study.rule(f"the {len(verdicts)} rows of this table", TEST)]
+    lines += ["", study.rule(f"the {len(verdicts)} rows of this table", TEST + study.images_rule(verdicts.values()))]
     lines += ["", "Runs: " + "; ".join(f"d = {r['latent_dim']}: {r['experiment']}" for _, r in df.iterrows()) + "."]
-    return "\n".join(lines + (["", kept] if kept else [])) + "\n"
+    return "\n".join(lines + (["", note] if note else [])) + "\n"
 
 
-def data(df: pd.DataFrame, dataset: str, overrides: dict, kept: list[int], note: str, rows: list[dict],
-         verdicts: dict) -> dict:
-    """reports/<out>.json: the sizes' summaries, their runs, the per-run rows and each judged row."""
+def data(df: pd.DataFrame, dataset: str, overrides: dict, verdicts: dict) -> dict:
+    """reports/<out>.json: the sizes' summaries, their runs and each judged row (``study.write``
+    adds the per-run rows)."""
     return {"dataset": dataset, "params": overrides, "sizes": df.drop(columns="experiment").to_dict("records"),
-            "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"])), "kept": kept, "note": note,
-            "rows": rows, "differences": [{"latent_dim": d, "name": name, **j} for (d, name), j in verdicts.items()]}
+            "runs": dict(zip(df["latent_dim"].astype(str), df["experiment"])),
+            "differences": [{"latent_dim": d, "name": name, **j} for (d, name), j in verdicts.items()]}
 
 
 def reuse(root: Path, out: str) -> pd.DataFrame:
@@ -103,46 +92,41 @@ def reuse(root: Path, out: str) -> pd.DataFrame:
     df = pd.DataFrame([{RENAMED.get(k.removesuffix("_ci"), k.removesuffix("_ci")) + ("_ci" if k.endswith("_ci") else ""): v
                         for k, v in r.items()} for r in old["sizes"]])
     df.insert(1, "experiment", [old["runs"][str(d)] for d in df["latent_dim"]])
-    rows = old.get("rows") or []
+    kept, code = study.stored(root, out)
+    rows = study.fresh(kept)
+    # a sweep from before the rows kept their code: the sizes it kept from an earlier report (--keep)
     note = old.get("note") or next((p for p in (md.read_text() if md.exists() else "").split("\n\n")
                                     if p.startswith("Sizes ")), "").strip()
-    verdicts = judged(df, pd.DataFrame(rows) if rows else None)
+    verdicts = judged(df, rows if len(rows) else None)
     title = f"Latent-size sweep, {old['dataset']}"
-    study.write(root, out, markdown(df, title, note, verdicts),
-                data(df, old["dataset"], old.get("params", {}), old.get("kept", []), note, rows, verdicts))
+    legacy = {k: old[k] for k in ("kept", "note", "rows") if k in old}  # "rows" is rewritten where it has any
+    study.write(root, out, markdown(df, title, note, verdicts), {**legacy, **data(df, old["dataset"], old.get(
+        "params", {}), verdicts)}, None, kept if len(kept) else None, code)
     return df
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame | None:
     parser = study.arguments(STUDY, __doc__, reuse=True)
-    parser.add_argument("--keep", action="store_true", help="keep the earlier report's sizes these runs lack")
     args = parser.parse_args(argv)
     if args.reuse:
         return reuse(root, args.out)
-    if (got := study.start(STUDY, args)) is None:
+    if (got := study.start(STUDY, args, root)) is None:
         return None
     overrides, entries = got
-    rows = study.frame(STUDY, entries, overrides)
+    kept, code = study.gather(STUDY, entries, overrides, root, args.out)
+    rows = study.fresh(kept)
     if rows.empty:
-        sys.exit(f"sweep: no finished experiment of {', '.join(args.rev or ['HEAD'])} has metrics; "
-                 "run `make sweep` first")
+        sys.exit(f"sweep: no finished experiment of {', '.join(args.rev or ['HEAD'])} has metrics at the workspace's "
+                 f"code ({len(kept)} stale rows); run `make sweep` first")
     df = study.summarize(rows, ["latent_dim"])
     dataset = {**flat(entries[0]["params"]), **overrides}["data.dataset"]
-    report, kept, note = root / "reports" / f"{args.out}.json", [], ""
-    if args.keep and report.exists():
-        df, kept = keep(df, study.read_report(report), dataset, overrides)
-        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(report.relative_to(root))], cwd=root,
-                                capture_output=True, text=True).stdout.strip()
-        note = (f"Sizes {', '.join(map(str, kept))}: kept from the earlier report ({report.name}"
-                f"{' as committed in ' + commit if commit else ''}), whose runs are named above.") if kept else ""
     title, plots = f"Latent-size sweep, {dataset}", root / "plots" / args.out
     write_csv(plots / "mse.csv", df[["latent_dim", "n", "experiment", *(f"{r}_mse" for r in REPS)]])
     write_csv(plots / "accuracy.csv", df[["latent_dim", "n", "experiment", *(f"{r}_{c}" for r in REPS for c in
                                                                               ("logreg", "mlp")), *PIXELS]])
     verdicts = judged(df, rows)
-    study.write(root, args.out, markdown(df, title, note, verdicts),
-                data(df, dataset, overrides, kept, note, rows.to_dict("records"), verdicts),
-                {"sweep.png": figures.sweep(df, list(REPS))})
+    study.write(root, args.out, markdown(df, title, "", verdicts), data(df, dataset, overrides, verdicts),
+                {"sweep.png": figures.sweep(df, list(REPS))}, kept, code)
     return df
 
 
