@@ -545,7 +545,7 @@ def test_queue_skips_the_seeds_whose_fresh_row_the_report_keeps(monkeypatch, tmp
     assert queued.pop() == [(None, {"latent_dim": "2", "seed": "range(0,2)"})]
 
 
-def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
+def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch, tmp_path):
     """`make sweep/seeds/budget/exercises` are `python -m tools.<study> --queue`: one `dvc exp
     run --queue` per grid point, its seeds one Hydra sweep of `seed`, or one per named run."""
     from tools import budget, experiments, exercises, seeds, study, sweep
@@ -554,7 +554,8 @@ def test_a_study_queues_its_grid_times_its_seeds_or_its_named_runs(monkeypatch):
     monkeypatch.setattr(experiments, "queue", lambda runs, jobs: queued.append((runs, jobs)))
 
     def queue(module, *argv):
-        assert study.start(module.STUDY, study.arguments(module.STUDY, "doc").parse_args(["--queue", *argv])) is None
+        args = study.arguments(module.STUDY, "doc").parse_args(["--queue", *argv])
+        assert study.start(module.STUDY, args, tmp_path) is None  # no stored rows there: every seed queued
         return queued.pop()
 
     runs, jobs = queue(budget, "--grid", "epochs=21", "--seeds", "0,1", "-S", "data.dataset=mnist", "--jobs", "2")
@@ -611,7 +612,7 @@ def test_a_runs_files_come_through_dvc_api_from_git_or_the_cache(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_seeds_queues_one_dvc_sweep(monkeypatch):
+def test_make_seeds_queues_one_dvc_sweep(monkeypatch, tmp_path):
     """`make seeds` is one `dvc exp run --queue` whose `-S seed=range(1,5)` DVC expands, by
     Hydra's sweep syntax, into a run per seed (named seeds-<machine>-1, -2, ...), then
     `dvc queue start`."""
@@ -628,6 +629,17 @@ def test_make_seeds_queues_one_dvc_sweep(monkeypatch):
     assert recipe.startswith("python -m tools.seeds --queue"), recipe
     commands = []
     monkeypatch.setattr(experiments.subprocess, "run", lambda cmd, **k: commands.append(cmd))
-    seeds.main(shlex.split(recipe)[3:])
+    seeds.main(shlex.split(recipe)[3:], root=tmp_path)  # no stored rows there: every seed queued
     assert commands == [["dvc", "exp", "run", "--queue", "--name", "seeds-vm", "-S", "seed=range(1,5)"],
                         ["dvc", "queue", "start", "-j", "1"]]
+
+
+def test_a_runs_headline_metrics_leave_out_the_dvclive_summaries():
+    """The three training stages' DVCLive summaries share their names (train_loss, step): flat,
+    each would overwrite the last, and a study would judge a mix of stages as one metric."""
+    from tools.experiments import headline
+
+    metrics = {"metrics/train_ae.json": {"ae": {"test_mse": 0.026}},
+               "plots/train_ae/live/metrics.json": {"train_loss": 0.02, "step": 7},
+               "plots/train_vae/live/metrics.json": {"train_loss": 257.9, "step": 7}}
+    assert headline(metrics) == {"ae.test_mse": 0.026}

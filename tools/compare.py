@@ -13,7 +13,7 @@ import sys
 
 from stages.core.cli import run
 from tools import noise, study
-from tools.experiments import SEED
+from tools.experiments import LIVE, SEED
 
 def _dvc_diff(kind: str, a: str, b: str) -> dict[str, tuple]:
     """{key: (old, new)} from `dvc <kind> diff a b --json --all` (b: workspace)."""
@@ -25,7 +25,9 @@ def _dvc_diff(kind: str, a: str, b: str) -> dict[str, tuple]:
     if out.returncode:
         sys.exit(f"compare: {' '.join(cmd)} failed: {out.stderr.strip()}")
     rows = {}
-    for entries in (json.loads(out.stdout or "{}") or {}).values():
+    for path, entries in (json.loads(out.stdout or "{}") or {}).items():
+        if LIVE.fullmatch(path):  # per-epoch diagnostics, names shared by three stages (experiments.headline)
+            continue
         for key, v in entries.items():
             rows[key] = (v.get("old"), v.get("new"))
     return rows

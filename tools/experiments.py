@@ -25,6 +25,15 @@ def flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def headline(metrics: dict) -> dict:
+    """A run's metrics ({file: values}, as `dvc exp show` and `dvc metrics diff` give them) by
+    flat DVC name, less the training stages' DVCLive summaries: per-epoch diagnostics whose
+    names (train_loss, step, ...) repeat across the three stages, so flat they would overwrite
+    each other."""
+    return {k: v for path, values in (metrics or {}).items() if not LIVE.fullmatch(path)
+            for k, v in (flat(values) if isinstance(values, dict) else {}).items()}
+
+
 def queue(runs: list[tuple[str | None, dict]], jobs: int = 1) -> None:
     """``dvc exp run --queue`` each (name, {param: value}), then ``dvc queue start`` with ``jobs``
     workers, each with cores / jobs torch and BLAS threads (docs/experiments.md)."""

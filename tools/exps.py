@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from tools.experiments import flat, runs
+from tools.experiments import flat, headline, runs
 from tools.study import HEADLINE, num
 
 COLUMNS = {key: column for key, _, column in HEADLINE if column}
@@ -25,7 +25,7 @@ def rows(show: list[dict]) -> list[dict]:
     (flat), metrics by column."""
     out = []
     for e in runs(show, workspace=True):
-        metrics = {k: v for f in e["metrics"].values() for k, v in flat(f).items()}
+        metrics = headline(e["metrics"])
         out.append({"name": e["name"], "baseline": e["baseline"], "params": flat(e["params"]),
                     "metrics": {col: metrics.get(key) for key, col in COLUMNS.items()}})
     return out

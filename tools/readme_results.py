@@ -329,11 +329,18 @@ def _seed_difference(rep: dict, name: str, digits: int | None = None) -> str:
     return f"{pm(d['mean'], d['half_width'], d['n'], digits)}, {_verdict(d)}"
 
 
+def _paired(rep: dict) -> str:
+    """How a seed report's differences were tested, as its rows say."""
+    images = any(d.get("test", "").endswith("+ test images") for d in rep["differences"].values())
+    return "paired t on the per-seed differences" + (
+        ", the test images' se added for accuracies and AUROCs" if images else "")
+
+
 def seeds_readme(root: Path) -> str:
     """README's reading of the headline rows against the seeds (reports/seeds.json)."""
     rep, ood = _report(root, "seeds"), _metrics(root)
     n = len(rep["differences"])
-    return (f"What the rows say, against the {len(rep['runs'])} seeds (paired t on the per-seed differences, Holm "
+    return (f"What the rows say, against the {len(rep['runs'])} seeds ({_paired(rep)}, Holm "
             f"over the {n} differences of `reports/seeds.md`, level only by TOST within ±0.01 of accuracy or ±5 % "
             f"of the MSE): the AE reconstructs better than the VAE "
             f"({_seed_difference(rep, 'AE - VAE, test MSE')}) and far better than PCA "
@@ -385,7 +392,7 @@ def seeds_details(root: Path, out: str) -> str:
              f"{m['pca.test_mse']['mean']:.5f}; the VAE's IWAE bound {_interval(m['vae.test_iwae_nll'], 1)} nats per "
              f"image; MLP probes AE {_interval(m['downstream.ae.mlp_test_acc'], 3)}, VAE "
              f"{_interval(m['downstream.vae.mlp_test_acc'], 3)}, PCA {m['downstream.pca.mlp_test_acc']['mean']:.3f}.",
-             "", f"Paired differences (paired t on the per-seed differences, Holm over the {len(rep['differences'])} of "
+             "", f"Paired differences ({_paired(rep)}, Holm over the {len(rep['differences'])} of "
              "them, level only by TOST within ±0.01 of accuracy or ±5 % of the MSE):", ""]
     lines += [f"- {k}: {pm(d['mean'], d['half_width'], d['n'])}, {_verdict(d)}." for k, d in rep["differences"].items()]
     return "\n".join(lines)

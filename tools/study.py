@@ -106,7 +106,7 @@ class Study:
 
 def metrics(entry: dict, reports: tuple[str, ...] = ()) -> dict:
     """A run's metrics by flat DVC key, and each of its ``reports`` as <report>:<key>."""
-    m = {k: v for f in entry["metrics"].values() for k, v in flat(f).items()}
+    m = experiments.headline(entry["metrics"])
     for r in reports:
         m.update({f"{r}:{k}": v for k, v in flat(run_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
     return m
