@@ -643,3 +643,23 @@ def test_a_runs_headline_metrics_leave_out_the_dvclive_summaries():
                "plots/train_ae/live/metrics.json": {"train_loss": 0.02, "step": 7},
                "plots/train_vae/live/metrics.json": {"train_loss": 257.9, "step": 7}}
     assert headline(metrics) == {"ae.test_mse": 0.026}
+
+
+def test_the_vaes_active_unit_probe_is_its_whole_mu_where_every_unit_is_active(monkeypatch):
+    """downstream probes `vae_active` only where some unit is inactive; a run whose downstream
+    looked and found none gives the study the VAE's own probe under that name, and a run from
+    before downstream looked gives none."""
+    from tools import study
+
+    report = {"vae_active_units": {"units": [0, 1], "of": 2},
+              "test_images": {"differences": {"ae-vae": {"mlp": {"se": 0.003}}}}}
+    monkeypatch.setattr(study, "run_json", lambda rev, path: report)
+    entry = {"rev": "r", "metrics": {"metrics/downstream.json": {"downstream": {
+        "ae": {"mlp_test_acc": 0.72}, "vae": {"mlp_test_acc": 0.70}}}}}
+    m = study.metrics(entry, ("downstream",))
+    name = "AE - VAE active units, MLP probe accuracy"
+    assert study.differences(m, (name,))[name] == pytest.approx(0.02)
+    assert study.image_se(m, (name,)) == {name: 0.003}
+    del report["vae_active_units"]
+    m = study.metrics(entry, ("downstream",))
+    assert math.isnan(study.differences(m, (name,))[name]) and study.image_se(m, (name,)) == {}

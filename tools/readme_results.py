@@ -402,12 +402,15 @@ def sweep_table(root: Path, dataset: str) -> str:
     """docs/results.md's table of one sweep and its verdicts, difference by difference."""
     rep = _sweep(root, dataset)
     cell = lambda r, k, digits: pm(r[k], r[f"{k}_ci"], r["n"], digits)  # noqa: E731
+    active = all("vae_active_mlp" in r for r in rep["sizes"])  # sweeps run before downstream probed them lack it
     lines = ["| d | best latent − pixels | AE MLP probe | VAE MLP probe | PCA MLP probe | AE MSE | VAE MSE | "
-             "VAE active units |", "|---|---|---|---|---|---|---|---|"]
+             "VAE active units |" + (" VAE active units, MLP probe |" if active else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if active else "")]
     lines += [f"| {r['latent_dim']} | {cell(r, 'best_minus_pixels', 3)} | " +
               " | ".join(cell(r, f"{x}_mlp", 3) for x in ("ae", "vae", "pca")) + " | " +
               " | ".join(cell(r, f"{x}_mse", 4) for x in ("ae", "vae")) +
-              f" | {cell(r, 'vae_active_units', 1)} of {r['latent_dim']} |" for r in rep["sizes"]]
+              f" | {cell(r, 'vae_active_units', 1)} of {r['latent_dim']} |" +
+              (f" {cell(r, 'vae_active_mlp', 3)} |" if active else "") for r in rep["sizes"]]
     last = rep["sizes"][-1]
     lines += ["", f"Pixels: MLP {cell(last, 'pixels_mlp', 3)}, logistic regression {last['pixels_logreg']:.4f} (the "
               "same at every seed).", "", f"Verdicts ({RULE_SWEEP}; `reports/{SWEEPS[dataset]}.md` has each p):", ""]

@@ -58,6 +58,7 @@ PAIRED = {
     "OOD AUROC: NLL - PNG minus NLL": ("ood.auroc.vae_nll_minus_png", "ood.auroc.vae_nll"),
     "OOD AUROC: AE MSE minus NLL": ("ood.auroc.ae_mse", "ood.auroc.vae_nll"),
     "AE - VAE, 5-NN accuracy": ("downstream:ae.knn.k=5.test_acc", "downstream:vae.knn.k=5.test_acc"),
+    "AE - VAE active units, MLP probe accuracy": ("downstream.ae.mlp_test_acc", "downstream.vae_active.mlp_test_acc"),
 }
 # A PAIRED difference's standard error over the test images in one run, <report>:<key> of the run's
 # reports (`test_images` of stages/downstream.py and stages/ood.py); {classifier}: the best latent's.
@@ -65,6 +66,7 @@ IMAGES = {"AE - VAE, MLP probe accuracy": "downstream:test_images.differences.ae
           "AE - VAE, logreg probe accuracy": "downstream:test_images.differences.ae-vae.logreg.se",
           "AE - PCA, MLP probe accuracy": "downstream:test_images.differences.ae-pca.mlp.se",
           "AE - VAE, 5-NN accuracy": "downstream:test_images.differences.ae-vae.k=5.se",
+          "AE - VAE active units, MLP probe accuracy": "downstream:test_images.differences.ae-vae_active.mlp.se",
           "best latent - pixels, same classifier": "downstream:test_images.differences.best-pixels.{classifier}.se",
           "OOD AUROC: NLL - PNG minus NLL": "ood:test_images.differences.vae_nll_minus_png-vae_nll.se",
           "OOD AUROC: AE MSE minus NLL": "ood:test_images.differences.ae_mse-vae_nll.se"}
@@ -73,6 +75,7 @@ REPS = ("ae", "vae", "pca")
 LATENTS = {**{f"{r}_mse": f"{r}.test_mse" for r in REPS},
            **{f"{r}_{c}": f"downstream.{r}.{c}_test_acc" for r in REPS for c in ("logreg", "mlp")},
            **{f"{r}_knn5": f"downstream:{r}.knn.k=5.test_acc" for r in REPS},
+           "vae_active_mlp": "downstream.vae_active.mlp_test_acc",
            "pixels_logreg": "classifier.logreg_test_acc", "pixels_mlp": "classifier.test_acc",
            "best_minus_pixels": "downstream.best_latent_minus_pixels", "vae_active_units": "vae.active_units"}
 # A row's fields that are not its numbers: the run (its name, its commit, the baseline it was queued
@@ -109,6 +112,11 @@ def metrics(entry: dict, reports: tuple[str, ...] = ()) -> dict:
     m = experiments.headline(entry["metrics"])
     for r in reports:
         m.update({f"{r}:{k}": v for k, v in flat(run_json(entry.get("rev", ""), f"reports/{r}.json")).items()})
+    if "downstream:vae_active_units.of" in m and "downstream.vae_active.mlp_test_acc" not in m:
+        # a downstream that looked for inactive units and found none: the active units are all of mu
+        m["downstream.vae_active.mlp_test_acc"] = m.get("downstream.vae.mlp_test_acc", math.nan)
+        m.update({k.replace("ae-vae.", "ae-vae_active."): v for k, v in m.items()
+                  if k.startswith("downstream:test_images.differences.ae-vae.mlp.")})
     return m
 
 

@@ -19,7 +19,8 @@ from tools.study import LATENTS, PAIRED, REPS, Study, cell
 STUDY = Study("sweep", grid={"latent_dim": [2, 4, 8, 16, 32]}, seeds=[0], reports=("downstream",),
               numbers=study.latents, paired=("AE - VAE, test MSE", "AE - VAE, MLP probe accuracy",
                                              "AE - VAE, 5-NN accuracy", "AE - PCA, MLP probe accuracy",
-                                             "best latent - pixels, same classifier"))
+                                             "best latent - pixels, same classifier",
+                                             "AE - VAE active units, MLP probe accuracy"))
 PIXELS = ("pixels_logreg", "pixels_mlp")
 # The differences' names in reports written before PAIRED named their unit.
 RENAMED = {"AE - VAE, MLP probe": "AE - VAE, MLP probe accuracy", "AE - VAE, 5-NN": "AE - VAE, 5-NN accuracy",
@@ -61,10 +62,14 @@ def markdown(df: pd.DataFrame, title: str, note: str = "", verdicts: dict | None
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['latent_dim']} | {r['n']} | " + " | ".join(cell(r, f"{x}_mse", 5) for x in REPS) +
               f" | {cell(r, 'vae_active_units', 1)} | {cell(r, 'best_minus_pixels', 4)} |" for _, r in df.iterrows()]
-    lines += ["", "Probes on each representation, logistic regression / MLP / 5-NN:", "",
-              "| latent_dim | AE | VAE | PCA |", "|---|---|---|---|"]
+    active = "vae_active_mlp" in df and df["vae_active_mlp"].notna().all()  # none in sweeps from before it
+    lines += ["", "Probes on each representation, logistic regression / MLP / 5-NN" + (
+              "; the MLP on the VAE's active units alone (all of mu where every unit is active)" if active else "") +
+              ":", "", "| latent_dim | AE | VAE | PCA |" + (" VAE active units, MLP |" if active else ""),
+              "|---|---|---|---|" + ("---|" if active else "")]
     lines += [f"| {r['latent_dim']} | " + " | ".join(" / ".join(cell(r, f"{x}_{c}", 4) for c in ("logreg", "mlp", "knn5"))
-                                                    for x in REPS) + " |" for _, r in df.iterrows()]
+                                                    for x in REPS) + " |" +
+              (f" {cell(r, 'vae_active_mlp', 4)} |" if active else "") for _, r in df.iterrows()]
     last = df.iloc[-1]
     lines += ["", f"Pixels, the line to reach (the same at every size): logreg {cell(last, 'pixels_logreg', 4)}, "
                   f"MLP {cell(last, 'pixels_mlp', 4)}.", "",
