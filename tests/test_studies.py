@@ -663,3 +663,23 @@ def test_the_vaes_active_unit_probe_is_its_whole_mu_where_every_unit_is_active(m
     del report["vae_active_units"]
     m = study.metrics(entry, ("downstream",))
     assert math.isnan(study.differences(m, (name,))[name]) and study.image_se(m, (name,)) == {}
+
+
+def test_the_budget_pairs_each_budget_with_the_shortest_by_seed_where_rows_are_kept():
+    """Both budgets' runs share seeds (and pixel MLP): with per-run rows the change is a paired t
+    on the per-seed differences, whose spread the seeds' common part leaves out; without, Welch."""
+    from tools import budget, study
+
+    base = {"best_minus_pixels": [-0.18, -0.16, -0.17], "ae_mse": [0.026, 0.025, 0.027],
+            "vae_mse": [0.027, 0.026, 0.028], "ae_mlp": [0.71, 0.73, 0.72], "vae_mlp": [0.70, 0.72, 0.71]}
+    rows = pd.DataFrame([{"experiment": f"e{e}s{s}", "latent_dim": 2, "epochs": e, "seed": s,
+                          **{k: v[s] + (0.01 + 0.001 * s if e == 21 else 0.0) for k, v in base.items()}}
+                         for e in (7, 21) for s in range(3)])
+    summary = study.summarize(rows, ["latent_dim", "epochs"])
+    paired = {c["number"]: c for c in budget.changes(summary, rows)}
+    assert {c["test"] for c in paired.values()} == {"paired t"}
+    assert paired["AE MLP probe"]["difference"] == pytest.approx(0.011)  # the mean of 0.010, 0.011, 0.012
+    assert paired["AE MLP probe"]["se"] == pytest.approx(0.001 / math.sqrt(3))
+    welch = {c["number"]: c for c in budget.changes(summary)}
+    assert {c["test"] for c in welch.values()} == {"Welch"}
+    assert welch["AE MLP probe"]["se"] > 10 * paired["AE MLP probe"]["se"]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from stages.core.cli import run
 from tools import figures, noise, study
-from tools.experiments import flat
+from tools.experiments import SEED, flat
 from tools.study import SWEEPS, Study, pm
 
 STUDY = Study("budget", grid={"latent_dim": [2, 8], "epochs": [21, 50]}, seeds=[0],
@@ -40,25 +40,58 @@ def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tu
         .sort_values(["latent_dim", "epochs"]).reset_index(drop=True), sizes
 
 
-def changes(summary: pd.DataFrame) -> list[dict]:
+def changes(summary: pd.DataFrame, rows: pd.DataFrame | None = None) -> list[dict]:
     """Per size each budget against the shortest: every SHOWN number's difference of means, its
-    test (``noise.welch_test`` of the two rows' seeds: the shorter budget's per-seed values are
-    the sweep's, not kept, so no row is paired) and its verdict, the rows one family."""
+    test and its verdict, the rows one family. Paired by seed (``noise.paired_test`` of the
+    per-seed differences) where ``rows`` holds both budgets' runs of two or more shared seeds
+    (the shortest's from the sweep's rows, ``swept_rows``); else ``noise.welch_test`` of the two
+    rows' summaries (a sweep that kept no per-seed values)."""
     runs = lambda row, c: noise.from_interval(row[c], row[f"{c}_ci"], row["n"])  # noqa: E731
+    seeds = lambda d, e, c: rows[(rows["latent_dim"] == d) & (rows["epochs"] == e)].set_index(SEED)[c].dropna()  # noqa: E731
     tests, references = {}, {}
     for d, group in summary.groupby("latent_dim"):
         base, *longer = [r for _, r in group.sort_values("epochs").iterrows()]
         for r in longer:
             for name, (col, _) in SHOWN.items():
                 key = (int(d), int(base["epochs"]), int(r["epochs"]), name)
-                tests[key], references[key] = noise.welch_test(runs(base, col), runs(r, col)), base[col]
+                a, b = (seeds(d, e, col) if rows is not None else pd.Series(dtype=float)
+                        for e in (base["epochs"], r["epochs"]))
+                shared = a.index.intersection(b.index)
+                tests[key] = noise.paired_test((b[shared] - a[shared]).tolist()) if len(shared) > 1 else \
+                    noise.welch_test(runs(base, col), runs(r, col))
+                references[key] = base[col]
     return [{"latent_dim": d, "from": a, "to": b, "number": name, **j}
             for (d, a, b, name), j in study.judge(tests, references).items()]
 
 
-TESTS = ("Welch's t between the two budgets' runs, not paired by seed although they share seeds and pixel MLP: "
-         "the shorter budget's rows are the committed sweep's, which kept no per-seed values; a single run against "
-         "the shorter budget's seeds: where a further seed of it would fall (t, n - 1 dof)")
+def tests_text(diffs: list[dict]) -> str:
+    """How the table's rows were tested, as they were."""
+    used = {c["test"] for c in diffs}
+    return "; ".join(t for k, t in TESTS.items() if k in used)
+
+
+TESTS = {"paired t": "paired t on the per-seed differences (the budgets share seeds and pixel MLP; the shortest "
+                     "budget's runs are the committed sweep's per-run rows)",
+         "Welch": "Welch's t between the two budgets' runs (the shorter budget's rows from a sweep that kept no "
+                  "per-seed values)",
+         "one run against the seeds": "a single run against the shorter budget's seeds: where a further seed of "
+                                      "it would fall (t, n - 1 dof)"}
+
+
+def with_swept(df: pd.DataFrame, root: Path, dataset: str, own: int,
+               now: dict | None) -> tuple[pd.DataFrame | None, list[int]]:
+    """The study's fresh rows ``df`` with the committed sweep's fresh per-run rows at its sizes (its
+    runs are this study's at the params' own epochs ``own``, the baseline's own run among them),
+    so that every budget pairs with the shortest by seed; and those sizes. (None, []) where the
+    sweep kept no fresh rows: fresh at the code ``now`` (None: at the code its report was written at)."""
+    sweep = study.stored(root, SWEEPS[dataset])[0] if len(df) and dataset in SWEEPS else pd.DataFrame()
+    sweep = study.fresh(sweep if now is None else study.flag(sweep, now)) if len(sweep) else sweep
+    sweep = sweep[sweep["latent_dim"].isin(df["latent_dim"].unique())] if len(sweep) else sweep
+    if sweep.empty:
+        return None, []
+    swept = sorted(sweep["latent_dim"].unique().tolist())
+    own_runs = (df["epochs"] == own) & df["latent_dim"].isin(swept)
+    return pd.concat([df[~own_runs], sweep.assign(epochs=own).reindex(columns=df.columns)], ignore_index=True), swept
 
 
 def control(dataset: str, sizes: list[int], root: Path) -> dict[int, dict]:
@@ -83,7 +116,7 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
     lines += [f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
               f"{pm(c['difference'], c['half_width'], 2, SHOWN[c['number']][1], '+')} | {c['test']} | "
               f"{study.verdict(c)} |" for c in diffs]
-    lines += ["", study.rule(f"the {len(diffs)} rows of this table", TESTS)]
+    lines += ["", study.rule(f"the {len(diffs)} rows of this table", tests_text(diffs))]
     if ctrl:
         pixels = summary.iloc[0]
         lines += ["", "The bottleneck control (`make bottleneck`: the AE's encoder trained end to end on the labels "
@@ -112,7 +145,10 @@ def reuse(root: Path, out: str) -> pd.DataFrame:
     summary["experiment"] = [study.sweep_row(root, dataset, int(r["latent_dim"]))["experiment"]
                              if r["latent_dim"] in swept and r["epochs"] == own else " ".join(names[(r["latent_dim"], r["epochs"])])
                              for _, r in summary.iterrows()]
-    diffs, ctrl = changes(summary), {int(d): s for d, s in old.get("control", {}).items()}
+    rows, paired = with_swept(study.fresh(kept), root, dataset, own, None) if len(kept) else (None, [])
+    if rows is not None:  # a report that kept its rows: paired by seed, as main wrote it
+        summary, swept = study.summarize(rows, ["latent_dim", "epochs"]), paired
+    diffs, ctrl = changes(summary, rows), {int(d): s for d, s in old.get("control", {}).items()}
     title = f"Latent size or training budget, {dataset}"
     study.write(root, out, markdown(summary, diffs, ctrl, title, swept_note(own, swept, dataset)),
                 {**old, "epochs": own, "changes": diffs}, None, kept if len(kept) else None, code)
@@ -131,12 +167,18 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> pd.DataFrame 
     df = study.fresh(kept)
     params = {**flat(entries[0]["params"]), **overrides} if entries else {}
     dataset = params.get("data.dataset")
-    summary, swept = (df, []) if df.empty else baseline(study.summarize(df, ["latent_dim", "epochs"]), root, dataset,
-                                                         params["train_ae.epochs"])
+    own = params.get("train_ae.epochs")
+    sizes = sorted(df["latent_dim"].unique().tolist()) if len(df) else []
+    rows, swept = with_swept(df, root, dataset, own, study.code_state(root))
+    if rows is not None:
+        summary = study.summarize(rows, ["latent_dim", "epochs"])
+    else:
+        summary, swept = (df, []) if df.empty else baseline(study.summarize(df, ["latent_dim", "epochs"]), root,
+                                                             dataset, own)
     if summary.empty or summary["epochs"].nunique() < 2:
         sys.exit(f"budget: the experiments of {', '.join(args.rev or ['HEAD'])} and the committed sweep have fewer "
                  "than two budgets with metrics; run `make budget` first (and name the commit of earlier runs with --rev)")
-    diffs, ctrl = changes(summary), control(dataset, sorted(df["latent_dim"].unique().tolist()), root)
+    diffs, ctrl = changes(summary, rows), control(dataset, sizes, root)
     note = swept_note(params["train_ae.epochs"], swept, dataset)
     pixels = summary.sort_values("epochs").groupby("latent_dim")["pixels_mlp"].first()  # the shortest budget's seeds
     study.write(root, args.out, markdown(summary, diffs, ctrl, f"Latent size or training budget, {dataset}", note), {
