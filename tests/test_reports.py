@@ -31,9 +31,10 @@ def same(root, name: str) -> None:
 
 def test_the_bottleneck_table_is_recomputed_from_its_per_run_rows(reports):
     """Every number and verdict of reports/bottleneck.md from the runs its JSON keeps, one row per
-    (dataset, size, seed): the summaries, the size cost paired by seed, Holm over the table."""
+    (dataset, size, seed) with its code state: the summaries, the size cost paired by seed, Holm
+    over the table."""
     saved = json.loads((REPO / "reports/bottleneck.json").read_text())
-    rows = [r for r in saved["runs"]["fashion_mnist"]]
+    rows = [r for r in saved["rows"] if r["dataset"] == "fashion_mnist" and not r["stale"]]
     two, eight = ({r["seed"]: r["mlp"] for r in rows if r["latent_dim"] == d} for d in (2, 8))
     cost = noise.paired_test([two[s] - eight[s] for s in sorted(two)])
     kept = next(d for d in saved["differences"] if (d["dataset"], d["size"], d["name"]) ==

@@ -176,7 +176,8 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
                             "metrics/train_classifier.json": {"classifier": {"test_acc": 0.98, "logreg_test_acc": 0.92}}}}
 
     entries = [run("base", {}, 0.0268), run("b4", {"train_vae.beta": 4.0}, 0.0276),
-               run("seed1", {"seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01)]
+               run("seed1", {"seed": 1}, 0.0270), run("m8", {"data.dataset": "mnist", "latent_dim": 8}, 0.01),
+               {**run("b025", {"train_vae.beta": 0.25}, 0.025), "code": {"stages/train_vae.py": "0" * 32}}]
     monkeypatch.setattr(experiments, "wait", lambda rev, poll, who: entries)
     import matplotlib.pyplot as plt
     import numpy as np
@@ -193,6 +194,13 @@ def test_exercises_report_finds_the_beta_runs_and_the_mnist_run(monkeypatch, tmp
     report = (tmp_path / "reports/exercises.md").read_text()
     assert "| 4 | b4 | 0.02760 (+0.0008, no floor)" in report and "seed1" not in report
     assert "| AE (8) | 0.9000 | 0.9500 |" in report and (tmp_path / "plots/exercises/beta.png").is_file()
+    # b025 ran at other code than the workspace's (here: none): in no table, named as stale
+    assert "| 0.25 |" not in report and "Stale: 1 of 4 runs" in report and "b025 (seed 0)" in report
+    saved = json.loads((tmp_path / "reports/exercises.json").read_text())
+    kept = {r["experiment"]: r for r in saved["rows"]}  # the commit's run, then the study's runs in its order
+    assert list(kept) == ["base", "b025", "b4", "m8"] and kept["m8"]["vae.test_mse"] == 0.01
+    assert kept["b025"]["stale"] == ["stages/train_vae.py"] and kept["b4"]["train_vae.beta"] == 4.0
+    assert not kept["b4"]["stale"] and kept["b4"]["code"] in saved["code_states"]
 
 
 def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tmp_path):

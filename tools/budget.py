@@ -97,7 +97,9 @@ def with_swept(df: pd.DataFrame, root: Path, dataset: str, own: int,
 def control(dataset: str, sizes: list[int], root: Path) -> dict[int, dict]:
     """Per size the bottleneck control's MLP probe over its seeds (`make bottleneck`), if any."""
     path = root / "reports" / "bottleneck.json"
-    runs = study.read_report(path).get("runs", {}).get(dataset, []) if path.exists() else []
+    rep = study.read_report(path) if path.exists() else {}
+    runs = [r for r in rep.get("rows", []) if r["dataset"] == dataset and not r["stale"]] or \
+        rep.get("runs", {}).get(dataset, [])  # "runs": before rows kept their code
     return {d: noise.summary(v) for d in sizes if (v := [r["mlp"] for r in runs if r["latent_dim"] == d])}
 
 

@@ -1,13 +1,17 @@
 """The course's exercises from real runs: `make exercises` queues the β runs (0.25 and 4; the
 commit's own run is β = 1) and MNIST at d = 8; `make exercises-report` writes
 reports/exercises.md (per β the VAE's test numbers, each change from β = 1 judged as `make
-compare` judges it; the MNIST probes against pixels) and plots/exercises/beta.png (each β's
-reconstructions and prior samples, read from DVC's cache).
+compare` judges it; the MNIST probes against pixels), plots/exercises/beta.png (each β's
+reconstructions and prior samples, read from DVC's cache) and reports/exercises.json: each run
+as a row, its numbers and its code state (tools/study.py); a run at other code than the
+workspace's is stale, named under the report and in no table.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from stages.core.cli import run
 from tools import figures, noise, study
@@ -19,12 +23,31 @@ STUDY = Study("exercises", runs={"beta-0.25": {"train_vae.beta": 0.25}, "beta-4"
 IMAGES = ("plots/train_vae/reconstructions.png", "plots/train_vae/samples.png")
 VAE = {"MSE (decoding mu)": "vae.test_mse", "KL (nats)": "vae.test_kl", "negative ELBO (nats)": "vae.test_nelbo",
        "IWAE bound (nats)": "vae.test_iwae_nll", "active units": "vae.active_units"}
+PROBES = ["classifier.logreg_test_acc", "classifier.test_acc", "downstream.best_latent_minus_pixels",
+          *(f"downstream.{r}.{c}_test_acc" for r in study.REPS for c in ("logreg", "mlp"))]
+
+
+def rows(runs: dict, root: Path) -> pd.DataFrame:
+    """Each run ({name: entry}) as a row: the run, its params the study sets, its numbers (VAE,
+    PROBES) and its code, flagged against the workspace's (``study.flag``)."""
+    return study.flag(pd.DataFrame([
+        {"experiment": e["name"], "rev": e.get("rev", ""), "baseline": e.get("baseline", ""),
+         "timestamp": e.get("timestamp", ""), "seed": flat(e["params"]).get(SEED), "run": name,
+         **{k: flat(e["params"]).get(k) for k in STUDY.runs.get(name, {})},
+         **{k: study.metrics(e).get(k) for k in [*VAE.values(), *PROBES]}, "code": e.get("code", {})}
+        for name, e in runs.items()]), study.code_state(root))
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
     if (got := study.start(STUDY, study.arguments(STUDY, __doc__).parse_args(argv))) is None:
         return
     base, found = got[1][0], study.named(STUDY, got[1])
+    kept = rows({"β = 1 (the commit's run)": base, **found}, root)
+    stale = set(kept.loc[[bool(s) for s in kept["stale"]], "experiment"])
+    base, found = (None if base["name"] in stale else base), {n: e for n, e in found.items() if e["name"] not in stale}
+    if base is None:
+        sys.exit(f"exercises: the commit's own run ran at other code than the workspace's dvc.lock; commit "
+                 "after `dvc repro` first")
     betas = sorted([(base, flat(base["params"])["train_vae.beta"])] + [
         (found[n], p["train_vae.beta"]) for n, p in STUDY.runs.items() if "train_vae.beta" in p and n in found],
         key=lambda item: item[1])
@@ -56,8 +79,9 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
               "", f"Best latent probe minus the same classifier on pixels: {m['downstream.best_latent_minus_pixels']:+.4f}."]
     panels = {f"β = {beta:g}: {kind}": run_file(e["rev"], path, root, "exercises")
               for e, beta in betas for kind, path in zip(("reconstructions", "prior samples"), IMAGES)}
-    study.write(root, "exercises", "\n".join(lines) + "\n", None, {"beta.png": figures.png_panels(
-        panels, len(IMAGES), "The VAE's β: test images and their reconstructions (left), samples from N(0, I) (right)")})
+    study.write(root, "exercises", "\n".join(lines) + "\n", {}, {"beta.png": figures.png_panels(
+        panels, len(IMAGES), "The VAE's β: test images and their reconstructions (left), samples from N(0, I) (right)")},
+        rows=kept, code=study.code_state(root))
 
 
 if __name__ == "__main__":

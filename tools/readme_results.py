@@ -13,7 +13,7 @@ from scipy import stats
 
 from stages.core.cli import run
 from stages.core.io import read_json, write_text
-from tools import noise, study
+from tools import bottleneck_control, noise, study
 from tools.experiments import SEED, flat
 from tools.study import HEADLINE, SWEEPS, decimals, p_text, pm
 
@@ -450,15 +450,14 @@ def bottleneck(root: Path) -> str:
              "|---|---|---|---|---|---|"]
     for dataset, rows in bott["sizes"].items():
         for r in rows:
-            s = _size(_sweep(root, dataset), r["latent_dim"])
-            lines.append(f"| {DATASETS[dataset]} | {r['latent_dim']} | {pm(r['own'], r['own_ci'], 3, 3)} | "
-                         f"{pm(r['mlp'], r['mlp_ci'], 3, 3)} | {pm(s['ae_mlp'], s['ae_mlp_ci'], 3, 3)} | "
+            d, s = r["latent_dim"], _size(_sweep(root, dataset), r["latent_dim"] or 2)
+            lines.append(f"| {DATASETS[dataset]} | {bottleneck_control.size(d)} | {pm(r['own'], r['own_ci'], 3, 3)} | "
+                         f"{pm(r['mlp'], r['mlp_ci'], 3, 3)} | {pm(s['ae_mlp'], s['ae_mlp_ci'], 3, 3) if d else '–'} | "
                          f"{pm(s['pixels_mlp'], s['pixels_mlp_ci'], 3, 3)} |")
-    lines += ["", f"Verdicts (`reports/bottleneck.md`: paired t for the sizes, whose runs share seeds; Welch against "
-              f"the sweep, which kept no per-seed values; Holm over its {len(bott['differences'])} rows; level only by "
-              "TOST within ±0.01):", ""]
+    lines += ["", f"Verdicts (`reports/bottleneck.md`: {bottleneck_control.TESTS}; Holm over its "
+              f"{len(bott['differences'])} rows; level only by TOST within ±0.01):", ""]
     lines += [f"- {DATASETS[r['dataset']]}, {r['size']}, {r['name']}: {pm(r['difference'], r['half_width'], r['n'], 3, '+')}, "
-              f"{_verdict(r)}." for r in bott["differences"]]
+              f"{_verdict(r)} ({r['test']})." for r in bott["differences"]]
     return "\n".join(lines)
 
 

@@ -447,6 +447,13 @@ def write(root: Path, out: str, text: str, data: dict | None = None, figures: di
     print(text)
 
 
+def sweep_runs(root: Path, dataset: str, d: int) -> dict[int, dict]:
+    """The committed sweep's fresh per-run rows at size ``d`` for ``dataset``, by training seed
+    (fresh by the code state the sweep report was written at); none where it keeps no rows."""
+    rows = fresh(stored(root, SWEEPS[dataset])[0])
+    return {} if rows.empty else {int(r["seed"]): r for r in rows.to_dict("records") if r["latent_dim"] == d}
+
+
 def sweep_row(root: Path, dataset: str, d: int) -> dict | None:
     """The committed sweep's numbers at size ``d`` for ``dataset`` (``experiment``: its runs), if any."""
     path = root / "reports" / f"{SWEEPS[dataset]}.json"
