@@ -369,16 +369,19 @@ def test_budget_report_judges_each_longer_budget_against_the_shortest(monkeypatc
     df = study.frame(budget.STUDY, entries)
     assert sorted(df["experiment"]) == ["e21s0", "e21s1", "e21s2", "e50s0", "e7s1", "e7s2", "main"]
     summary = study.summarize(df, ["latent_dim", "epochs"])
-    changes = {(c["to"], c["number"]): c for c in budget.changes(summary)}
-    welch = changes[(21, "best latent - pixels")]
+    changes = {(c["from"], c["to"], c["number"]): c for c in budget.changes(summary)}
+    assert sorted({k[:2] for k in changes}) == [(7, 21), (7, 50), (21, 50)]  # the shortest, and the one before
+    welch = changes[(7, 21, "best latent - pixels")]
     assert welch["difference"] == pytest.approx(0.04) and welch["test"] == "Welch" and welch["p"] < 0.05
-    assert welch["p_holm"] == pytest.approx(min(1, 10 * welch["p"]))  # Holm's first step over the 10 rows
-    one = changes[(50, "best latent - pixels")]
+    assert welch["p_holm"] == pytest.approx(min(1, 15 * welch["p"]))  # Holm's first step over the 15 rows
+    one = changes[(7, 50, "best latent - pixels")]
     assert one["difference"] == pytest.approx(0.005) and one["verdict"] == "undecided"
+    back = changes[(21, 50, "best latent - pixels")]
+    assert back["difference"] == pytest.approx(-0.035) and back["test"] == "one run against the seeds"
     text = budget.markdown(summary, budget.changes(summary), {2: noise.summary([0.89, 0.9])}, "t")
     assert "| 2 | 7 → 21 | best latent - pixels | +0.0400 ± 0.0227 | Welch | " in text, text
     assert "| 2 | 7 → 50 | best latent - pixels | +0.0050 ± 0.0497 | one run against the seeds | undecided " in text, text
-    assert "Holm over the 10 rows of this table" in text, text
+    assert "Holm over the 15 rows of this table" in text, text
     assert "| 2 | 21 | 3 | -0.1400 ± 0.0248 |" in text, text
     assert "d = 2: 0.8950 ± 0.0635 (2 seeds)" in text, text
 

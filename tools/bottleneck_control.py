@@ -233,16 +233,15 @@ def markdown(results: dict[str, list[dict]], root: Path, epochs: int, verdicts: 
 
 def report(rows: pd.DataFrame, root: Path, epochs: int, out: str, now: dict | None) -> dict:
     """reports/<out>.{md,json} from the per-run ``rows`` alone (flagged against the code ``now``)."""
-    rows = study.flag(rows.drop(columns="stale", errors="ignore"), now)
+    rows = study.flag(pd.DataFrame(sorted(rows.to_dict("records"), key=lambda r: (
+        list(study.SWEEPS).index(r["dataset"]), r["latent_dim"] == NONE,  # Fashion-MNIST first, as the sweeps
+        r["latent_dim"], r["seed"]))).drop(columns="stale", errors="ignore"), now)
     use = study.fresh(rows)
     results, verdicts = summaries(use), judged(use, root)
-    order = pd.DataFrame(sorted(rows.to_dict("records"), key=lambda r: (
-        list(study.SWEEPS).index(r["dataset"]), r["latent_dim"] == NONE,  # Fashion-MNIST first, as the sweeps
-        r["latent_dim"], r["seed"])))
     study.write(root, out, markdown(results, root, epochs, verdicts), {
         "epochs": epochs, "sizes": results,
         "differences": [{"dataset": ds, "size": where, "name": what, **j} for (ds, where, what), j in verdicts.items()]},
-        rows=order, code=now)
+        rows=rows, code=now)
     return results
 
 

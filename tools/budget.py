@@ -1,7 +1,8 @@
 """Is it the latent size or the training budget? `make budget` queues the AE and the VAE
 trained for each of BUDGET epochs at each of BUDGET_SIZES; `make budget-report` writes per
-size and budget the numbers over the seeds, each longer budget against the shortest (Welch;
-one run: against the shorter budget's seeds; the table one family, tools/study.py's rule), the
+size and budget the numbers over the seeds, each longer budget against the shortest and the one
+before it (paired by seed; Welch where the sweep keeps no rows; one run: against the shorter
+budget's seeds; the table one family, tools/study.py's rule), the
 bottleneck control beside them (reports/bottleneck.json), to reports/<out>.{md,json} and
 plots/<out>/budget.png. The params' own budget comes from the committed latent-size sweep where
 it has the size. ``--reuse``: no runs, the report rewritten from its JSON by the current rule.
@@ -41,17 +42,18 @@ def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tu
 
 
 def changes(summary: pd.DataFrame, rows: pd.DataFrame | None = None) -> list[dict]:
-    """Per size each budget against the shortest: every SHOWN number's difference of means, its
-    test and its verdict, the rows one family. Paired by seed (``noise.paired_test`` of the
-    per-seed differences) where ``rows`` holds both budgets' runs of two or more shared seeds
+    """Per size each budget against the shortest, and each against the one before it (past the
+    first): every SHOWN number's difference of means, its test and its verdict, the rows one
+    family. Paired by seed (``noise.paired_test`` of the per-seed differences) where ``rows`` holds both budgets' runs of two or more shared seeds
     (the shortest's from the sweep's rows, ``swept_rows``); else ``noise.welch_test`` of the two
     rows' summaries (a sweep that kept no per-seed values)."""
     runs = lambda row, c: noise.from_interval(row[c], row[f"{c}_ci"], row["n"])  # noqa: E731
     seeds = lambda d, e, c: rows[(rows["latent_dim"] == d) & (rows["epochs"] == e)].set_index(SEED)[c].dropna()  # noqa: E731
     tests, references = {}, {}
     for d, group in summary.groupby("latent_dim"):
-        base, *longer = [r for _, r in group.sort_values("epochs").iterrows()]
-        for r in longer:
+        budgets = [r for _, r in group.sort_values("epochs").iterrows()]
+        pairs = [(budgets[0], r) for r in budgets[1:]] + list(zip(budgets[1:-1], budgets[2:]))
+        for base, r in pairs:
             for name, (col, _) in SHOWN.items():
                 key = (int(d), int(base["epochs"]), int(r["epochs"]), name)
                 a, b = (seeds(d, e, col) if rows is not None else pd.Series(dtype=float)
@@ -71,7 +73,8 @@ def tests_text(diffs: list[dict]) -> str:
 
 
 TESTS = {"paired t": "paired t on the per-seed differences (the budgets share seeds and pixel MLP; the shortest "
-                     "budget's runs are the committed sweep's per-run rows)",
+                     "budget's runs are the committed sweep's per-run rows), the seeds' noise alone (two budgets' "
+                     "runs keep no joint per-image predictions to add the test images')",
          "Welch": "Welch's t between the two budgets' runs (the shorter budget's rows from a sweep that kept no "
                   "per-seed values)",
          "one run against the seeds": "a single run against the shorter budget's seeds: where a further seed of "
@@ -113,7 +116,8 @@ def markdown(summary: pd.DataFrame, diffs: list[dict], ctrl: dict[int, dict], ti
              "|---|---|---|" + "---|" * (len(SHOWN) + 1)]
     lines += [f"| {r['latent_dim']} | {r['epochs']} | {r['n']} | " + " | ".join(
         study.cell(r, c, k) for c, k in [*SHOWN.values(), ("ae_best_epoch", 1)]) + " |" for _, r in summary.iterrows()]
-    lines += ["", "Each longer budget against the shortest at the same size (longer - shorter):", "",
+    lines += ["", "Each longer budget against the shortest and against the one before it, at the same size "
+                  "(longer - shorter):", "",
               "| latent_dim | epochs | number | change ± 95 % | test | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['latent_dim']} | {c['from']} → {c['to']} | {c['number']} | "
               f"{pm(c['difference'], c['half_width'], 2, SHOWN[c['number']][1], '+')} | {c['test']} | "

@@ -14,6 +14,8 @@ from scipy import stats
 from stages.core.cli import run
 from stages.core.io import read_json, write_text
 from tools import bottleneck_control, noise, study
+from tools import budget as budget_tool
+from tools.bottleneck_control import NONE
 from tools.experiments import SEED, flat
 from tools.study import HEADLINE, SWEEPS, decimals, p_text, pm
 
@@ -286,12 +288,8 @@ def answer(root: Path) -> str:
     fm, mn = _sweep(root, "fashion_mnist"), _sweep(root, "mnist")
     bott, budget = _report(root, "bottleneck"), _report(root, "budget")
     gaps = {ds: _judged(rep, name=GAP) for ds, rep in (("Fashion-MNIST", fm), ("MNIST", mn))}
-    ctrl = {r["latent_dim"]: r for r in bott["sizes"]["fashion_mnist"]}
-    cost = _one(bott, dataset="fashion_mnist", size="d = 8 → 2", name="MLP probe accuracy")
-    own = _one(bott, dataset="fashion_mnist", size="d = 8 → 2", name="end to end accuracy")
-    vs_pixels = _one(bott, dataset="fashion_mnist", size="d = 2", name="MLP probe minus pixel MLP")
-    vs_ae = _one(bott, dataset="fashion_mnist", size="d = 2", name="MLP probe minus AE's codes, MLP probe")
-    c21 = {c["number"]: c for c in budget["changes"] if (c["latent_dim"], c["to"]) == (2, 21)}
+    c21 = {c["number"]: c for c in budget["changes"] if (c["latent_dim"], c["from"], c["to"]) == (2, 7, 21)}
+    g50, g2150 = (_change(budget, a, 50, "best latent - pixels") for a in (7, 21))
     runs = [r for r in budget.get("rows", []) if not r["stale"]] or budget["runs"]  # "runs": before rows kept code
     last = all(r["ae_best_epoch"] == r["epochs"] for r in runs)
     pixels = _size(fm, 2)
@@ -304,27 +302,59 @@ def answer(root: Path) -> str:
         "(± is the half-width of the 95 % interval over the size's three training seeds). By the sweeps' rule "
         f"({rule_sweep({'fashion_mnist': fm, 'mnist': mn})}), the Fashion-MNIST gap is " + "; MNIST's is ".join(_by_verdict(rows) for rows in gaps.values())
         + ".",
-        f"**The size costs the class something, the objective far more.** A classifier trained end to end "
-        f"through the same encoder and a 2-wide bottleneck has a code whose MLP probe scores "
-        f"{pm(ctrl[2]['mlp'], ctrl[2]['mlp_ci'], 3, 3)}, against {pm(_size(fm, 2)['ae_mlp'], _size(fm, 2)['ae_mlp_ci'], 3, 3)} "
-        f"for the AE's 2-D codes ({_verdict(vs_ae)}); but going from 8 to 2 numbers costs that control "
-        f"{pm(-cost['difference'], cost['half_width'], 3, 3)} of its probe and {pm(-own['difference'], own['half_width'], 3, 3)} "
-        f"end to end ({_verdict(cost)}, and {_verdict(own)}), and against the pixel MLP "
-        f"({pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], 3, 3)}) its 2-wide code is {_verdict(vs_pixels)}: "
-        f"not shown to keep as much (paired t for the sizes, Welch against the sweep, Holm over the control's "
-        f"{len(bott['differences'])} rows).",
+        _control(bott, pixels, _size(fm, 2)),
         f"**{_budget_head(c21['best latent - pixels'])}** Trained for 21 epochs (three seeds), the AE reconstructs "
         f"better at d = 2 "
         f"({pm(c21['AE test MSE']['difference'], c21['AE test MSE']['half_width'], 3, 5, '+')} MSE, "
         f"{_verdict(c21['AE test MSE'])}) while d = 2's gap moves by "
         f"{pm(c21['best latent - pixels']['difference'], c21['best latent - pixels']['half_width'], 3, 3, '+')} "
         f"({_verdict(c21['best latent - pixels'])}; {c21['best latent - pixels']['test']}, Holm over the budget table's {len(budget['changes'])} rows); "
-        f"at 50 epochs: {_seeds_at(budget, 50)}" + (", and the AE's best epoch is its last in every "
-                                                           "budget run: convergence is not shown at any budget tried."
-                                                           if last else "."),
+        f"at 50 epochs ({_seeds_at(budget, 50)}) by {pm(g50['difference'], g50['half_width'], 3, 3, '+')} "
+        f"({_verdict(g50)}), {pm(g2150['difference'], g2150['half_width'], 3, 3, '+')} past 21 ({_verdict(g2150)})"
+        + (". The AE's best epoch is its last in every budget run: convergence is not shown at any budget tried."
+           if last else "."),
         "So the gap measures what the two reconstruction objectives tried here (the AE's MSE, the VAE's ELBO at "
         "β = 1) leave out, with one encoder architecture, at these budgets; no other objective was tried.",
     ])
+
+
+def _control(bott: dict, pixels: dict, latents: dict) -> str:
+    """README's paragraph on the bottleneck control at d = 2 on Fashion-MNIST: its code against the
+    AE's, what the 2-wide layer costs against the same encoder without it and against 8 numbers,
+    and both against the pixel MLP, each with its verdict and test."""
+    ctrl = {r["latent_dim"]: r for r in bott["sizes"]["fashion_mnist"]}
+    row = lambda size, name: _one(bott, dataset="fashion_mnist", size=size, name=name)  # noqa: E731
+    vs_ae, vs_pixels = row("d = 2", "MLP probe minus AE's codes, MLP probe"), row("d = 2", "MLP probe minus pixel MLP")
+    layer, ref_pixels = row("d = none → 2", "end to end accuracy"), row("d = none", "end to end minus pixel MLP")
+    cost = row("d = 8 → 2", "MLP probe accuracy")
+    by_test: dict[str, list[str]] = {}
+    for j, where in ((layer, "the layer"), (cost, "the sizes"), (vs_ae, "the rows against the sweep")):
+        by_test.setdefault(j["test"], []).append(where)
+    tests = "; ".join(f"{t} for {' and '.join(w)}" for t, w in by_test.items())
+    beyond = lambda j, sign: j["verdict"].startswith("beyond") and sign * j["difference"] > 0  # noqa: E731
+    lead = ("The size costs the class something, the objective far more." if beyond(vs_ae, 1) and beyond(layer, -1)
+            else "The objective costs the class far more than the size." if beyond(vs_ae, 1)
+            else "Whether the objective or the size costs the class more is not settled.")
+    return (f"**{lead}** A classifier trained end to end through the same encoder and a 2-wide bottleneck has a "
+            f"code whose MLP probe scores {pm(ctrl[2]['mlp'], ctrl[2]['mlp_ci'], 3, 3)}, against "
+            f"{pm(latents['ae_mlp'], latents['ae_mlp_ci'], 3, 3)} for the AE's 2-D codes ({_verdict(vs_ae)}). "
+            f"Without the bottleneck the same encoder scores {pm(ctrl[NONE]['own'], ctrl[NONE]['own_ci'], 3, 3)} "
+            f"end to end: the 2-wide layer's mean cost is {pm(-layer['difference'], layer['half_width'], 3, 3)} "
+            f"({_verdict(layer)}), and from 8 numbers to 2 the control's probe loses "
+            f"{pm(-cost['difference'], cost['half_width'], 3, 3)} ({_verdict(cost)}). Against the pixel MLP "
+            f"({pm(pixels['pixels_mlp'], pixels['pixels_mlp_ci'], 3, 3)}) the 2-wide code is {_verdict(vs_pixels)}, "
+            f"while the encoder without a bottleneck is "
+            f"{pm(ref_pixels['difference'], ref_pixels['half_width'], 3, 3, '+')} from it ({_verdict(ref_pixels)})"
+            + (": the pixel MLP is no ceiling for this encoder" if beyond(ref_pixels, 1) else "")
+            + f" ({tests}; Holm over the control's {len(bott['differences'])} rows).")
+
+
+def _change(budget: dict, a: int, b: int, number: str) -> dict:
+    """The budget report's judged change of ``number`` from ``a`` to ``b`` epochs at d = 2."""
+    found = [c for c in budget["changes"] if (c["latent_dim"], c["from"], c["to"], c["number"]) == (2, a, b, number)]
+    if len(found) != 1:
+        sys.exit(f"readme: {len(found)} budget rows for d = 2, {a} → {b} epochs, {number}: rewrite the block")
+    return found[0]
 
 
 def _budget_head(gap: dict) -> str:
@@ -471,12 +501,11 @@ def budget(root: Path) -> str:
               f"{cell(r, 'ae_mse', 4)} | {cell(r, 'vae_mse', 4)} | {cell(r, 'ae_mlp', 3)} | {cell(r, 'vae_mlp', 3)} | "
               + ("–" if r["ae_best_epoch"] is None or r["ae_best_epoch"] != r["ae_best_epoch"] else
                  f"{r['ae_best_epoch']:.0f}") + " |" for r in rep["budgets"]]
-    lines += ["", f"Verdicts (`reports/budget.md`: Welch between the budgets, whose shorter rows are the sweep's "
-              f"without per-seed values; a single run against the shorter budget's seeds; Holm over its "
+    lines += ["", f"Verdicts (`reports/budget.md`: {budget_tool.tests_text(rep['changes'])}; Holm over its "
               f"{len(rep['changes'])} rows; level only by TOST within ±0.01 of accuracy or ±5 % of the MSE):", ""]
     lines += [f"- d = {c['latent_dim']}, {c['from']} → {c['to']} epochs, {c['number']}: "
-              f"{pm(c['difference'], c['half_width'], 3, 5 if 'MSE' in c['number'] else 3, '+')}, {_verdict(c)}."
-              for c in rep["changes"]]
+              f"{pm(c['difference'], c['half_width'], 3, 5 if 'MSE' in c['number'] else 3, '+')}, {_verdict(c)} "
+              f"({c['test']})." for c in rep["changes"]]
     return "\n".join(lines)
 
 
@@ -496,8 +525,9 @@ def arithmetic(root: Path) -> str:
         ae, vae = rep["metrics"]["arithmetic.ae.target_share"], rep["metrics"]["arithmetic.vae.target_share"]
         lines += ["", f"Over the {len(rep['runs'])} seeds of {name} the shares are {_interval(ae, 2)} (AE) and "
                   f"{_interval(vae, 2)} (VAE), an sd of {ae['sd']:.2f} and {vae['sd']:.2f}; the AE − VAE difference "
-                  f"is {_seed_difference(rep, 'AE - VAE, arithmetic target share', 3)} (Holm over the report's "
-                  f"{len(rep['differences'])} differences)."]
+                  f"is {_seed_difference(rep, 'AE - VAE, arithmetic target share', 3)} "
+                  f"({rep['differences']['AE - VAE, arithmetic target share'].get('test', 'paired t')}, Holm over the "
+                  f"report's {len(rep['differences'])} differences)."]
     return "\n".join(lines)
 
 

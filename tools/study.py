@@ -84,7 +84,7 @@ META = ("experiment", "rev", "baseline", "timestamp", "seed", "code", "stale", "
 SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's sweep report, as docs/experiments.md runs it
 # The reports a tool writes (reports/<stem>*.json) and the command that writes them again.
 WRITERS = {"seeds": "make seeds-report", "sweep": "make sweep-report", "budget": "make budget-report",
-           "bottleneck": "make bottleneck"}
+           "bottleneck": "make bottleneck", "exercises": "make exercises-report"}
 
 
 def latents(m: dict) -> dict:
