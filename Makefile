@@ -131,7 +131,9 @@ course-report: setup ## wait for them, write reports/course.md and plots/course/
 
 # The bottleneck control (docs/results.md): the AE's encoder and a linear layer trained end
 # to end on the labels at each size and seed, its d-wide code probed like the latents, on
-# both datasets; ARGS="--sizes 2,8 --seeds 0,1,2" are the defaults. Writes reports/bottleneck.{md,json}.
+# both datasets, beside the same encoder without a bottleneck (size none); ARGS="--sizes 2,8,none
+# --seeds 0,1,2" are the defaults. Writes reports/bottleneck.{md,json}, a row per run; a rerun
+# trains only the runs without a fresh row.
 bottleneck: setup ## what d numbers can carry for the class: a classifier with a d-wide bottleneck, probed
 	python -m tools.bottleneck_control $(ARGS)
 

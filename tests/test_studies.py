@@ -241,8 +241,12 @@ def test_course_report_reads_each_course_run_and_its_epoch_times(monkeypatch, tm
     plt.imsave(png, np.zeros((8, 8)))
     monkeypatch.setattr(course, "run_file", lambda rev, path, root, who: png)
     rows = course.main(["--poll", "0"], root=tmp_path)
-    assert [r["run"] for r in rows] == ["base", "course-keras_practice"]
+    assert [r["experiment"] for r in rows] == ["base", "course-keras_practice"]
     report = (tmp_path / "reports/course.md").read_text()
+    saved = json.loads((tmp_path / "reports/course.json").read_text())  # each run a row, with its code state
+    assert [(r["model"], r["ae_mse"], r["stale"]) for r in saved["rows"]] == [
+        ("backbone", 0.026, []), ("keras_practice", 0.004, [])]
+    assert saved["rows"][0]["code"] in saved["code_states"] and saved["rows"][1]["seconds_per_epoch"] == 41.0
     assert "| keras_practice | course-keras_practice | MNIST | 28x28, [0, 1], bce | 7x7x64 = 3136 | 74,497 | 41.0 | " \
            "0.00400 | 0.00100 (670) |" in report, report
     assert (tmp_path / "plots/course/reconstructions.png").is_file()

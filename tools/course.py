@@ -2,16 +2,21 @@
 model (``course-<name>``, on the dataset, input, loss and latent the course gives it; the VAE
 one epoch only, the table being about the AEs); `make course-report` writes
 reports/course.md (per model test MSE, latent, parameters, s/epoch from its queue log,
-probes against the pixels; the commit's own run first) and plots/course/reconstructions.png.
+probes against the pixels; the commit's own run first), plots/course/reconstructions.png and
+reports/course.json: each run as a row with its code state (tools/study.py); a run at other code
+than the workspace's is stale, named under the report and in no table.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from stages.core import builders
 from stages.core.archs import ARCHS, latent_text
@@ -53,7 +58,8 @@ def row(entry: dict, name: str, seconds: float | None) -> dict:
     shape = ARCHS[model.cfg.arch].latent_shape(model.cfg)  # (C, H, W) of a spatial latent, else None
     down = run_json(entry["rev"], "reports/downstream.json", who="course")
     inp, side = model.cfg.input, model.cfg.sizes()[0]
-    return {"model": name, "run": entry["name"], "rev": entry["rev"], "dataset": params["data"]["dataset"],
+    return {"model": name, "experiment": entry["name"], "rev": entry["rev"], "timestamp": entry.get("timestamp", ""),
+            "seed": params.get("seed"), "code": entry.get("code", {}), "dataset": params["data"]["dataset"],
             "input": f"{side}x{side}, {'[-1, 1]' if inp.normalize == 'symmetric' else '[0, 1]'}, "
                      f"{params['train_ae']['loss']}",
             "latent": f"{latent_text(shape)} = {params['latent_dim']}" if shape else str(params["latent_dim"]),
@@ -72,7 +78,7 @@ def markdown(rows: list[dict], commit: str, noise: dict[str, dict]) -> str:
              "the pixel MLP and 5-NN on the AE's codes, against logistic regression and the MLP on all pixels.", "",
              "| model | run | data | input, loss | latent | parameters (AE) | s/epoch | AE MSE | PCA MSE (d) | "
              "AE logreg | AE MLP | AE 5-NN | pixels logreg | pixels MLP |", "|---" * 14 + "|"]
-    lines += [f"| {r['model']} | {r['run']} | {DATASETS[r['dataset']]} | {r['input']} | {r['latent']} | "
+    lines += [f"| {r['model']} | {r['experiment']} | {DATASETS[r['dataset']]} | {r['input']} | {r['latent']} | "
               f"{r['parameters']:,} | {num(r['seconds_per_epoch'], 1)} | {mse(r['ae_mse'])} | {mse(r['pca_mse'])} "
               f"({r['pca_dim']}) | {r['ae_logreg']:.4f} | {r['ae_mlp']:.4f} | {num(r['ae_5nn'], 4)} | "
               f"{r['pixels_logreg']:.4f} | {r['pixels_mlp']:.4f} |" for r in rows]
@@ -90,17 +96,23 @@ def markdown(rows: list[dict], commit: str, noise: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> list[dict] | None:
     if (got := study.start(STUDY, study.arguments(STUDY, __doc__).parse_args(argv))) is None:
         return None
-    base = got[1][0]
-    rows = [row(base, base["params"]["model"]["arch"], None)] + [
-        row(e, name.removeprefix("course-"), seconds_per_epoch(e["name"])) for name, e in study.named(STUDY, got[1]).items()]
+    base, now = got[1][0], study.code_state(root)
+    kept = study.flag(pd.DataFrame([row(base, base["params"]["model"]["arch"], None)] + [
+        row(e, name.removeprefix("course-"), seconds_per_epoch(e["name"]))
+        for name, e in study.named(STUDY, got[1]).items()]), now)
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in study.fresh(kept).to_dict("records")]
+    if not rows or rows[0]["experiment"] != base["name"]:
+        sys.exit("course: the commit's own run ran at other code than the workspace's dvc.lock; commit after "
+                 "`dvc repro` first")
     if len(rows) == 1:
-        sys.exit("course: no course run of this commit has finished; run `make course` first")
+        sys.exit("course: no course run of this commit at the workspace's code has finished; run `make course` first")
     noise = {d: json.loads((root / p).read_text())["metrics"]["ae.test_mse"] for d, p in SEEDS.items()
              if (root / p).is_file()}
     panels = {f"{r['model']} ({DATASETS[r['dataset']]}, latent {r['latent']})":
               run_file(r["rev"], "plots/train_ae/reconstructions.png", root, "course") for r in rows}
-    study.write(root, "course", markdown(rows, base["rev"][:7], noise), None, {"reconstructions.png": figures.png_panels(
-        panels, 2, "Test images (top row of each) and each course model's reconstructions")})
+    study.write(root, "course", markdown(rows, base["rev"][:7], noise), {}, {"reconstructions.png": figures.png_panels(
+        panels, 2, "Test images (top row of each) and each course model's reconstructions")}, rows=kept, code=now)
     return rows
 
 
