@@ -113,9 +113,10 @@ CHECKED: list[tuple[str, str, Callable[[Path], str]]] = [
      lambda root: f"(MLP {course['backbone'](root)['AE MLP']} against {course['keras_fashion'](root)['AE MLP']} and "
                   f"{course['keras_fashion_upsample'](root)['AE MLP']})"),
     ("docs/course.md", COURSE,
-     lambda root: f"test MSE {course['mnist_2d'](root)['AE MSE']} is the mean image's"),
+     lambda root: f"(test MSE {course['mnist_2d'](root)['AE MSE']}, MLP probe {course['mnist_2d'](root)['AE MLP']}; "
+                  "chance is 0.10)"),
     ("docs/course.md", COURSE,
-     lambda root: f"({course['mnist_2d-lr0.001'](root)['AE MSE']}, below PCA's "
+     lambda root: f"(`mnist_2d-lr0.001`: {course['mnist_2d-lr0.001'](root)['AE MSE']}, below PCA's "
                   f"{first(course['mnist_2d-lr0.001'](root)['PCA MSE (d)'])}; MLP probe "
                   f"{course['mnist_2d-lr0.001'](root)['AE MLP']})"),
     ("docs/course.md", EXERCISES,
@@ -139,7 +140,6 @@ CHECKED: list[tuple[str, str, Callable[[Path], str]]] = [
      lambda root: "{:.2f} below, interval [{:.2f}, {:.2f}]".format(*(-v for v in (
          lambda s: [s["mean"], s["ci95"][1], s["ci95"][0]])(
          _seeds("reports/seeds_mnist.json", "downstream.best_latent_minus_pixels")(root))))),
-    ("docs/course.md", COURSE, lambda root: f"(MLP {course['mnist_2d'](root)['AE MLP']}; chance is 0.10)"),
 ]
 
 

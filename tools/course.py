@@ -25,8 +25,8 @@ from tools import figures, study
 from tools.experiments import run_file, run_json
 from tools.study import Study
 
-# Each course model as the course has it. The tanh MNIST stack's code collapses to a constant at
-# the pipeline's lr: its second run trains at Keras's default.
+# Each course model as the course has it. The tanh MNIST stack's code collapsed to a constant at
+# the pipeline's lr in an earlier run: its second run trains at Keras's default.
 RUNS = {
     "mnist_2d": {"model.arch": "mnist_2d", "data.dataset": "mnist", "latent_dim": 2},
     "mnist_2d-lr0.001": {"model.arch": "mnist_2d", "data.dataset": "mnist", "latent_dim": 2,
