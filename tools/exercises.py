@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
     stale = set(kept.loc[[bool(s) for s in kept["stale"]], "experiment"])
     base, found = (None if base["name"] in stale else base), {n: e for n, e in found.items() if e["name"] not in stale}
     if base is None:
-        sys.exit(f"exercises: the commit's own run ran at other code than the workspace's dvc.lock; commit "
+        sys.exit("exercises: the commit's own run ran at other code than the workspace's dvc.lock; commit "
                  "after `dvc repro` first")
     betas = sorted([(base, flat(base["params"])["train_vae.beta"])] + [
         (found[n], p["train_vae.beta"]) for n, p in STUDY.runs.items() if "train_vae.beta" in p and n in found],
