@@ -157,8 +157,9 @@ def trained_code(root: Path) -> dict[str, str]:
 
 def summaries(rows: pd.DataFrame) -> dict[str, list[dict]]:
     """Per dataset and size each number's mean and 95 % half-width over the seeds."""
-    return {dataset: sorted(study.summarize(group[["latent_dim", "seed", *NUMBERS]], ["latent_dim"]).to_dict("records"),
-                            key=lambda r: (r["latent_dim"] == NONE, r["latent_dim"]))
+    return {dataset: [{**r, "size": size(r["latent_dim"])} for r in sorted(
+                study.summarize(group[["latent_dim", "seed", *NUMBERS]], ["latent_dim"]).to_dict("records"),
+                key=lambda r: (r["latent_dim"] == NONE, r["latent_dim"]))]
             for dataset, group in rows.groupby("dataset", sort=False)}
 
 
@@ -183,14 +184,12 @@ def judged(rows: pd.DataFrame, root: Path) -> dict[tuple, dict]:
                 tests[(dataset, f"d = {size(ref)} → {size(d)}", f"{NUMBERS[k]} accuracy")] = noise.with_test_images(
                     test, [by[(d, s)].get("test_images", {}).get(f"{k} - {size(ref)}") for s in seeds])
         for d in sorted({d for d, _ in by}, key=lambda d: (d == NONE, d)):
-            key = "own" if d == NONE else "mlp"
+            key, beside = ("own", {"pixel MLP": "pixels_mlp"}) if d == NONE else ("mlp", BESIDE)
             own = {s: by[(dd, s)][key] for dd, s in by if dd == d}
-            swept = study.sweep_runs(root, dataset, d if d != NONE else 2)  # the pixel MLP: any size's runs
-            summary = study.sweep_row(root, dataset, d)
-            for what, col in BESIDE.items():
+            at = d if d != NONE else 2  # the reference against the pixel MLP: any size's runs have it
+            swept, summary = study.sweep_runs(root, dataset, at), study.sweep_row(root, dataset, at)
+            for what, col in beside.items():
                 name = (dataset, f"d = {size(d)}", f"{NUMBERS[key]} minus {what}")
-                if d == NONE and col != "pixels_mlp":
-                    continue
                 shared = sorted(s for s in own if s in swept)
                 if len(shared) > 1:
                     tests[name] = noise.paired_test([own[s] - swept[s][col] for s in shared])
@@ -239,7 +238,7 @@ def report(rows: pd.DataFrame, root: Path, epochs: int, out: str, now: dict | No
     use = study.fresh(rows)
     results, verdicts = summaries(use), judged(use, root)
     study.write(root, out, markdown(results, root, epochs, verdicts), {
-        "epochs": epochs, "sizes": results,
+        "epochs": epochs, "sizes": results, "tests": TESTS,
         "differences": [{"dataset": ds, "size": where, "name": what, **j} for (ds, where, what), j in verdicts.items()]},
         rows=rows, code=now)
     return results
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
                 image_ses(new, [p for _, p in made], data["test"][1].numpy())
                 keys = {(dataset, d, s) for d in sizes}
                 old = rows[[(r.dataset, r.latent_dim, r.seed) not in keys for r in rows.itertuples()]] if len(rows) else rows
-                rows = study.flag(pd.concat([old, pd.DataFrame(new)], ignore_index=True), now)
+                rows = pd.concat([old, pd.DataFrame(new)], ignore_index=True)  # report() flags them
                 trained += len(made)
                 results = report(rows, root, epochs, args.out, now)  # after each seed: resumable
     if not trained:

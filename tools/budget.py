@@ -44,8 +44,8 @@ def baseline(summary: pd.DataFrame, root: Path, dataset: str, epochs: int) -> tu
 def changes(summary: pd.DataFrame, rows: pd.DataFrame | None = None) -> list[dict]:
     """Per size each budget against the shortest, and each against the one before it (past the
     first): every SHOWN number's difference of means, its test and its verdict, the rows one
-    family. Paired by seed (``noise.paired_test`` of the per-seed differences) where ``rows`` holds both budgets' runs of two or more shared seeds
-    (the shortest's from the sweep's rows, ``swept_rows``); else ``noise.welch_test`` of the two
+    family. Paired by seed (``noise.paired_test`` of the per-seed differences) where ``rows``
+    holds both budgets' runs of two or more shared seeds (the shortest's from the sweep's rows, ``swept_rows``); else ``noise.welch_test`` of the two
     rows' summaries (a sweep that kept no per-seed values)."""
     runs = lambda row, c: noise.from_interval(row[c], row[f"{c}_ci"], row["n"])  # noqa: E731
     seeds = lambda d, e, c: rows[(rows["latent_dim"] == d) & (rows["epochs"] == e)].set_index(SEED)[c].dropna()  # noqa: E731

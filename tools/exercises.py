@@ -27,25 +27,26 @@ PROBES = ["classifier.logreg_test_acc", "classifier.test_acc", "downstream.best_
           *(f"downstream.{r}.{c}_test_acc" for r in study.REPS for c in ("logreg", "mlp"))]
 
 
-def rows(runs: dict, root: Path) -> pd.DataFrame:
+def rows(runs: dict, now: dict) -> pd.DataFrame:
     """Each run ({name: entry}) as a row: the run, its params the study sets, its numbers (VAE,
-    PROBES) and its code, flagged against the workspace's (``study.flag``)."""
+    PROBES) and its code, flagged against the workspace's ``now`` (``study.flag``)."""
     return study.flag(pd.DataFrame([
         {"experiment": e["name"], "rev": e.get("rev", ""), "baseline": e.get("baseline", ""),
          "timestamp": e.get("timestamp", ""), "seed": flat(e["params"]).get(SEED), "run": name,
          **{k: flat(e["params"]).get(k) for k in STUDY.runs.get(name, {})},
          **{k: study.metrics(e).get(k) for k in [*VAE.values(), *PROBES]}, "code": e.get("code", {})}
-        for name, e in runs.items()]), study.code_state(root))
+        for name, e in runs.items()]), now)
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
     if (got := study.start(STUDY, study.arguments(STUDY, __doc__).parse_args(argv))) is None:
         return
     base, found = got[1][0], study.named(STUDY, got[1])
-    kept = rows({"β = 1 (the commit's run)": base, **found}, root)
-    stale = set(kept.loc[[bool(s) for s in kept["stale"]], "experiment"])
-    base, found = (None if base["name"] in stale else base), {n: e for n, e in found.items() if e["name"] not in stale}
-    if base is None:
+    now = study.code_state(root)
+    kept = rows({"β = 1 (the commit's run)": base, **found}, now)
+    fresh = set(study.fresh(kept)["experiment"])
+    found = {n: e for n, e in found.items() if e["name"] in fresh}
+    if base["name"] not in fresh:
         sys.exit("exercises: the commit's own run ran at other code than the workspace's dvc.lock; commit "
                  "after `dvc repro` first")
     betas = sorted([(base, flat(base["params"])["train_vae.beta"])] + [
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
               for e, beta in betas for kind, path in zip(("reconstructions", "prior samples"), IMAGES)}
     study.write(root, "exercises", "\n".join(lines) + "\n", {}, {"beta.png": figures.png_panels(
         panels, len(IMAGES), "The VAE's β: test images and their reconstructions (left), samples from N(0, I) (right)")},
-        rows=kept, code=study.code_state(root))
+        rows=kept, code=now)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ from scipy import stats
 
 from stages.core.cli import run
 from stages.core.io import read_json, write_text
-from tools import bottleneck_control, noise, study
+from tools import noise, study
 from tools import budget as budget_tool
-from tools.bottleneck_control import NONE
 from tools.experiments import SEED, flat
 from tools.study import HEADLINE, SWEEPS, decimals, p_text, pm
 
@@ -322,7 +321,7 @@ def _control(bott: dict, pixels: dict, latents: dict) -> str:
     """README's paragraph on the bottleneck control at d = 2 on Fashion-MNIST: its code against the
     AE's, what the 2-wide layer costs against the same encoder without it and against 8 numbers,
     and both against the pixel MLP, each with its verdict and test."""
-    ctrl = {r["latent_dim"]: r for r in bott["sizes"]["fashion_mnist"]}
+    ctrl = {r["size"]: r for r in bott["sizes"]["fashion_mnist"]}
     row = lambda size, name: _one(bott, dataset="fashion_mnist", size=size, name=name)  # noqa: E731
     vs_ae, vs_pixels = row("d = 2", "MLP probe minus AE's codes, MLP probe"), row("d = 2", "MLP probe minus pixel MLP")
     layer, ref_pixels = row("d = none → 2", "end to end accuracy"), row("d = none", "end to end minus pixel MLP")
@@ -336,9 +335,9 @@ def _control(bott: dict, pixels: dict, latents: dict) -> str:
             else "The objective costs the class far more than the size." if beyond(vs_ae, 1)
             else "Whether the objective or the size costs the class more is not settled.")
     return (f"**{lead}** A classifier trained end to end through the same encoder and a 2-wide bottleneck has a "
-            f"code whose MLP probe scores {pm(ctrl[2]['mlp'], ctrl[2]['mlp_ci'], 3, 3)}, against "
+            f"code whose MLP probe scores {pm(ctrl['2']['mlp'], ctrl['2']['mlp_ci'], 3, 3)}, against "
             f"{pm(latents['ae_mlp'], latents['ae_mlp_ci'], 3, 3)} for the AE's 2-D codes ({_verdict(vs_ae)}). "
-            f"Without the bottleneck the same encoder scores {pm(ctrl[NONE]['own'], ctrl[NONE]['own_ci'], 3, 3)} "
+            f"Without the bottleneck the same encoder scores {pm(ctrl['none']['own'], ctrl['none']['own_ci'], 3, 3)} "
             f"end to end: the 2-wide layer's mean cost is {pm(-layer['difference'], layer['half_width'], 3, 3)} "
             f"({_verdict(layer)}), and from 8 numbers to 2 the control's probe loses "
             f"{pm(-cost['difference'], cost['half_width'], 3, 3)} ({_verdict(cost)}). Against the pixel MLP "
@@ -351,10 +350,7 @@ def _control(bott: dict, pixels: dict, latents: dict) -> str:
 
 def _change(budget: dict, a: int, b: int, number: str) -> dict:
     """The budget report's judged change of ``number`` from ``a`` to ``b`` epochs at d = 2."""
-    found = [c for c in budget["changes"] if (c["latent_dim"], c["from"], c["to"], c["number"]) == (2, a, b, number)]
-    if len(found) != 1:
-        sys.exit(f"readme: {len(found)} budget rows for d = 2, {a} → {b} epochs, {number}: rewrite the block")
-    return found[0]
+    return _one({"differences": budget["changes"]}, **{"latent_dim": 2, "from": a, "to": b, "number": number})
 
 
 def _budget_head(gap: dict) -> str:
@@ -481,10 +477,10 @@ def bottleneck(root: Path) -> str:
     for dataset, rows in bott["sizes"].items():
         for r in rows:
             d, s = r["latent_dim"], _size(_sweep(root, dataset), r["latent_dim"] or 2)
-            lines.append(f"| {DATASETS[dataset]} | {bottleneck_control.size(d)} | {pm(r['own'], r['own_ci'], 3, 3)} | "
+            lines.append(f"| {DATASETS[dataset]} | {r['size']} | {pm(r['own'], r['own_ci'], 3, 3)} | "
                          f"{pm(r['mlp'], r['mlp_ci'], 3, 3)} | {pm(s['ae_mlp'], s['ae_mlp_ci'], 3, 3) if d else '–'} | "
                          f"{pm(s['pixels_mlp'], s['pixels_mlp_ci'], 3, 3)} |")
-    lines += ["", f"Verdicts (`reports/bottleneck.md`: {bottleneck_control.TESTS}; Holm over its "
+    lines += ["", f"Verdicts (`reports/bottleneck.md`: {bott['tests']}; Holm over its "
               f"{len(bott['differences'])} rows; level only by TOST within ±0.01):", ""]
     lines += [f"- {DATASETS[r['dataset']]}, {r['size']}, {r['name']}: {pm(r['difference'], r['half_width'], r['n'], 3, '+')}, "
               f"{_verdict(r)} ({r['test']})." for r in bott["differences"]]
