@@ -160,6 +160,15 @@ def test_an_unknown_dataset_is_one_line(project, monkeypatch):
     assert "unknown cifar" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("args", [["--sizes", "2,big"], ["--sizes", "0"], ["--seeds", "0,x"]])
+def test_a_bad_size_or_seed_is_one_line(tmp_path, monkeypatch, args):
+    monkeypatch.setattr(sys, "argv", ["bottleneck_control.py"])
+    with pytest.raises(SystemExit) as e:
+        run(bottleneck.main, [*args, "--datasets", "mnist"], tmp_path)
+    assert "not a size" in str(e.value) and "--sizes 2,8,none" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "reports").exists()  # nothing written
+
+
 def test_reuse_without_an_earlier_run_says_to_run_it_first(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bottleneck_control.py"])
     with pytest.raises(SystemExit) as e:

@@ -274,6 +274,11 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
         saved = study.read_report(path)
         return report(stored(root, args.out), root, saved["epochs"], args.out,
                       saved.get("code_states", {}).get(saved.get("code_now")))
+    bad = [v for v in args.sizes.split(",") if v != "none" and not (v.isdigit() and int(v) > 0)]
+    bad += [v for v in args.seeds.split(",") if not v.isdigit()]
+    if bad:
+        raise DataError(f"--sizes/--seeds: {', '.join(bad)} is not a size (a positive integer, or none) or a seed "
+                        "(an integer >= 0); e.g. --sizes 2,8,none --seeds 0,1,2")
     sizes = [NONE if v == "none" else int(v) for v in args.sizes.split(",")]
     seeds, datasets = [int(v) for v in args.seeds.split(",")], args.datasets.split(",")
     unknown = [d for d in datasets if d not in DATASETS]
