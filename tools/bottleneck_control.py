@@ -234,7 +234,7 @@ def report(rows: pd.DataFrame, root: Path, epochs: int, out: str, now: dict | No
     """reports/<out>.{md,json} from the per-run ``rows`` alone (flagged against the code ``now``)."""
     rows = study.flag(pd.DataFrame(sorted(rows.to_dict("records"), key=lambda r: (
         list(study.SWEEPS).index(r["dataset"]), r["latent_dim"] == NONE,  # Fashion-MNIST first, as the sweeps
-        r["latent_dim"], r["seed"]))).drop(columns="stale", errors="ignore"), now)
+        r["latent_dim"], r["seed"]))).drop(columns="stale", errors="ignore"), now, root)
     use = study.fresh(rows)
     results, verdicts = summaries(use), judged(use, root)
     study.write(root, out, markdown(results, root, epochs, verdicts), {
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
     if not all((raw / d).is_dir() for d in datasets):
         raise DataError(f"{raw} lacks a dataset; run `dvc repro download` (or `dvc pull`) first")
     now, epochs, start = trained_code(root), params["train_ae"]["epochs"], time.perf_counter()
-    rows = study.flag(stored(root, args.out), now)
+    rows = study.flag(stored(root, args.out), now, root)
     done = set() if rows.empty else {(r.dataset, r.latent_dim, r.seed) for r in study.fresh(rows).itertuples()}
     trained = 0
     with tempfile.TemporaryDirectory(prefix="bottleneck-") as tmp:

@@ -88,7 +88,7 @@ def with_swept(df: pd.DataFrame, root: Path, dataset: str, own: int,
     so that every budget pairs with the shortest by seed; and those sizes. (None, []) where the
     sweep kept no fresh rows: fresh at the code ``now`` (None: at the code its report was written at)."""
     sweep = study.stored(root, SWEEPS[dataset])[0] if len(df) and dataset in SWEEPS else pd.DataFrame()
-    sweep = study.fresh(sweep if now is None else study.flag(sweep, now)) if len(sweep) else sweep
+    sweep = study.fresh(sweep if now is None else study.flag(sweep, now, root)) if len(sweep) else sweep
     sweep = sweep[sweep["latent_dim"].isin(df["latent_dim"].unique())] if len(sweep) else sweep
     if sweep.empty:
         return None, []

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> list[dict] | 
     base, now = got[1][0], study.code_state(root)
     kept = study.flag(pd.DataFrame([row(base, base["params"]["model"]["arch"], None)] + [
         row(e, name.removeprefix("course-"), seconds_per_epoch(e["name"]))
-        for name, e in study.named(STUDY, got[1]).items()]), now)
+        for name, e in study.named(STUDY, got[1]).items()]), now, root)
     rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in study.fresh(kept).to_dict("records")]
     if not rows or rows[0]["experiment"] != base["name"]:

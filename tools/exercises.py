@@ -27,7 +27,7 @@ PROBES = ["classifier.logreg_test_acc", "classifier.test_acc", "downstream.best_
           *(f"downstream.{r}.{c}_test_acc" for r in study.REPS for c in ("logreg", "mlp"))]
 
 
-def rows(runs: dict, now: dict) -> pd.DataFrame:
+def rows(runs: dict, now: dict, root: Path) -> pd.DataFrame:
     """Each run ({name: entry}) as a row: the run, its params the study sets, its numbers (VAE,
     PROBES) and its code, flagged against the workspace's ``now`` (``study.flag``)."""
     return study.flag(pd.DataFrame([
@@ -35,7 +35,7 @@ def rows(runs: dict, now: dict) -> pd.DataFrame:
          "timestamp": e.get("timestamp", ""), "seed": flat(e["params"]).get(SEED), "run": name,
          **{k: flat(e["params"]).get(k) for k in STUDY.runs.get(name, {})},
          **{k: study.metrics(e).get(k) for k in [*VAE.values(), *PROBES]}, "code": e.get("code", {})}
-        for name, e in runs.items()]), now)
+        for name, e in runs.items()]), now, root)
 
 
 def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> None:
         return
     base, found = got[1][0], study.named(STUDY, got[1])
     now = study.code_state(root)
-    kept = rows({"β = 1 (the commit's run)": base, **found}, now)
+    kept = rows({"β = 1 (the commit's run)": base, **found}, now, root)
     fresh = set(study.fresh(kept)["experiment"])
     found = {n: e for n, e in found.items() if e["name"] in fresh}
     if base["name"] not in fresh:

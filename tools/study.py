@@ -26,6 +26,8 @@ from stages.core.io import read_json, save_figure, write_json, write_text
 from tools import experiments, noise
 from tools.experiments import CODE, SEED, flat, run_json
 
+REPO = Path(__file__).resolve().parents[1]
+
 # The headline metrics, by flat DVC key: the README's row label (make readme) and, for those a
 # latent experiment moves, the column of `make exps`.
 HEADLINE = [
@@ -172,7 +174,7 @@ def start(study: Study, args: argparse.Namespace, root: Path = Path(".")) -> tup
         return sets, entries + [e for rev in revs[1:] for e in experiments.runs(experiments.dvc_exp_show(rev))]
     grid = {**study.grid, **{k: v.split(",") for k, v in (g.split("=", 1) for g in args.grid)}}
     seeds = study.seeds if args.seeds is None else [int(s) for s in args.seeds.replace(",", " ").split()]
-    kept = fresh(flag(stored(root, args.out, sets)[0], code_state(root)))
+    kept = fresh(flag(stored(root, args.out, sets)[0], code_state(root), root))
     done = {tuple(map(str, k)) for k in kept[[*grid, SEED]].itertuples(index=False)} \
         if len(kept) and {*grid, SEED} <= set(kept.columns) else set()
     runs = []
@@ -250,12 +252,42 @@ def digest(code: dict) -> str:
     return hashlib.md5(json.dumps(code, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def flag(rows: pd.DataFrame, now: dict | None) -> pd.DataFrame:
+SAME_OUTPUTS = Path("reports/same_outputs.json")  # tools/same_outputs.py's checks
+
+
+def same_outputs(root: Path = REPO) -> list[tuple[str, str]]:
+    """(from, to): the ``digest`` of two states of the stages' code (their CODE paths) that
+    tools/same_outputs.py found to give byte-identical outputs, every stage's, at the same params."""
+    path = root / SAME_OUTPUTS
+    return [(c["from"], c["to"]) for c in read_report(path)["checks"]] if path.exists() else []
+
+
+def carried(code: dict, now: dict, checks: list[tuple[str, str]]) -> bool:
+    """Whether a run at ``code`` stands for one at ``now``: the same code outside CODE, and a chain
+    of ``checks`` from its stages' code to now's, each step shown to change no output."""
+    part = lambda c, inside: {p: md5 for p, md5 in c.items() if p.startswith(CODE) == inside}  # noqa: E731
+    if part(code, False) != part(now, False):
+        return False
+    reach, target = {digest(part(code, True))}, digest(part(now, True))
+    while target not in reach and (step := {b for a, b in checks if a in reach} - reach):
+        reach |= step
+    return target in reach
+
+
+def flag(rows: pd.DataFrame, now: dict | None, root: Path = REPO) -> pd.DataFrame:
     """``rows`` with ``stale``: the paths of each row's code whose md5 differs from ``now``'s
-    (empty: fresh; a row without a code state: stale as a whole). ``now`` None: a report written
-    before rows kept their code, nothing flagged."""
-    stale = lambda code: [] if now is None else ["(no code state)"] if not isinstance(code, dict) else \
-        sorted(p for p, md5 in code.items() if now.get(p) != md5)  # noqa: E731
+    (empty: fresh; a row without a code state: stale as a whole), none where a chain of
+    ``root``'s checks (``same_outputs``) carries the row's code to ``now``. ``now`` None: a
+    report written before rows kept their code, nothing flagged."""
+    checks = same_outputs(root)
+
+    def stale(code) -> list[str]:
+        if now is None:
+            return []
+        if not isinstance(code, dict):
+            return ["(no code state)"]
+        differ = sorted(p for p, md5 in code.items() if now.get(p) != md5)
+        return [] if differ and carried(code, now, checks) else differ
     return rows.assign(stale=[stale(c) for c in rows["code"]]) if len(rows) else rows
 
 
@@ -277,7 +309,7 @@ def stored(root: Path, out: str, overrides: dict | None = None) -> tuple[pd.Data
     rows = [{**r, "code": states.get(r.get("code")), "test_images": r.get("test_images") or {}}
             for r in rep.get("rows", [])]
     now = states.get(rep.get("code_now"))
-    return flag(pd.DataFrame(rows), now), now
+    return flag(pd.DataFrame(rows), now, root), now
 
 
 def gather(study: Study, entries: list[dict], overrides: dict, root: Path, out: str) -> tuple[pd.DataFrame, dict]:
@@ -288,7 +320,7 @@ def gather(study: Study, entries: list[dict], overrides: dict, root: Path, out: 
     parts = [d for d in (stored(root, out, overrides)[0], frame(study, entries, overrides)) if len(d)]
     if not parts:
         return pd.DataFrame(), now
-    rows = flag(pd.concat(parts, ignore_index=True), now)
+    rows = flag(pd.concat(parts, ignore_index=True), now, root)
     key = [*study.grid, SEED]
     order = rows.assign(fresh=[not s for s in rows["stale"]]).sort_values(["fresh", "timestamp"], kind="stable")
     return order.drop_duplicates(key, keep="last").drop(columns="fresh").sort_values(key).reset_index(drop=True), now
@@ -313,6 +345,18 @@ def stale_note(rows: pd.DataFrame, out: str) -> str:
             f"({', '.join(paths)}): " + "; ".join(f"{r.experiment} (seed {r.seed})" for r in old.itertuples()) +
             f". No table or verdict here uses them; reports/{out}.json keeps them, and the study's `--queue` "
             "(with the same params) reruns them, skipping the fresh ones.")
+
+
+def carried_note(rows: pd.DataFrame, now: dict | None) -> str:
+    """The markdown's line on the fresh rows run at other code, which ``same_outputs`` carries to ``now``."""
+    moved = [r for r in rows.itertuples() if not r.stale and isinstance(r.code, dict) and now
+             and any(now.get(p) != md5 for p, md5 in r.code.items())]
+    if not moved:
+        return ""
+    paths = sorted({p for r in moved for p, md5 in r.code.items() if now.get(p) != md5})
+    return (f"Carried: {len(moved)} of {len(rows)} runs ran at earlier code ({', '.join(paths)}) that gives "
+            f"byte-identical outputs at the same params as today's ({SAME_OUTPUTS}, tools/same_outputs.py); "
+            "they count as run at today's.")
 
 
 def named(study: Study, entries: list[dict]) -> dict[str, dict]:
@@ -437,7 +481,7 @@ def write(root: Path, out: str, text: str, data: dict | None = None, figures: di
     with ``rows`` (``gather``'s, flagged against ``code``), the JSON keeps them row by row
     (``keep``) and the markdown ends with which are stale."""
     if rows is not None:
-        note = stale_note(rows, out)
+        note = "\n\n".join(n for n in (carried_note(rows, code), stale_note(rows, out)) if n)
         text, data = text + (f"\n{note}\n" if note else ""), {**(data or {}), **keep(rows, code)}
     write_text(root / "reports" / f"{out}.md", text)
     if data is not None:
