@@ -52,7 +52,7 @@ def test_a_change_that_moves_no_output_is_kept_and_carries_the_rows(tmp_path, ca
     assert flagged["stale"].tolist() == [[], ["stages/core/pca.py", "stages/x.py"],
                                          ["stages/core/pca.py", "stages/preprocess.py"]]
     assert study.flag(rows, NEW, tmp_path / "elsewhere")["stale"].tolist()[0] == ["stages/core/pca.py"]
-    assert "Carried: 1 of 3 runs ran at earlier code (stages/core/pca.py)" in study.carried_note(flagged, NEW)
+    assert "Carried: 1 of 3 runs ran at earlier code (stages/core/pca.py); a run at it" in study.carried_note(flagged, NEW)
     # a chain of checks carries too, and a check runs one way only
     newer = {**NEW, "stages/core/pca.py": "A3"}
     steps = [(study.digest(OLD), study.digest(NEW)), (study.digest(NEW), study.digest(newer))]
@@ -77,3 +77,20 @@ def test_other_outputs_params_or_the_same_code_record_nothing(tmp_path, after, s
     with pytest.raises(SystemExit, match="no git revision or experiment"):
         same_outputs.main(["no-such-run"], root=tmp_path)
     assert not (tmp_path / study.SAME_OUTPUTS).exists()
+
+
+def test_a_report_rewritten_by_the_current_rule_is_flagged_against_the_workspace(tmp_path):
+    """``--reuse``'s rows: flagged against the workspace's dvc.lock (carried where a check says
+    so), or against the code the report was written at where the workspace has no dvc.lock."""
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/sweep.json").write_text(json.dumps({
+        "rows": [{"experiment": "a", "code": study.digest(OLD)}], "code_now": study.digest(OLD),
+        "code_states": {study.digest(OLD): OLD}}))
+    assert study.stored(tmp_path, "sweep", workspace=True)[1] == OLD  # no dvc.lock here
+    write_lock(tmp_path, NEW, OUTS)
+    rows, now = study.stored(tmp_path, "sweep", workspace=True)
+    assert now == NEW and rows["stale"].tolist() == [["stages/core/pca.py"]]
+    assert study.stored(tmp_path, "sweep")[0]["stale"].tolist() == [[]]  # against its own code
+    (tmp_path / study.SAME_OUTPUTS).write_text(json.dumps({"checks": [{"from": study.digest(OLD),
+                                                                       "to": study.digest(NEW)}]}))
+    assert study.stored(tmp_path, "sweep", workspace=True)[0]["stale"].tolist() == [[]]

@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
             raise DataError(f"{path} is missing: --reuse rewrites the markdown of an earlier run; "
                             "run `make bottleneck` first")
         saved = study.read_report(path)
-        return report(stored(root, args.out), root, saved["epochs"], args.out,
-                      saved.get("code_states", {}).get(saved.get("code_now")))
+        now = trained_code(root) if study.code_state(root) else saved.get("code_states", {}).get(saved.get("code_now"))
+        return report(stored(root, args.out), root, saved["epochs"], args.out, now)
     bad = [v for v in args.sizes.split(",") if v != "none" and not (v.isdigit() and int(v) > 0)]
     bad += [v for v in args.seeds.split(",") if not v.isdigit()]
     if bad:

@@ -141,7 +141,7 @@ def swept_note(epochs: int, swept: list[int], dataset: str) -> str:
 
 def reuse(root: Path, out: str) -> pd.DataFrame:
     """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule."""
-    old, (kept, code) = study.read_report(root / "reports" / f"{out}.json"), study.stored(root, out)
+    old, (kept, code) = study.read_report(root / "reports" / f"{out}.json"), study.stored(root, out, workspace=True)
     summary, dataset, swept = pd.DataFrame(old["budgets"]), old["dataset"], old.get("from_sweep", [])
     own = old.get("epochs", int(summary["epochs"].min()))
     runs = study.fresh(kept).to_dict("records") if len(kept) else old["runs"]  # "runs": before the rows kept their code

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None, root: Path = Path(".")) -> dict | None:
     args = parser.parse_args(argv)
     if args.refresh:
         old = study.read_report(root / "reports" / f"{args.out}.json")
-        kept, code = study.stored(root, args.out)
+        kept, code = study.stored(root, args.out, workspace=True)
         runs = seed_runs(study.fresh(kept)) if len(kept) else [  # a report from before its rows: its values
             {**r, "metrics": {k: m["values"][i] for k, m in old["metrics"].items()}} for i, r in enumerate(old["runs"])]
         runs = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k not in args.drop}} for r in runs]

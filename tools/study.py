@@ -296,10 +296,12 @@ def fresh(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[[not s for s in rows["stale"]]].reset_index(drop=True) if len(rows) else rows
 
 
-def stored(root: Path, out: str, overrides: dict | None = None) -> tuple[pd.DataFrame, dict | None]:
+def stored(root: Path, out: str, overrides: dict | None = None, workspace: bool = False
+           ) -> tuple[pd.DataFrame, dict | None]:
     """The rows reports/<out>.json keeps, each with its code ({path: md5}), flagged (``flag``)
-    against the code the report was written at, which is returned beside (None: before rows kept
-    it); no rows where it was run at other ``overrides``."""
+    against the code the report was written at, or with ``workspace`` the workspace's dvc.lock
+    where there is one (a report rewritten by the current rule: ``--reuse``), which is returned
+    beside (None: before rows kept it); no rows where it was run at other ``overrides``."""
     path = root / "reports" / f"{out}.json"
     rep = read_report(path) if path.exists() else {}
     if overrides is not None and rep.get("rows") and rep.get("params", {}) != overrides:
@@ -309,6 +311,8 @@ def stored(root: Path, out: str, overrides: dict | None = None) -> tuple[pd.Data
     rows = [{**r, "code": states.get(r.get("code")), "test_images": r.get("test_images") or {}}
             for r in rep.get("rows", [])]
     now = states.get(rep.get("code_now"))
+    if workspace and now is not None and (here := code_state(root)):
+        now = here
     return flag(pd.DataFrame(rows), now, root), now
 
 
@@ -354,9 +358,9 @@ def carried_note(rows: pd.DataFrame, now: dict | None) -> str:
     if not moved:
         return ""
     paths = sorted({p for r in moved for p, md5 in r.code.items() if now.get(p) != md5})
-    return (f"Carried: {len(moved)} of {len(rows)} runs ran at earlier code ({', '.join(paths)}) that gives "
-            f"byte-identical outputs at the same params as today's ({SAME_OUTPUTS}, tools/same_outputs.py); "
-            "they count as run at today's.")
+    return (f"Carried: {len(moved)} of {len(rows)} runs ran at earlier code ({', '.join(paths)}); a run at it "
+            "and one at today's code gave byte-identical outputs, every stage's, at the params "
+            f"{SAME_OUTPUTS} lists (tools/same_outputs.py), so they count as run at today's.")
 
 
 def named(study: Study, entries: list[dict]) -> dict[str, dict]:

@@ -97,7 +97,7 @@ def reuse(root: Path, out: str) -> pd.DataFrame:
     df = pd.DataFrame([{RENAMED.get(k.removesuffix("_ci"), k.removesuffix("_ci")) + ("_ci" if k.endswith("_ci") else ""): v
                         for k, v in r.items()} for r in old["sizes"]])
     df.insert(1, "experiment", [old["runs"][str(d)] for d in df["latent_dim"]])
-    kept, code = study.stored(root, out)
+    kept, code = study.stored(root, out, workspace=True)
     rows = study.fresh(kept)
     # a sweep from before the rows kept their code: the sizes it kept from an earlier report (--keep)
     note = old.get("note") or next((p for p in (md.read_text() if md.exists() else "").split("\n\n")
