@@ -42,6 +42,7 @@ def test_a_change_that_moves_no_output_is_kept_and_carries_the_rows(tmp_path, ca
     (check,) = kept["checks"]
     assert (check["from"], check["to"]) == (study.digest(OLD), study.digest(NEW))
     assert check["changed"] == ["stages/core/pca.py"]
+    assert check["after"] == "workspace" and len(check["before"]) == 7 and check["before"] != "HEAD"  # the commit
     assert kept["code_states"][check["to"]] == NEW
 
     rows = pd.DataFrame([{"experiment": "old", "code": OLD},

@@ -25,17 +25,18 @@ from tools.experiments import CODE, flat
 from tools.study import REPO, SAME_OUTPUTS, digest, read_report
 
 
-def lock_text(name: str | None, root: Path) -> str:
-    """dvc.lock at a git revision or an experiment's ref (refs/exps/.../<name>); the workspace's for None."""
+def lock_text(name: str | None, root: Path) -> tuple[str, str]:
+    """dvc.lock at a git revision or an experiment's ref (refs/exps/.../<name>), the workspace's for
+    None; and what names it in the record (the commit, the experiment's name or "workspace")."""
     if name is None:
-        return (root / "dvc.lock").read_text()
+        return (root / "dvc.lock").read_text(), "workspace"
     git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)  # noqa: E731
     refs = [r for r in git("for-each-ref", "--format=%(refname)", "refs/exps").stdout.split() if r.endswith(f"/{name}")]
     shown = git("show", f"{refs[-1] if refs else name}:dvc.lock")
     if shown.returncode:
         sys.exit(f"same_outputs: {name!r} is no git revision or experiment with a dvc.lock; name one that "
                  "`git log` or `dvc exp show` lists")
-    return shown.stdout
+    return shown.stdout, name if refs else git("rev-parse", "--short=7", name).stdout.strip()
 
 
 def params_of(stage: dict) -> dict:
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> None:
     parser.add_argument("before", help="the run at the old code: a git revision or an experiment's name")
     parser.add_argument("after", nargs="?", help="the run at the new code (default: the workspace's dvc.lock)")
     args = parser.parse_args(argv)
-    locks = [yaml.safe_load(lock_text(name, root)) or {} for name in (args.before, args.after)]
+    (before, old_name), (after, new_name) = (lock_text(name, root) for name in (args.before, args.after))
+    locks = [yaml.safe_load(text) or {} for text in (before, after)]
     differ, old, new = compare(*locks)
     if differ:
         sys.exit(f"same_outputs: not the same outputs, nothing recorded: {', '.join(differ[:6])}"
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> None:
     params = {k: v for s in locks[1]["stages"].values() for k, v in params_of(s).items()}
     path = root / SAME_OUTPUTS
     kept = read_report(path) if path.exists() else {"checks": [], "code_states": {}}
-    check = {"from": digest(old), "to": digest(new), "before": args.before, "after": args.after or "workspace",
+    check = {"from": digest(old), "to": digest(new), "before": old_name, "after": new_name,
              "params": {k: params[k] for k in ("data.dataset", "latent_dim", "seed") if k in params},
              "outputs": sum(len(s.get("outs") or []) for s in locks[1]["stages"].values()),
              "changed": sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p)),
