@@ -21,7 +21,7 @@ export PATH := $(BIN):$(PATH)
 
 # `make` alone lists the targets; each target's line ends with its `## ` description.
 .DEFAULT_GOAL := help
-.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report bottleneck budget budget-report compare verify exps check-page clean
+.PHONY: help setup check-python repro test test-all test-pythons bench readme sweep sweep-report seeds seeds-report exercises exercises-report course course-report bottleneck budget budget-report compare verify same-outputs exps check-page clean
 
 help: ## list the targets, one line each
 	@echo "make <target>; variables such as PYTHON, A, B, SEEDS are described in the Makefile."
@@ -161,6 +161,12 @@ compare: setup ## A against B (main, workspace), each headline metric against th
 verify: setup ## rerun every stage here and compare with HEAD's committed results
 	dvc repro --force
 	python -m tools.compare HEAD workspace --strict
+
+# After a change that should move no output: A's and B's dvc.lock (git revisions or experiment
+# names; B default the workspace) compared; when only the code differs, the pair of code states
+# is kept in reports/same_outputs.json and the studies' rows carry over (docs/experiments.md).
+same-outputs: setup ## A against B: every output identical? then the studies' rows carry over
+	python -m tools.same_outputs $(A) $(B)
 
 clean: ## remove .venv
 	rm -rf $(VENV)

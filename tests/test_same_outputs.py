@@ -95,3 +95,14 @@ def test_a_report_rewritten_by_the_current_rule_is_flagged_against_the_workspace
     (tmp_path / study.SAME_OUTPUTS).write_text(json.dumps({"checks": [{"from": study.digest(OLD),
                                                                        "to": study.digest(NEW)}]}))
     assert study.stored(tmp_path, "sweep", workspace=True)[0]["stale"].tolist() == [[]]
+
+
+def test_a_damaged_lock_is_one_line(tmp_path):
+    git(tmp_path, "init", "-q")
+    write_lock(tmp_path, OLD, OUTS)
+    git(tmp_path, "add", "dvc.lock")
+    git(tmp_path, "commit", "-qm", "old")
+    (tmp_path / "dvc.lock").write_text("stages: [unclosed\n")
+    with pytest.raises(SystemExit, match="a dvc.lock is not YAML .*`git checkout dvc.lock`"):
+        same_outputs.main(["HEAD"], root=tmp_path)
+    assert not (tmp_path / study.SAME_OUTPUTS).exists()

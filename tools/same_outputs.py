@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> None:
     parser.add_argument("after", nargs="?", help="the run at the new code (default: the workspace's dvc.lock)")
     args = parser.parse_args(argv)
     (before, old_name), (after, new_name) = (lock_text(name, root) for name in (args.before, args.after))
-    locks = [yaml.safe_load(text) or {} for text in (before, after)]
+    try:
+        locks = [yaml.safe_load(text) or {} for text in (before, after)]
+    except yaml.YAMLError as e:
+        sys.exit(f"same_outputs: a dvc.lock is not YAML ({str(e).splitlines()[0]}); `git checkout dvc.lock` "
+                 "or rerun the pipeline (`dvc repro`)")
     differ, old, new = compare(*locks)
     if differ:
         sys.exit(f"same_outputs: not the same outputs, nothing recorded: {', '.join(differ[:6])}"
