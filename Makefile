@@ -164,9 +164,10 @@ verify: setup ## rerun every stage here and compare with HEAD's committed result
 
 # After a change that should move no output: A's and B's dvc.lock (git revisions or experiment
 # names; B default the workspace) compared; when only the code differs, the pair of code states
-# is kept in reports/same_outputs.json and the studies' rows carry over (docs/experiments.md).
+# is kept in reports/same_outputs.json with WHY (why it holds at every params) and the studies'
+# rows carry over (docs/experiments.md).
 same-outputs: setup ## A against B: every output identical? then the studies' rows carry over
-	python -m tools.same_outputs $(A) $(B)
+	python -m tools.same_outputs $(A) $(B) --why "$(WHY)"
 
 clean: ## remove .venv
 	rm -rf $(VENV)

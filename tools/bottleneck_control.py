@@ -13,7 +13,8 @@ resumes (fresh rows are not trained again) and a row run at other code is stale,
 One family (tools/study.py's rule) judges what the size costs the control (each size against the
 reference and against the largest size, paired by seed, with the test images' own noise) and
 the control against the pixel MLP and the AE's codes of the latent-size sweep (paired by seed
-with its per-run rows, Welch where it has none); ``--reuse`` rewrites both from the JSON alone.
+with its per-run rows, Welch where it has none); ``--reuse`` rewrites both from the JSON alone,
+flagged against the workspace's code.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ before it (paired by seed; Welch where the sweep keeps no rows; one run: against
 budget's seeds; the table one family, tools/study.py's rule), the
 bottleneck control beside them (reports/bottleneck.json), to reports/<out>.{md,json} and
 plots/<out>/budget.png. The params' own budget comes from the committed latent-size sweep where
-it has the size. ``--reuse``: no runs, the report rewritten from its JSON by the current rule.
+it has the size. ``--reuse``: no runs, the report rewritten from its JSON by the current rule (its
+rows flagged against the workspace's code where that keeps them fresh: study.stored).
 """
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def swept_note(epochs: int, swept: list[int], dataset: str) -> str:
 
 
 def reuse(root: Path, out: str) -> pd.DataFrame:
-    """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule."""
+    """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule (``study.stored``
+    with ``workspace``)."""
     old, (kept, code) = study.read_report(root / "reports" / f"{out}.json"), study.stored(root, out, workspace=True)
     summary, dataset, swept = pd.DataFrame(old["budgets"]), old["dataset"], old.get("from_sweep", [])
     own = old.get("epochs", int(summary["epochs"].min()))

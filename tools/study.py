@@ -22,6 +22,7 @@ from typing import Callable
 import pandas as pd
 import yaml
 
+from stages.core.errors import PipelineError
 from stages.core.io import read_json, save_figure, write_json, write_text
 from tools import experiments, noise
 from tools.experiments import CODE, SEED, flat, run_json
@@ -84,9 +85,11 @@ LATENTS = {**{f"{r}_mse": f"{r}.test_mse" for r in REPS},
 # from, when), its training seed, its code (``gather``) and per difference its se over the test images.
 META = ("experiment", "rev", "baseline", "timestamp", "seed", "code", "stale", "test_images")
 SWEEPS = {"fashion_mnist": "sweep", "mnist": "sweep_mnist"}  # each dataset's sweep report, as docs/experiments.md runs it
+SAME_OUTPUTS = Path("reports/same_outputs.json")  # tools/same_outputs.py's checks
 # The reports a tool writes (reports/<stem>*.json) and the command that writes them again.
 WRITERS = {"seeds": "make seeds-report", "sweep": "make sweep-report", "budget": "make budget-report",
-           "bottleneck": "make bottleneck", "exercises": "make exercises-report"}
+           "bottleneck": "make bottleneck", "exercises": "make exercises-report",
+           "same_outputs": f"git checkout {SAME_OUTPUTS.as_posix()}"}
 
 
 def latents(m: dict) -> dict:
@@ -238,12 +241,26 @@ def frame(study: Study, entries: list[dict], overrides: dict | None = None) -> p
     return pd.DataFrame(rows)
 
 
-def code_state(root: Path) -> dict[str, str]:
-    """The workspace's code: dvc.lock's md5 of each dep under CODE, as `dvc exp show` gives a
+def code_of(stages: dict) -> dict[str, str]:
+    """A dvc.lock's code: the md5 of each of its stages' deps under CODE, as `dvc exp show` gives a
     run's (`experiments.runs`: where two stages list a path, the last one's)."""
-    path = root / "dvc.lock"
-    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
     return {d["path"]: d.get("md5") for s in stages.values() for d in s.get("deps") or [] if d["path"].startswith(CODE)}
+
+
+def mixed_code(stages: dict) -> list[str]:
+    """The CODE paths that two stages of one dvc.lock list at different md5s: a partial rerun."""
+    seen: dict[str, set] = {}
+    for s in stages.values():
+        for d in s.get("deps") or []:
+            if d["path"].startswith(CODE):
+                seen.setdefault(d["path"], set()).add(d.get("md5"))
+    return sorted(p for p, md5s in seen.items() if len(md5s) > 1)
+
+
+def code_state(root: Path) -> dict[str, str]:
+    """The workspace's code (``code_of`` its dvc.lock)."""
+    path = root / "dvc.lock"
+    return code_of((yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {})
 
 
 def digest(code: dict) -> str:
@@ -252,34 +269,41 @@ def digest(code: dict) -> str:
     return hashlib.md5(json.dumps(code, sort_keys=True).encode()).hexdigest()[:12]
 
 
-SAME_OUTPUTS = Path("reports/same_outputs.json")  # tools/same_outputs.py's checks
-
-
-def same_outputs(root: Path = REPO) -> list[tuple[str, str]]:
-    """(from, to): the ``digest`` of two states of the stages' code (their CODE paths) that
-    tools/same_outputs.py found to give byte-identical outputs, every stage's, at the same params."""
+def same_outputs(root: Path) -> list[dict]:
+    """tools/same_outputs.py's checks: each a pair of states of the stages' code (``from``, ``to``:
+    their ``digest``) whose runs gave byte-identical outputs, every stage's, at its ``params``, and
+    ``why`` the change holds at every other params."""
     path = root / SAME_OUTPUTS
-    return [(c["from"], c["to"]) for c in read_report(path)["checks"]] if path.exists() else []
+    checks = read_report(path).get("checks", []) if path.exists() else []
+    if not all(isinstance(c, dict) and {"from", "to"} <= set(c) for c in checks):
+        raise PipelineError(f"{path}: a check lacks its from/to code states; "
+                                        f"`git checkout {SAME_OUTPUTS}`, or write it again with `make same-outputs`")
+    return checks
 
 
-def carried(code: dict, now: dict, checks: list[tuple[str, str]]) -> bool:
-    """Whether a run at ``code`` stands for one at ``now``: the same code outside CODE, and a chain
-    of ``checks`` from its stages' code to now's, each step shown to change no output."""
-    part = lambda c, inside: {p: md5 for p, md5 in c.items() if p.startswith(CODE) == inside}  # noqa: E731
-    if part(code, False) != part(now, False):
-        return False
-    reach, target = {digest(part(code, True))}, digest(part(now, True))
-    while target not in reach and (step := {b for a, b in checks if a in reach} - reach):
-        reach |= step
-    return target in reach
+def _part(code: dict, inside: bool) -> dict:
+    return {p: md5 for p, md5 in code.items() if p.startswith(CODE) == inside}
 
 
-def flag(rows: pd.DataFrame, now: dict | None, root: Path = REPO) -> pd.DataFrame:
+def carried(code: dict, now: dict, checks: list[dict]) -> list[dict] | None:
+    """The checks that carry a run at ``code`` to ``now`` (None: none do): the same code outside
+    CODE, and a chain of ``checks`` from its stages' code to now's, each step shown to change no
+    output."""
+    if _part(code, False) != _part(now, False):
+        return None
+    reach, target, used = {digest(_part(code, True))}, digest(_part(now, True)), []
+    while target not in reach and (step := [c for c in checks if c["from"] in reach and c["to"] not in reach]):
+        reach |= {c["to"] for c in step}
+        used += step
+    return used if target in reach else None
+
+
+def flag(rows: pd.DataFrame, now: dict | None, root: Path) -> pd.DataFrame:
     """``rows`` with ``stale``: the paths of each row's code whose md5 differs from ``now``'s
     (empty: fresh; a row without a code state: stale as a whole), none where a chain of
     ``root``'s checks (``same_outputs``) carries the row's code to ``now``. ``now`` None: a
     report written before rows kept their code, nothing flagged."""
-    checks = same_outputs(root)
+    checks = same_outputs(root) if now is not None else []
 
     def stale(code) -> list[str]:
         if now is None:
@@ -287,7 +311,7 @@ def flag(rows: pd.DataFrame, now: dict | None, root: Path = REPO) -> pd.DataFram
         if not isinstance(code, dict):
             return ["(no code state)"]
         differ = sorted(p for p, md5 in code.items() if now.get(p) != md5)
-        return [] if differ and carried(code, now, checks) else differ
+        return [] if differ and carried(code, now, checks) is not None else differ
     return rows.assign(stale=[stale(c) for c in rows["code"]]) if len(rows) else rows
 
 
@@ -299,9 +323,10 @@ def fresh(rows: pd.DataFrame) -> pd.DataFrame:
 def stored(root: Path, out: str, overrides: dict | None = None, workspace: bool = False
            ) -> tuple[pd.DataFrame, dict | None]:
     """The rows reports/<out>.json keeps, each with its code ({path: md5}), flagged (``flag``)
-    against the code the report was written at, or with ``workspace`` the workspace's dvc.lock
-    where there is one (a report rewritten by the current rule: ``--reuse``), which is returned
-    beside (None: before rows kept it); no rows where it was run at other ``overrides``."""
+    against the code the report was written at, which is returned beside (None: before rows kept
+    it); no rows where it was run at other ``overrides``. With ``workspace`` (a report rewritten by
+    the current rule: ``--reuse``), against the workspace's dvc.lock instead where it keeps every
+    fresh row fresh (the same code, or a check carries them), said where it would not."""
     path = root / "reports" / f"{out}.json"
     rep = read_report(path) if path.exists() else {}
     if overrides is not None and rep.get("rows") and rep.get("params", {}) != overrides:
@@ -311,9 +336,15 @@ def stored(root: Path, out: str, overrides: dict | None = None, workspace: bool 
     rows = [{**r, "code": states.get(r.get("code")), "test_images": r.get("test_images") or {}}
             for r in rep.get("rows", [])]
     now = states.get(rep.get("code_now"))
-    if workspace and now is not None and (here := code_state(root)):
-        now = here
-    return flag(pd.DataFrame(rows), now, root), now
+    own = flag(pd.DataFrame(rows), now, root)
+    if workspace and now is not None and (here := code_state(root)) and here != now:
+        moved = flag(pd.DataFrame(rows), here, root)
+        if not any(s and not o for o, s in zip(own["stale"], moved["stale"])):
+            return moved, here
+        print(f"{out}: the workspace's code ({', '.join(sorted(p for p in set(here) | set(now) if here.get(p) != now.get(p)))}) "
+              "differs from the code its fresh rows ran at, and no check carries them (`make same-outputs`): "
+              "its rows stay flagged against the code it was written at")
+    return own, now
 
 
 def gather(study: Study, entries: list[dict], overrides: dict, root: Path, out: str) -> tuple[pd.DataFrame, dict]:
@@ -351,16 +382,21 @@ def stale_note(rows: pd.DataFrame, out: str) -> str:
             "(with the same params) reruns them, skipping the fresh ones.")
 
 
-def carried_note(rows: pd.DataFrame, now: dict | None) -> str:
-    """The markdown's line on the fresh rows run at other code, which ``same_outputs`` carries to ``now``."""
-    moved = [r for r in rows.itertuples() if not r.stale and isinstance(r.code, dict) and now
-             and any(now.get(p) != md5 for p, md5 in r.code.items())]
+def carried_note(rows: pd.DataFrame, now: dict | None, root: Path) -> str:
+    """The markdown's line on the fresh rows run at other code, which ``root``'s checks carry to
+    ``now``: the files that differ, the params each check ran at, and why it holds at the others."""
+    checks = same_outputs(root) if now else []
+    moved = [(r, carried(r.code, now, checks) or []) for r in rows.itertuples()
+             if not r.stale and isinstance(r.code, dict) and now and any(now.get(p) != m for p, m in r.code.items())]
     if not moved:
         return ""
-    paths = sorted({p for r in moved for p, md5 in r.code.items() if now.get(p) != md5})
-    return (f"Carried: {len(moved)} of {len(rows)} runs ran at earlier code ({', '.join(paths)}); a run at it "
-            "and one at today's code gave byte-identical outputs, every stage's, at the params "
-            f"{SAME_OUTPUTS} lists (tools/same_outputs.py), so they count as run at today's.")
+    paths = sorted({p for r, _ in moved for p, md5 in r.code.items() if now.get(p) != md5})
+    used = {json.dumps(c.get("params"), sort_keys=True): c for _, cs in moved for c in cs}.values()
+    ran = " and at ".join(", ".join(f"{k} {v}" for k, v in (c.get("params") or {}).items()) for c in used)
+    why = "; ".join(dict.fromkeys(c["why"] for c in used if c.get("why"))) or "none given"
+    return (f"Carried: {len(moved)} of {len(rows)} runs ran at earlier code ({', '.join(paths)}). Runs at it and at "
+            f"today's code gave byte-identical outputs, every stage's, at {ran} ({SAME_OUTPUTS}); why at every "
+            f"other params: {why}. They count as run at today's.")
 
 
 def named(study: Study, entries: list[dict]) -> dict[str, dict]:
@@ -485,7 +521,7 @@ def write(root: Path, out: str, text: str, data: dict | None = None, figures: di
     with ``rows`` (``gather``'s, flagged against ``code``), the JSON keeps them row by row
     (``keep``) and the markdown ends with which are stale."""
     if rows is not None:
-        note = "\n\n".join(n for n in (carried_note(rows, code), stale_note(rows, out)) if n)
+        note = "\n\n".join(n for n in (carried_note(rows, code, root), stale_note(rows, out)) if n)
         text, data = text + (f"\n{note}\n" if note else ""), {**(data or {}), **keep(rows, code)}
     write_text(root / "reports" / f"{out}.md", text)
     if data is not None:

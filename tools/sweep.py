@@ -1,7 +1,8 @@
 """The latent-size sweep: `make sweep` queues a run per size and seed, `make sweep-report`
 writes reports/<out>.{md,json} and plots/<out>/ ({mse,accuracy}.csv for `dvc plots show`,
 sweep.png). A sweep run in parts merges its report's rows with the new runs (tools/study.py);
-``--reuse``: no runs, the report rewritten from its JSON by the current rule.
+``--reuse``: no runs, the report rewritten from its JSON by the current rule (its rows flagged against
+the workspace's code where that keeps them fresh: study.stored).
 """
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ def data(df: pd.DataFrame, dataset: str, overrides: dict, verdicts: dict) -> dic
 
 
 def reuse(root: Path, out: str) -> pd.DataFrame:
-    """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule."""
+    """``--reuse``: reports/<out>.{md,json} rewritten from the JSON alone by the current rule (``study.stored``
+    with ``workspace``)."""
     path, md = root / "reports" / f"{out}.json", root / "reports" / f"{out}.md"
     old = study.read_report(path)
     df = pd.DataFrame([{RENAMED.get(k.removesuffix("_ci"), k.removesuffix("_ci")) + ("_ci" if k.endswith("_ci") else ""): v
