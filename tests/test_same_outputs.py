@@ -49,7 +49,7 @@ def committed(root, **lock) -> str:
 def test_a_change_that_moves_no_output_is_kept_and_carries_the_rows(tmp_path, capsys):
     commit = committed(tmp_path, code=OLD, outs=OUTS)
     write_lock(tmp_path, NEW, OUTS)
-    same_outputs.main(["HEAD", *WHY], root=tmp_path)
+    same_outputs.main(["HEAD", "workspace", *WHY], root=tmp_path)  # as `make same-outputs A=HEAD` passes it
     assert "3 outputs identical at {'data.dataset': 'mnist', 'latent_dim': 2, 'seed': 0}" in capsys.readouterr().out
     kept = json.loads((tmp_path / study.SAME_OUTPUTS).read_text())
     (check,) = kept["checks"]

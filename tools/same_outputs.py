@@ -32,8 +32,9 @@ KEY_PARAMS = ("data.dataset", "latent_dim", "seed")  # named in every check; any
 
 def lock_text(name: str | None, root: Path) -> tuple[str, str]:
     """dvc.lock at a git revision or an experiment's ref (refs/exps/.../<name>), the workspace's for
-    None; and what names it in the record (the commit; the experiment's name and commit; "workspace")."""
-    if name is None:
+    None or "workspace" (as `make compare` names it); and what names it in the record (the commit;
+    the experiment's name and commit; "workspace")."""
+    if name in (None, "workspace"):
         if not (root / "dvc.lock").exists():
             sys.exit("same_outputs: the workspace has no dvc.lock; run the pipeline (`dvc repro`) or name two runs")
         return (root / "dvc.lock").read_text(), "workspace"
@@ -70,7 +71,8 @@ def compare(before: dict, after: dict) -> list[str]:
 def main(argv: list[str] | None = None, root: Path = REPO) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("before", help="the run at the old code: a git revision or an experiment's name")
-    parser.add_argument("after", nargs="?", help="the run at the new code (default: the workspace's dvc.lock)")
+    parser.add_argument("after", nargs="?", help="the run at the new code (default, or 'workspace': the "
+                        "workspace's dvc.lock)")
     parser.add_argument("--why", required=True, help="why the change moves no output at any params, not only "
                         "these (every report that carries a row quotes it)")
     args = parser.parse_args(argv)
