@@ -276,8 +276,8 @@ def same_outputs(root: Path) -> list[dict]:
     path = root / SAME_OUTPUTS
     checks = read_report(path).get("checks", []) if path.exists() else []
     if not all(isinstance(c, dict) and {"from", "to"} <= set(c) for c in checks):
-        raise PipelineError(f"{path}: a check lacks its from/to code states; "
-                                        f"`git checkout {SAME_OUTPUTS}`, or write it again with `make same-outputs`")
+        raise PipelineError(f"{path}: a check lacks its from/to code states; `git checkout {SAME_OUTPUTS}`, "
+                            "or write it again with `make same-outputs`")
     return checks
 
 
