@@ -115,7 +115,7 @@ def test_the_control_is_paired_by_seed_with_the_sweeps_per_run_rows(project, rep
     (project / "reports/sweep_mnist.json").unlink()
 
 
-def test_a_stopped_study_resumes_and_a_stale_row_is_trained_again(tmp_path, monkeypatch):
+def test_a_stopped_study_resumes_and_a_stale_row_is_trained_again(tmp_path, monkeypatch, capsys):
     """The report is written after each seed; a rerun trains only what has no fresh row."""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train_ae": {"epochs": 7}}))
     (tmp_path / "data/raw/mnist").mkdir(parents=True)
@@ -148,6 +148,12 @@ def test_a_stopped_study_resumes_and_a_stale_row_is_trained_again(tmp_path, monk
     (tmp_path / "reports/bottleneck.json").write_text(json.dumps(saved))
     bottleneck.main(["--reuse"], root=tmp_path)
     assert "Stale: 4 of 4 runs" not in (tmp_path / "reports/bottleneck.md").read_text()  # judged at its own code
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"stages": {"s": {"deps": [{"path": "stages/x.py", "md5": "X"}]}}}))
+    capsys.readouterr()
+    bottleneck.main(["--reuse"], root=tmp_path)  # other code in the workspace, no check: still its own
+    assert "Stale: 4 of 4 runs" not in (tmp_path / "reports/bottleneck.md").read_text()
+    assert "no check carries them" in capsys.readouterr().out
+    (tmp_path / "dvc.lock").unlink()
     count = len(trained)
     bottleneck.main(args, root=tmp_path)  # the workspace's code differs from the rows': all four again
     assert len(trained) == count + 4

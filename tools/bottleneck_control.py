@@ -14,7 +14,7 @@ One family (tools/study.py's rule) judges what the size costs the control (each 
 reference and against the largest size, paired by seed, with the test images' own noise) and
 the control against the pixel MLP and the AE's codes of the latent-size sweep (paired by seed
 with its per-run rows, Welch where it has none); ``--reuse`` rewrites both from the JSON alone,
-flagged against the workspace's code.
+flagged against the workspace's code where that keeps its fresh rows fresh (study.rebase).
 """
 from __future__ import annotations
 
@@ -273,8 +273,10 @@ def main(argv: list[str] | None = None, root: Path = REPO) -> dict:
             raise DataError(f"{path} is missing: --reuse rewrites the markdown of an earlier run; "
                             "run `make bottleneck` first")
         saved = study.read_report(path)
-        now = trained_code(root) if study.code_state(root) else saved.get("code_states", {}).get(saved.get("code_now"))
-        return report(stored(root, args.out), root, saved["epochs"], args.out, now)
+        kept = stored(root, args.out)
+        _, now = study.rebase(kept, saved.get("code_states", {}).get(saved.get("code_now")),
+                              trained_code(root) if study.code_state(root) else None, root, args.out)
+        return report(kept, root, saved["epochs"], args.out, now)
     bad = [v for v in args.sizes.split(",") if v != "none" and not (v.isdigit() and int(v) > 0)]
     bad += [v for v in args.seeds.split(",") if not v.isdigit()]
     if bad:

@@ -336,14 +336,23 @@ def stored(root: Path, out: str, overrides: dict | None = None, workspace: bool 
     rows = [{**r, "code": states.get(r.get("code")), "test_images": r.get("test_images") or {}}
             for r in rep.get("rows", [])]
     now = states.get(rep.get("code_now"))
-    own = flag(pd.DataFrame(rows), now, root)
-    if workspace and now is not None and (here := code_state(root)) and here != now:
-        moved = flag(pd.DataFrame(rows), here, root)
-        if not any(s and not o for o, s in zip(own["stale"], moved["stale"])):
-            return moved, here
-        print(f"{out}: the workspace's code ({', '.join(sorted(p for p in set(here) | set(now) if here.get(p) != now.get(p)))}) "
-              "differs from the code its fresh rows ran at, and no check carries them (`make same-outputs`): "
-              "its rows stay flagged against the code it was written at")
+    return rebase(pd.DataFrame(rows), now, code_state(root) if workspace else None, root, out)
+
+
+def rebase(rows: pd.DataFrame, now: dict | None, here: dict | None, root: Path, out: str
+           ) -> tuple[pd.DataFrame, dict | None]:
+    """A report's ``rows`` flagged against ``here`` (the workspace's code; None or empty: none) where
+    that leaves every row fresh at ``now`` (the code the report was written at) fresh, the same code
+    or carried by a check; else against ``now``, said in one line. Returns the code chosen beside."""
+    own = flag(rows, now, root)
+    if now is None or not here or here == now or not len(rows):
+        return own, now
+    moved = flag(rows, here, root)
+    if not any(s and not o for o, s in zip(own["stale"], moved["stale"])):
+        return moved, here
+    differ = sorted(p for p in set(here) | set(now) if here.get(p) != now.get(p))
+    print(f"{out}: the workspace's code ({', '.join(differ)}) differs from the code its fresh rows ran at, and "
+          "no check carries them (`make same-outputs`): its rows stay flagged against the code it was written at")
     return own, now
 
 
